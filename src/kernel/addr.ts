@@ -1,0 +1,112 @@
+/** Addresses: `ip addr` verbs over one Netlink handle. */
+import { FlagsNew, rt } from 'netlink';
+import { hasErrorCode } from './errors.js';
+import { AF_INET, addressFamily, bytesToIp, type Family, ipToBytes, ipv4Broadcast, parsePrefix } from './inet.js';
+import { type LinkRef, linkIndex } from './link.js';
+import type { Netlink } from './netlink.js';
+
+const { MessageType } = rt;
+
+export interface Addr {
+  /** Index of the link holding it. */
+  index: number;
+  /** Address with prefix length, e.g. "10.0.0.2/24". */
+  cidr: string;
+  ip: string;
+  prefixLength: number;
+  family: Family;
+  scope: number;
+  label: string | undefined;
+}
+
+export interface AddrOptions {
+  /** IFA_F_NODAD: usable at once (an IPv6 container address must not wait for DAD). */
+  noDad?: boolean;
+  /** IFA_F_NOPREFIXROUTE: do not add the connected route. */
+  noPrefixRoute?: boolean;
+}
+
+async function addrMessage(
+  h: Netlink,
+  link: LinkRef,
+  cidr: string,
+  options: AddrOptions,
+): Promise<rt.AddressMessage> {
+  const prefix = parsePrefix(cidr);
+  const bytes = ipToBytes(prefix.ip);
+  const flags: rt.AddressFlags = {};
+  if (options.noDad) flags.nodad = true;
+  if (options.noPrefixRoute) flags.noprefixroute = true;
+  const attrs: rt.AddressAttrs = { local: bytes, address: bytes, flags };
+  // As vishvananda/netlink AddrAdd: IPv4 gets its broadcast unless /31 or /32.
+  if (prefix.family === 4 && prefix.prefixLength < 31) attrs.broadcast = ipv4Broadcast(prefix);
+  return {
+    kind: 'address',
+    data: {
+      family: addressFamily(prefix.family),
+      prefixlen: prefix.prefixLength,
+      index: await linkIndex(h, link),
+    },
+    attrs,
+  };
+}
+
+/** Equivalent to: `ip addr add CIDR dev LINK`. Throws KernelError EEXIST if present. */
+export async function addrAdd(h: Netlink, link: LinkRef, cidr: string, options: AddrOptions = {}): Promise<void> {
+  const message = await addrMessage(h, link, cidr, options);
+  await h.request(MessageType.NEWADDR, (out) => rt.formatAddressMessage(message, out), FlagsNew.CREATE | FlagsNew.EXCL);
+}
+
+/** Equivalent to: `ip addr replace CIDR dev LINK` (idempotent add). */
+export async function addrReplace(
+  h: Netlink,
+  link: LinkRef,
+  cidr: string,
+  options: AddrOptions = {},
+): Promise<void> {
+  const message = await addrMessage(h, link, cidr, options);
+  await h.request(
+    MessageType.NEWADDR,
+    (out) => rt.formatAddressMessage(message, out),
+    FlagsNew.CREATE | FlagsNew.REPLACE,
+  );
+}
+
+/** Equivalent to: `ip addr del CIDR dev LINK`. An absent address is success. */
+export async function addrDel(h: Netlink, link: LinkRef, cidr: string): Promise<void> {
+  const message = await addrMessage(h, link, cidr, {});
+  try {
+    await h.request(MessageType.DELADDR, (out) => rt.formatAddressMessage(message, out));
+  } catch (err) {
+    if (hasErrorCode(err, 'EADDRNOTAVAIL')) return;
+    throw err;
+  }
+}
+
+function toAddr(data: Buffer): Addr {
+  const { data: header, attrs } = rt.parseAddressMessage(data);
+  const raw = attrs.local ?? attrs.address ?? Buffer.alloc(0);
+  const ip = bytesToIp(raw);
+  const prefixLength = header.prefixlen ?? 0;
+  return {
+    index: header.index ?? 0,
+    cidr: `${ip}/${prefixLength}`,
+    ip,
+    prefixLength,
+    family: header.family === AF_INET ? 4 : 6,
+    scope: header.scope ?? 0,
+    label: attrs.label,
+  };
+}
+
+/** Equivalent to: `ip addr show [dev LINK]` for one family or both. */
+export async function addrList(h: Netlink, filter: { link?: LinkRef; family?: Family } = {}): Promise<Addr[]> {
+  const index = filter.link === undefined ? undefined : await linkIndex(h, filter.link);
+  const family = filter.family ? addressFamily(filter.family) : 0;
+  const all = await h.dump(
+    MessageType.GETADDR,
+    (out) => rt.formatAddressMessage({ kind: 'address', data: { family }, attrs: {} }, out),
+    toAddr,
+  );
+  return index === undefined ? all : all.filter((a) => a.index === index);
+}

@@ -1,0 +1,78 @@
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+
+/**
+ * A failed syscall or rtnetlink request, shaped like Node's own errors
+ * (`errno` negative, `code` such as "EEXIST") so callers branch on the code,
+ * never on the message text.
+ */
+export class KernelError extends Error {
+  override readonly name = 'KernelError';
+  readonly errno: number;
+  readonly code: string;
+  readonly syscall: string;
+  readonly path: string | undefined;
+
+  constructor(errno: number, syscall: string, path?: string) {
+    const code = errnoName(errno);
+    const text = getSystemErrorMap().get(errno)?.[1] ?? 'unknown error';
+    super(`${syscall}${path ? ` ${path}` : ''}: ${code} (${text})`);
+    this.errno = errno;
+    this.code = code;
+    this.syscall = syscall;
+    this.path = path;
+  }
+}
+
+function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(errno);
+  } catch {
+    // getSystemErrorName throws for numbers that are not errnos at all.
+    return `E${-errno}`;
+  }
+}
+
+/** The link named or numbered does not exist in the namespace asked. */
+export class LinkNotFoundError extends Error {
+  override readonly name = 'LinkNotFoundError';
+  readonly code = 'ENODEV';
+  constructor(readonly link: string | number) {
+    super(`link ${typeof link === 'number' ? `#${link}` : JSON.stringify(link)} not found`);
+  }
+}
+
+/** No namespace file at the path (already deleted, or a typo). */
+export class NetnsNotFoundError extends Error {
+  override readonly name = 'NetnsNotFoundError';
+  readonly code = 'ENOENT';
+  constructor(readonly path: string) {
+    super(`network namespace ${path} not found`);
+  }
+}
+
+/** The path exists but is not a network namespace (a plain file, a mount ns, ...). */
+export class NotANetnsError extends Error {
+  override readonly name = 'NotANetnsError';
+  readonly code = 'ENOTNETNS';
+  constructor(readonly path: string) {
+    super(`${path} is not a network namespace`);
+  }
+}
+
+/** True when err is a Node-shaped error (ours or Node's) with this errno code. */
+export function hasErrorCode(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+/** A link of that name exists but is of another kind than asked. */
+export class LinkKindMismatchError extends Error {
+  override readonly name = 'LinkKindMismatchError';
+  readonly code = 'EEXIST';
+  constructor(
+    readonly link: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`${JSON.stringify(link)} already exists but is not a ${expected} (it is a ${actual})`);
+  }
+}

@@ -1,0 +1,90 @@
+/** Neighbour (ARP/NDP) entries: `ip neigh` verbs over one Netlink handle. */
+import { FlagsNew, rt } from 'netlink';
+import { hasErrorCode } from './errors.js';
+import { AF_INET, addressFamily, bytesToIp, type Family, familyOf, ipToBytes } from './inet.js';
+import { type LinkRef, linkIndex } from './link.js';
+import { bytesToMac, macToBytes } from './mac.js';
+import type { Netlink } from './netlink.js';
+
+const { MessageType } = rt;
+
+export interface NewNeigh {
+  link: LinkRef;
+  ip: string;
+  mac: string;
+}
+
+export interface Neigh {
+  linkIndex: number;
+  ip: string;
+  mac: string | undefined;
+  family: Family;
+  permanent: boolean;
+  /** NUD_* names set on the entry: 'reachable', 'stale', 'permanent', ... */
+  state: string[];
+}
+
+async function neighMessage(h: Netlink, link: LinkRef, ip: string, mac?: string): Promise<rt.NeighborMessage> {
+  const attrs: rt.NeighborAttrs = { dst: ipToBytes(ip) };
+  if (mac) attrs.lladdr = macToBytes(mac);
+  return {
+    kind: 'neighbor',
+    data: { family: addressFamily(familyOf(ip)), ifindex: await linkIndex(h, link), state: { permanent: true } },
+    attrs,
+  };
+}
+
+/** Equivalent to: `ip neigh add IP lladdr MAC dev LINK nud permanent`. */
+export async function neighAdd(h: Netlink, n: NewNeigh): Promise<void> {
+  const message = await neighMessage(h, n.link, n.ip, n.mac);
+  await h.request(MessageType.NEWNEIGH, (out) => rt.formatNeighborMessage(message, out), FlagsNew.CREATE | FlagsNew.EXCL);
+}
+
+/** Equivalent to: `ip neigh replace IP lladdr MAC dev LINK nud permanent`. */
+export async function neighReplace(h: Netlink, n: NewNeigh): Promise<void> {
+  const message = await neighMessage(h, n.link, n.ip, n.mac);
+  await h.request(
+    MessageType.NEWNEIGH,
+    (out) => rt.formatNeighborMessage(message, out),
+    FlagsNew.CREATE | FlagsNew.REPLACE,
+  );
+}
+
+/** Equivalent to: `ip neigh del IP dev LINK`. An absent entry is success. */
+export async function neighDel(h: Netlink, n: { link: LinkRef; ip: string }): Promise<void> {
+  const message = await neighMessage(h, n.link, n.ip);
+  try {
+    await h.request(MessageType.DELNEIGH, (out) => rt.formatNeighborMessage(message, out));
+  } catch (err) {
+    if (hasErrorCode(err, 'ENOENT')) return;
+    throw err;
+  }
+}
+
+function toNeigh(data: Buffer): Neigh {
+  const { data: header, attrs } = rt.parseNeighborMessage(data);
+  const state = Object.keys(header.state ?? {}).filter((k) => k !== '__unknown');
+  return {
+    linkIndex: header.ifindex ?? 0,
+    ip: attrs.dst ? bytesToIp(attrs.dst) : '',
+    mac: attrs.lladdr ? bytesToMac(attrs.lladdr) : undefined,
+    family: header.family === AF_INET ? 4 : 6,
+    permanent: Boolean(header.state?.permanent),
+    state,
+  };
+}
+
+/** Equivalent to: `ip neigh show [dev LINK]` for one family. */
+export async function neighList(h: Netlink, filter: { link?: LinkRef; family?: Family } = {}): Promise<Neigh[]> {
+  const index = filter.link === undefined ? undefined : await linkIndex(h, filter.link);
+  const all = await h.dump(
+    MessageType.GETNEIGH,
+    (out) =>
+      rt.formatNeighborMessage(
+        { kind: 'neighbor', data: { family: addressFamily(filter.family ?? 4) }, attrs: {} },
+        out,
+      ),
+    toNeigh,
+  );
+  return index === undefined ? all : all.filter((n) => n.linkIndex === index);
+}

@@ -1,0 +1,177 @@
+/**
+ * Network namespaces: create, open, delete, and the one way to run code
+ * inside one — `withNetns(ns, fn)` with a synchronous fn.
+ *
+ * Only the calling thread moves (setns is per thread), and it moves back in
+ * a finally block. fn must not await: any continuation would run after the
+ * thread has returned, in the wrong namespace. Async work (netlink) uses a
+ * socket created inside the window, which stays bound to that namespace
+ * (as vishvananda/netlink GetNetlinkSocketAt and CNI's ns.Do do).
+ */
+import { closeSync, fstatSync, openSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { hasErrorCode, KernelError, NetnsNotFoundError, NotANetnsError } from './errors.js';
+import { native } from './native.js';
+
+/** Where named namespaces are pinned, as `ip netns` does. */
+export const NETNS_RUN_DIR = '/run/netns';
+
+/** An open network namespace: the fd pins it until close(). */
+export interface Netns {
+  /** Path it was opened from (for anonymous ones, a /proc/PID/fd path). */
+  readonly path: string;
+  readonly fd: number;
+  /** nsfs inode: the namespace's identity, stable while it exists. */
+  readonly inode: number;
+  close(): void;
+}
+
+/** A namespace by path (/run/netns/x, /proc/PID/ns/net) or an open handle. */
+export type NetnsRef = string | Netns;
+
+function handle(path: string, fd: number): Netns {
+  let open = true;
+  return {
+    path,
+    fd,
+    inode: fstatSync(fd).ino,
+    close() {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
+}
+
+/** Open the namespace at path; throws NetnsNotFoundError or NotANetnsError. */
+export function openNetns(path: string): Netns {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if (hasErrorCode(err, 'ENOENT')) throw new NetnsNotFoundError(path);
+    throw err;
+  }
+  try {
+    // ENOTTY: not an nsfs file at all; another type: a different namespace kind.
+    if (native.namespaceType(fd) !== native.CLONE_NEWNET) throw new NotANetnsError(path);
+  } catch (err) {
+    closeSync(fd);
+    if (hasErrorCode(err, 'ENOTTY')) throw new NotANetnsError(path);
+    throw err;
+  }
+  return handle(path, fd);
+}
+
+/** The namespace the calling thread is in now. */
+export function currentNetns(): Netns {
+  return openNetns('/proc/thread-self/ns/net');
+}
+
+// The fd of the namespace this thread is in, tracked so nested withNetns
+// calls return to the right place.
+let currentFd = openSync('/proc/thread-self/ns/net', 'r');
+
+function poisoned(err: unknown): never {
+  // The thread that runs JavaScript is stuck in a foreign namespace: every
+  // later operation would hit the wrong network. Stop rather than corrupt.
+  process.stderr.write(`netctl: fatal: cannot return to the original network namespace: ${String(err)}\n`);
+  process.exit(70);
+}
+
+/**
+ * Run fn with the calling thread inside ns, then return to where it was.
+ * fn must be synchronous; a returned promise is rejected as a programming error.
+ */
+export function withNetns<T>(ns: NetnsRef, fn: () => T): T {
+  const target = typeof ns === 'string' ? openNetns(ns) : ns;
+  try {
+    const previous = currentFd;
+    native.setNetns(target.fd);
+    currentFd = target.fd;
+    let result: T;
+    try {
+      result = fn();
+    } finally {
+      try {
+        native.setNetns(previous);
+      } catch (err) {
+        poisoned(err);
+      }
+      currentFd = previous;
+    }
+    if (typeof (result as { then?: unknown } | null)?.then === 'function') {
+      throw new TypeError('withNetns: fn must be synchronous (it returned a promise)');
+    }
+    return result;
+  } finally {
+    if (typeof ns === 'string') target.close();
+  }
+}
+
+const NAME = /^[A-Za-z0-9_.-]{1,255}$/;
+
+/** Path of the named namespace NAME under /run/netns. */
+export function netnsPath(name: string): string {
+  if (!NAME.test(name) || name === '.' || name === '..') {
+    throw new TypeError(`invalid network namespace name ${JSON.stringify(name)}`);
+  }
+  return join(NETNS_RUN_DIR, name);
+}
+
+/**
+ * Create the named namespace /run/netns/NAME, like `ip netns add NAME`, and
+ * return its path. Throws KernelError EEXIST when the name is taken.
+ */
+export function createNetns(name: string): string {
+  const path = netnsPath(name);
+  try {
+    native.createNamedNetns(path);
+  } catch (err) {
+    throw asKernelError(err);
+  }
+  return path;
+}
+
+/** Delete a named namespace (by name or path), like `ip netns del`; absent is fine. */
+export function deleteNetns(nameOrPath: string): void {
+  const path = nameOrPath.startsWith('/') ? nameOrPath : netnsPath(nameOrPath);
+  try {
+    native.deleteNamedNetns(path);
+  } catch (err) {
+    if (hasErrorCode(err, 'ENOENT')) return;
+    throw asKernelError(err);
+  }
+}
+
+/** Names under /run/netns, like `ip netns list`. */
+export function listNetns(): string[] {
+  try {
+    return readdirSync(NETNS_RUN_DIR).sort();
+  } catch (err) {
+    if (hasErrorCode(err, 'ENOENT')) return [];
+    throw err;
+  }
+}
+
+/**
+ * A fresh namespace held only by the returned handle: it disappears when the
+ * handle is closed and nothing else holds it. Other processes can enter it
+ * through its path (/proc/PID/fd/N) while it is open.
+ */
+export function createAnonymousNetns(): Netns {
+  let fd: number;
+  try {
+    fd = native.createAnonymousNetns();
+  } catch (err) {
+    throw asKernelError(err);
+  }
+  return handle(`/proc/${process.pid}/fd/${fd}`, fd);
+}
+
+function asKernelError(err: unknown): unknown {
+  const e = err as { errno?: unknown; syscall?: unknown; path?: unknown };
+  if (typeof e?.errno === 'number' && typeof e.syscall === 'string') {
+    return new KernelError(e.errno, e.syscall, typeof e.path === 'string' ? e.path : undefined);
+  }
+  return err;
+}
