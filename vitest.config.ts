@@ -16,8 +16,8 @@ export default defineConfig({
           setupFiles: ['test/privileged/setup.ts'],
           // Files share the run's namespace (its links and rules are checked
           // for leaks after each file), so they run one at a time.
-          fileParallelism: false,
           pool: 'forks',
+          poolOptions: { forks: { singleFork: true } },
           testTimeout: 30_000,
           hookTimeout: 60_000,
         },

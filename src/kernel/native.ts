@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../paths.js';
 
 /** The C++ addon in native/: only what Node cannot do itself. */
 export interface NativeAddon {
@@ -18,18 +18,8 @@ export interface NativeAddon {
   readonly CLONE_NEWNET: number;
 }
 
-const ADDON = join('native', 'build', 'Release', 'netctl_native.node');
+const addonPath = join(packageRoot, 'native', 'build', 'Release', 'netctl_native.node');
+if (!existsSync(addonPath))
+  throw new Error(`native addon ${addonPath} not found: run \`npm run build\` first`);
 
-// The same module runs from src/ (vitest) and dist/src/ (built), so look
-// upwards for the package root rather than hard-coding a depth.
-function findAddon(): string {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    const candidate = join(dir, ADDON);
-    if (existsSync(candidate)) return candidate;
-    if (dirname(dir) === dir) {
-      throw new Error(`native addon ${ADDON} not found: run \`npm run build\` first`);
-    }
-  }
-}
-
-export const native = createRequire(import.meta.url)(findAddon()) as NativeAddon;
+export const native = createRequire(import.meta.url)(addonPath) as NativeAddon;

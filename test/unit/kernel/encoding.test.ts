@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { bytesToIp, familyOf, ipToBytes, ipv4Broadcast, parsePrefix } from '../../../src/kernel/inet.js';
+import { parseLinkInfo, vethInfo, vxlanInfo } from '../../../src/kernel/linkinfo.js';
+import { bytesToMac, macToBytes, randomMac } from '../../../src/kernel/mac.js';
+
+describe('MAC addresses', () => {
+  it('round-trips and rejects malformed text', () => {
+    expect(bytesToMac(macToBytes('02:42:AC:11:00:02'))).toBe('02:42:ac:11:00:02');
+    for (const bad of ['02:42:ac:11:00', '02-42-ac-11-00-02', 'zz:42:ac:11:00:02', '']) {
+      expect(() => macToBytes(bad)).toThrow(TypeError);
+    }
+  });
+
+  it('makes random unicast, locally administered addresses', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const mac = randomMac();
+      const first = macToBytes(mac)[0] ?? 0;
+      expect(first & 0x01, mac).toBe(0); // unicast
+      expect(first & 0x02, mac).toBe(0x02); // locally administered
+      seen.add(mac);
+    }
+    expect(seen.size).toBe(200);
+  });
+});
+
+describe('IP encoding', () => {
+  it('encodes v4 and v6 to wire bytes and back', () => {
+    expect([...ipToBytes('10.1.2.3')]).toEqual([10, 1, 2, 3]);
+    expect(ipToBytes('fd00::1')).toHaveLength(16);
+    expect(bytesToIp(ipToBytes('fd00::1'))).toBe('fd00::1');
+    expect(familyOf('fd00::1')).toBe(6);
+  });
+
+  it('parses prefixes keeping host bits and computes broadcast', () => {
+    const p = parsePrefix('10.1.2.3/24');
+    expect(p).toEqual({ ip: '10.1.2.3', prefixLength: 24, family: 4 });
+    expect(bytesToIp(ipv4Broadcast(p))).toBe('10.1.2.255');
+    expect(() => parsePrefix('10.1.2.3')).toThrow();
+    expect(() => parsePrefix('10.1.2.3/33')).toThrow();
+  });
+});
+
+describe('IFLA_LINKINFO builders', () => {
+  it('nests a whole ifinfomsg and attributes for the veth peer', () => {
+    const info = vethInfo({ name: 'eth0', mac: '02:00:00:00:00:01', mtu: 1450 });
+    // IFLA_INFO_KIND "veth\0" first.
+    expect(info.readUInt16LE(0)).toBe(9);
+    expect(info.readUInt16LE(2)).toBe(1);
+    expect(info.subarray(4, 8).toString()).toBe('veth');
+    // IFLA_INFO_DATA > VETH_INFO_PEER > ifinfomsg (16 bytes) + IFLA_IFNAME "eth0".
+    const data = info.subarray(12);
+    expect(data.readUInt16LE(2)).toBe(2); // IFLA_INFO_DATA
+    const peer = data.subarray(4);
+    expect(peer.readUInt16LE(2)).toBe(1); // VETH_INFO_PEER
+    const ifname = peer.subarray(4 + 16);
+    expect(ifname.readUInt16LE(2)).toBe(3); // IFLA_IFNAME
+    expect(ifname.subarray(4, 8).toString()).toBe('eth0');
+    expect(info.includes(Buffer.from([0x02, 0, 0, 0, 0, 0x01]))).toBe(true);
+  });
+
+  it('writes the VXLAN port in network byte order and reads it back', () => {
+    const info = vxlanInfo({ vni: 4097, port: 4789, learning: false, local: '192.0.2.1' });
+    expect(parseLinkInfo(info)).toEqual({
+      kind: 'vxlan',
+      vxlan: { vni: 4097, port: 4789, learning: false, local: '192.0.2.1' },
+    });
+    expect(info.includes(Buffer.from([0x12, 0xb5]))).toBe(true); // 4789 big-endian
+  });
+});
