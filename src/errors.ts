@@ -1,0 +1,120 @@
+/**
+ * The one registry of netctl's coded errors, for every layer and every way
+ * in (HTTP API, Docker plugin, CNI, CLI). Each error has a stable code, a
+ * message template and a class; each protocol maps the class its own way
+ * (HTTP status, Docker `{"Err": ...}`, CNI error code, CLI exit status).
+ * docs/errors.md lists them all, and a test keeps the two in step.
+ *
+ * Built on @fastify/error (fastify lib/errors.js): `new Errors.NetworkNotFound('web')`.
+ */
+import createError, { type FastifyErrorConstructor } from '@fastify/error';
+
+export type ErrorClass = 'badRequest' | 'notFound' | 'conflict' | 'unavailable' | 'internal';
+
+export const HTTP_STATUS: Record<ErrorClass, number> = {
+  badRequest: 400,
+  notFound: 404,
+  conflict: 409,
+  unavailable: 503,
+  internal: 500,
+};
+
+export interface ErrorSpec {
+  code: string;
+  message: string;
+  class: ErrorClass;
+}
+
+const registry = new Map<string, ErrorSpec>();
+
+function define(code: string, message: string, errorClass: ErrorClass): FastifyErrorConstructor {
+  if (registry.has(code)) throw new Error(`error code ${code} defined twice`);
+  registry.set(code, { code, message, class: errorClass });
+  return createError(code, message, HTTP_STATUS[errorClass]);
+}
+
+export const Errors = {
+  // Input that is malformed or out of range.
+  InvalidRequest: define('NETCTL_INVALID_REQUEST', 'invalid request: %s', 'badRequest'),
+  InvalidName: define(
+    'NETCTL_INVALID_NAME',
+    'invalid name %s: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most %s characters)',
+    'badRequest',
+  ),
+  InvalidCidr: define(
+    'NETCTL_INVALID_CIDR',
+    '%s is not a valid CIDR (expected e.g. 10.1.0.0/24 or fd00::/64)',
+    'badRequest',
+  ),
+  InvalidAddress: define('NETCTL_INVALID_ADDRESS', '%s is not a valid IP address', 'badRequest'),
+  InvalidOption: define('NETCTL_INVALID_OPTION', 'invalid option %s: %s', 'badRequest'),
+  GatewayOutsideSubnet: define(
+    'NETCTL_GATEWAY_OUTSIDE_SUBNET',
+    'gateway %s is not inside subnet %s',
+    'badRequest',
+  ),
+  AddressOutsidePool: define(
+    'NETCTL_ADDRESS_OUT_OF_RANGE',
+    'address %s is not inside subnet %s',
+    'badRequest',
+  ),
+  RequestTooLarge: define('NETCTL_REQUEST_TOO_LARGE', 'request body is larger than %s bytes', 'badRequest'),
+
+  // Things that are not there.
+  NetworkNotFound: define('NETCTL_NETWORK_NOT_FOUND', 'network %s not found', 'notFound'),
+  EndpointNotFound: define('NETCTL_ENDPOINT_NOT_FOUND', 'endpoint %s not found', 'notFound'),
+  SandboxNotFound: define('NETCTL_SANDBOX_NOT_FOUND', 'sandbox %s not found', 'notFound'),
+  PoolNotFound: define('NETCTL_POOL_NOT_FOUND', 'address pool %s not found', 'notFound'),
+  DriverNotFound: define(
+    'NETCTL_DRIVER_NOT_FOUND',
+    'network driver %s not found (available: %s)',
+    'notFound',
+  ),
+
+  // Things in the way.
+  NetworkExists: define('NETCTL_NETWORK_EXISTS', 'network with name %s already exists', 'conflict'),
+  SandboxExists: define('NETCTL_SANDBOX_EXISTS', 'sandbox with name %s already exists', 'conflict'),
+  EndpointExists: define(
+    'NETCTL_ENDPOINT_EXISTS',
+    'endpoint with name %s already exists in network %s',
+    'conflict',
+  ),
+  PoolOverlap: define('NETCTL_POOL_OVERLAP', 'subnet %s overlaps with %s', 'conflict'),
+  AddressInUse: define('NETCTL_ADDRESS_IN_USE', 'address %s is already in use', 'conflict'),
+  NoAvailableAddress: define('NETCTL_NO_AVAILABLE_ADDRESS', 'no available address in %s', 'conflict'),
+  NoAvailablePool: define('NETCTL_NO_AVAILABLE_POOL', 'no available pool in address space %s', 'conflict'),
+  NetworkInUse: define(
+    'NETCTL_NETWORK_IN_USE',
+    'network %s has active endpoints (%s): disconnect them first',
+    'conflict',
+  ),
+  PortInUse: define('NETCTL_PORT_IN_USE', 'host port %s is already published by %s', 'conflict'),
+  Conflict: define('NETCTL_CONFLICT', 'concurrent update of %s: try again', 'conflict'),
+
+  // Something we depend on is down.
+  StoreUnavailable: define('NETCTL_STORE_UNAVAILABLE', 'state store %s is unavailable: %s', 'unavailable'),
+  DaemonUnavailable: define(
+    'NETCTL_DAEMON_UNAVAILABLE',
+    'netctl daemon at %s is not answering: %s',
+    'unavailable',
+  ),
+
+  // Ours.
+  Internal: define('NETCTL_INTERNAL', 'internal error: %s', 'internal'),
+} as const;
+
+/** Every registered error, in definition order. */
+export function errorSpecs(): ErrorSpec[] {
+  return [...registry.values()];
+}
+
+/** The registered spec of err, when it is one of ours. */
+export function specOf(err: unknown): ErrorSpec | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? registry.get(code) : undefined;
+}
+
+/** The class of any error: ours by registry, anything else is internal. */
+export function errorClassOf(err: unknown): ErrorClass {
+  return specOf(err)?.class ?? 'internal';
+}

@@ -1,0 +1,38 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Errors, errorClassOf, errorSpecs, HTTP_STATUS, specOf } from '../../../src/errors.js';
+import { packageRoot } from '../../../src/paths.js';
+
+function documentedCodes(): { code: string; class: string; message: string }[] {
+  const doc = readFileSync(join(packageRoot, 'docs', 'errors.md'), 'utf8');
+  return [...doc.matchAll(/^\| `(NETCTL_[A-Z_]+)` \| (\w+) \| (.*) \|$/gm)].map((m) => ({
+    code: m[1] as string,
+    class: m[2] as string,
+    message: (m[3] as string).replaceAll('\\|', '|'),
+  }));
+}
+
+describe('error registry', () => {
+  it('matches docs/errors.md exactly: every code, class and message', () => {
+    expect(documentedCodes()).toEqual(
+      errorSpecs().map((s) => ({ code: s.code, class: s.class, message: s.message })),
+    );
+  });
+
+  it('formats messages and carries code, class and HTTP status', () => {
+    const err = new Errors.NetworkNotFound('web');
+    expect(err).toBeInstanceOf(Error);
+    expect(err.message).toBe('network web not found');
+    expect(err.code).toBe('NETCTL_NETWORK_NOT_FOUND');
+    expect(err.statusCode).toBe(HTTP_STATUS.notFound);
+    expect(errorClassOf(err)).toBe('notFound');
+    expect(specOf(err)?.class).toBe('notFound');
+  });
+
+  it('treats anything unregistered as internal', () => {
+    expect(errorClassOf(new Error('x'))).toBe('internal');
+    expect(errorClassOf(Object.assign(new Error('x'), { code: 'ENOENT' }))).toBe('internal');
+    expect(errorClassOf(null)).toBe('internal');
+  });
+});
