@@ -7,6 +7,12 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra"],
       "cflags_cc!": ["-fno-exceptions"]
+    },
+    {
+      "target_name": "netctl-exec",
+      "type": "executable",
+      "sources": ["exec/netctl-exec.c"],
+      "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"]
     }
   ]
 }
