@@ -1,0 +1,68 @@
+/**
+ * The network driver contract (libnetwork driverapi): a small required core
+ * and optional capabilities behind type guards, the way moby split out
+ * ExtConner after its host driver grew 17 mostly empty methods.
+ *
+ * Drivers never talk to each other, to the KV or to the HTTP layer: the
+ * controller hands them the records they need and persists what they fill
+ * into the caller-owned info objects (info.ts).
+ */
+import type { EndpointInfo, JoinInfo, NetworkInfo, SandboxInfo } from './info.js';
+import type { Endpoint, Network, PortMapping, Scope } from './model.js';
+
+export interface Capability {
+  /** Where the driver's state lives: this host only, or shared by all. */
+  dataScope: Scope;
+  /** Whether endpoints reach each other across hosts. */
+  connectivityScope: Scope;
+}
+
+export interface Driver {
+  readonly type: string;
+  capability(): Capability;
+  /** Validate options and set up the network on this host (idempotent). */
+  createNetwork(network: NetworkInfo): Promise<void>;
+  /** Tear down everything createNetwork made; absent pieces are fine. */
+  deleteNetwork(network: Network): Promise<void>;
+  /** Prepare the endpoint; fill its MAC and driver data in `endpoint`. */
+  createEndpoint(network: Network, endpoint: EndpointInfo): Promise<void>;
+  /** Remove what createEndpoint made; absent pieces are fine. */
+  deleteEndpoint(network: Network, endpoint: Endpoint): Promise<void>;
+  /** Plug the endpoint into the sandbox; fill gateway/routes/names in `join`. */
+  join(network: Network, endpoint: Endpoint, sandbox: SandboxInfo, join: JoinInfo): Promise<void>;
+  /** Unplug; the sandbox may already be gone. */
+  leave(network: Network, endpoint: Endpoint, sandbox: SandboxInfo): Promise<void>;
+}
+
+/** Publishing ports and the way out (libnetwork's ExtConner). */
+export interface ExternalConnectivity {
+  programExternalConnectivity(network: Network, endpoint: Endpoint, ports: PortMapping[]): Promise<void>;
+  revokeExternalConnectivity(network: Network, endpoint: Endpoint): Promise<void>;
+}
+
+export function hasExternalConnectivity(driver: Driver): driver is Driver & ExternalConnectivity {
+  return 'programExternalConnectivity' in driver && 'revokeExternalConnectivity' in driver;
+}
+
+/** Kernel state the driver can list and remove by owner, for reconcile and gc. */
+export interface OwnedResource {
+  /** What it is: 'link', 'rule', ... */
+  kind: string;
+  /** Its name as the kernel shows it. */
+  name: string;
+  /** `net:<id>` or `ep:<id>`. */
+  owner: string;
+}
+
+export interface Reconciler {
+  /** Everything this driver made that exists in the kernel now. */
+  listOwned(): Promise<OwnedResource[]>;
+  /** Remove one resource listOwned reported. */
+  removeOwned(resource: OwnedResource): Promise<void>;
+  /** Make the kernel match a network that should exist (after a crash or a hand-made mess). */
+  restoreNetwork?(network: Network, endpoints: Endpoint[]): Promise<void>;
+}
+
+export function hasReconciler(driver: Driver): driver is Driver & Reconciler {
+  return 'listOwned' in driver && 'removeOwned' in driver;
+}

@@ -1,0 +1,89 @@
+/**
+ * The CNM model (libnetwork's Network, Endpoint, Sandbox) as stored in the
+ * KV. Plain data: everything here round-trips through JSON.
+ */
+
+/** `local`: one host's state; `global`: shared by every host (overlay). */
+export type Scope = 'local' | 'global';
+
+export type Protocol = 'tcp' | 'udp' | 'sctp';
+
+/** One subnet of a network, as requested and then as resolved by the IPAM. */
+export interface IpamPoolConfig {
+  subnet: string;
+  /** Sub-range that dynamic allocation draws from (`--ip-range`). */
+  ipRange?: string;
+  gateway?: string;
+  /** Addresses kept out of allocation, by name (`--aux-address name=ip`). */
+  auxAddresses?: Record<string, string>;
+}
+
+export interface Network {
+  /** 64 hex digits, like Docker's network ids. */
+  id: string;
+  name: string;
+  driver: string;
+  scope: Scope;
+  ipam: {
+    driver: string;
+    options: Record<string, string>;
+    /** Resolved: subnet and gateway always set. */
+    config: Required<Pick<IpamPoolConfig, 'subnet' | 'gateway'>>[] & IpamPoolConfig[];
+    /** IPAM pool ids, one per config entry. */
+    poolIds: string[];
+  };
+  enableIPv6: boolean;
+  internal: boolean;
+  options: Record<string, string>;
+  labels: Record<string, string>;
+  /** Driver-owned settings the driver chose at creation (e.g. the bridge name). */
+  driverData: Record<string, string>;
+  created: string;
+  /** Docker's id for this network when it was created through Docker. */
+  dockerId?: string;
+}
+
+export interface PortMapping {
+  proto: Protocol;
+  hostIp?: string;
+  hostPort: number;
+  /** Last port of a range (inclusive); the container range has the same length. */
+  hostPortEnd?: number;
+  containerPort: number;
+  containerPortEnd?: number;
+}
+
+export interface Endpoint {
+  id: string;
+  networkId: string;
+  name: string;
+  /** Set while joined. */
+  sandboxId?: string;
+  mac: string;
+  /** Address with prefix length, e.g. 10.1.0.2/24. */
+  ipv4?: string;
+  ipv6?: string;
+  portMappings: PortMapping[];
+  aliases: string[];
+  driverData: Record<string, string>;
+  created: string;
+}
+
+export interface Sandbox {
+  id: string;
+  name: string;
+  /** The netns path: /run/netns/NAME or /proc/PID/ns/net. */
+  key: string;
+  /** nsfs inode of the netns when netctl first saw it: a reused path is a different sandbox. */
+  netnsInode: number;
+  /** /proc/sys/kernel/random/boot_id when made: nothing from an earlier boot is still live. */
+  bootId: string;
+  /** netctl made the netns (and removes it with the sandbox). */
+  ownsNetns: boolean;
+  hostname: string;
+  endpointIds: string[];
+  /** Process started by `netctl run`, stopped with the sandbox. */
+  pid?: number;
+  labels: Record<string, string>;
+  created: string;
+}
