@@ -14,7 +14,8 @@
  *     last device references (netdev_run_todo) before it acks. The delete
  *     is timed in each way the API allows, and against the moment another
  *     thread sees the link gone (RTM_DELLINK notification).
- * (d) Batching: many veths deleted by one request share that wait.
+ * (d) Many deletes: by one request (a link group), they share that wait;
+ *     sent at once from several threads, the waits overlap.
  *
  * Links are named as a user names them on both sides (our verbs resolve a
  * name to an index with one RTM_GETLINK where the request needs an index,
@@ -46,6 +47,7 @@ import {
 import { withCleanup } from './lib/cleanup.js';
 import { bridge, ip, runCommand } from './lib/command.js';
 import { type Figures, round } from './lib/figures.js';
+import type { LinkDeleted } from './lib/link-delete.js';
 import type { LinkGone } from './lib/link-watch.js';
 import { geomean, type Summary } from './lib/stats.js';
 import { fixed, printTable, times } from './lib/table.js';
@@ -391,8 +393,10 @@ function linkGone(worker: Worker, name: string, since: bigint): Promise<bigint> 
   });
 }
 
-async function startLinkWatch(): Promise<Worker> {
-  const worker = new Worker(new URL('./lib/link-watch.js', import.meta.url));
+/** Start a worker from bench/lib and wait until it says it is ready. */
+async function startWorker(file: string): Promise<Worker> {
+  // Started from this thread, a worker is in this thread's namespace.
+  const worker = new Worker(new URL(`./lib/${file}`, import.meta.url));
   await new Promise<void>((resolve, reject) => {
     worker.once('message', () => resolve());
     worker.once('error', reject);
@@ -415,8 +419,7 @@ async function benchDeleteWays(n: number): Promise<DeleteStudy> {
     cleanup.defer('close container netlink handle', () => ctr.close());
     const link = `${PREFIX}d`;
     cleanup.defer('delete leftover veth', () => linkDel(host, link));
-    // Started from this thread, the worker is in this (the host's) namespace.
-    const watch = await startLinkWatch();
+    const watch = await startWorker('link-watch.js');
     cleanup.defer('stop link-watch worker', () => watch.terminate());
 
     const ways: Record<DeleteWay, (index: number) => Promise<unknown>> = {
@@ -504,6 +507,75 @@ async function benchBatchDelete(
   });
 }
 
+const CONCURRENT = 8;
+
+/** Ask a link-delete worker to delete name; resolves on its ack. */
+function deleteInWorker(worker: Worker, name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const listener = (message: LinkDeleted) => {
+      if (message.name !== name) return;
+      worker.off('message', listener);
+      if ('error' in message) reject(new Error(message.error));
+      else resolve();
+    };
+    worker.on('message', listener);
+    worker.postMessage({ name });
+  });
+}
+
+/**
+ * CONCURRENT veth deletes one after another on this thread, against as many
+ * sent at once from as many worker threads. The kernel's RCU wait comes
+ * after RTNL is released, so waits that overlap share grace periods.
+ */
+async function benchConcurrentDelete(rounds: number): Promise<{ sequential: Summary; threads: Summary }> {
+  return withCleanup(async (cleanup) => {
+    const host = Netlink.open();
+    cleanup.defer('close host netlink handle', () => host.close());
+    const ns = `${PREFIX}cc`;
+    const path = createNetns(ns);
+    cleanup.defer(`delete netns ${ns}`, () => deleteNetns(ns));
+    const ctr = Netlink.open(path);
+    cleanup.defer('close container netlink handle', () => ctr.close());
+    const names = Array.from({ length: CONCURRENT }, (_, j) => `${PREFIX}c${j}`);
+    cleanup.defer('delete leftover veths', async () => {
+      for (const name of names) await linkDel(host, name);
+    });
+    const workers: Worker[] = [];
+    cleanup.defer('stop link-delete workers', () => Promise.all(workers.map((w) => w.terminate())));
+    for (const _ of names) workers.push(await startWorker('link-delete.js'));
+
+    const make = async () => {
+      for (const [j, name] of names.entries()) {
+        await linkAdd(host, { kind: 'veth', name, up: true, peer: { name: `eth${j}`, netns: ctr.netns } });
+        await addrAdd(ctr, `eth${j}`, `10.81.${j}.2/24`);
+        await linkSetUp(ctr, `eth${j}`);
+      }
+    };
+    const samples = new Samples();
+    for (let r = 0; r < rounds; r++) {
+      await alternate(
+        r,
+        async () => {
+          await make();
+          await samples.time('sequential', async () => {
+            for (const name of names) await linkDel(host, name);
+          });
+        },
+        async () => {
+          await make();
+          await samples.time('threads', () =>
+            Promise.all(names.map((name, j) => deleteInWorker(workers[j]!, name))),
+          );
+        },
+      );
+      const left = (await linkList(host)).filter((l) => names.includes(l.name));
+      if (left.length) throw new Error(`concurrent delete left ${left.map((l) => l.name).join(' ')}`);
+    }
+    return { sequential: samples.summary('sequential'), threads: samples.summary('threads') };
+  });
+}
+
 /** What one process costs before it does any kernel work. */
 async function benchSpawnFloor(n: number): Promise<{ label: string; key: string; summary: Summary }[]> {
   return withCleanup(async (cleanup) => {
@@ -539,10 +611,11 @@ export default async function run(): Promise<Figures> {
   process.stderr.write(`bench kernel: veth lifecycle, ${n} iterations each side...\n`);
   const veth = await benchVethLifecycle(n);
   process.stderr.write(
-    `bench kernel: veth delete study (${study} samples) and batches (${rounds} rounds)...\n`,
+    `bench kernel: veth deletes: ${study} samples each way, ${rounds} rounds of many...\n`,
   );
   const deletes = await benchDeleteWays(study);
   const batches = await benchBatchDelete(rounds);
+  const concurrent = await benchConcurrentDelete(rounds);
   const spawn = await benchSpawnFloor(study);
 
   const configMet = config.ratio <= 0.1 && config.ops.every((o) => o.ratio <= 0.1);
@@ -640,11 +713,34 @@ export default async function run(): Promise<Figures> {
   });
 
   printTable({
-    title: `(d) many veths in one delete (RTM_DELLINK by IFLA_GROUP, as \`ip link del group N\`): ${rounds} rounds, ms`,
-    head: ['veths per request', 'median', 'p95', 'per veth'],
-    rows: batches.map((b) => [b.size, fixed(b.total.median), fixed(b.total.p95), fixed(b.perVeth)]),
+    title: `(d) many veth deletes: ${rounds} rounds, ms`,
+    head: ['how', 'veths', 'median', 'p95', 'per veth'],
+    rows: [
+      ...batches.map((b) => [
+        'one request (RTM_DELLINK by IFLA_GROUP)',
+        b.size,
+        fixed(b.total.median),
+        fixed(b.total.p95),
+        fixed(b.perVeth),
+      ]),
+      [
+        'one after another, on the JS thread',
+        CONCURRENT,
+        fixed(concurrent.sequential.median),
+        fixed(concurrent.sequential.p95),
+        fixed(concurrent.sequential.median / CONCURRENT),
+      ],
+      [
+        `at once, from ${CONCURRENT} worker threads`,
+        CONCURRENT,
+        fixed(concurrent.threads.median),
+        fixed(concurrent.threads.p95),
+        fixed(concurrent.threads.median / CONCURRENT),
+      ],
+    ],
     notes: [
-      'One unregister batch shares one RCU wait: the way to tear many endpoints down (network delete, GC).',
+      'A group delete (`ip link del group N`) unregisters all in one batch with one RCU wait; deletes sent from',
+      'several threads overlap their waits. On one thread, each delete waits alone and blocks everything else.',
     ],
   });
 
@@ -688,6 +784,8 @@ export default async function run(): Promise<Figures> {
   for (const w of DELETE_WAYS) figures[`delete_${w}_median_ms`] = round(deletes.ways[w].median);
   figures.delete_gone_median_ms = round(deletes.gone.median);
   for (const b of batches) figures[`delete_batch${b.size}_per_veth_ms`] = round(b.perVeth);
+  figures[`delete_sequential${CONCURRENT}_per_veth_ms`] = round(concurrent.sequential.median / CONCURRENT);
+  figures[`delete_threads${CONCURRENT}_per_veth_ms`] = round(concurrent.threads.median / CONCURRENT);
   for (const s of spawn) figures[`${s.key}_median_ms`] = round(s.summary.median);
   return figures;
 }
