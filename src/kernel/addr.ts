@@ -1,7 +1,15 @@
 /** Addresses: `ip addr` verbs over one Netlink handle. */
 import { FlagsNew, rt } from 'netlink';
 import { hasErrorCode } from './errors.js';
-import { AF_INET, addressFamily, bytesToIp, type Family, ipToBytes, ipv4Broadcast, parsePrefix } from './inet.js';
+import {
+  AF_INET,
+  addressFamily,
+  bytesToIp,
+  type Family,
+  ipToBytes,
+  ipv4Broadcast,
+  parsePrefix,
+} from './inet.js';
 import { type LinkRef, linkIndex } from './link.js';
 import type { Netlink } from './netlink.js';
 
@@ -52,9 +60,18 @@ async function addrMessage(
 }
 
 /** Equivalent to: `ip addr add CIDR dev LINK`. Throws KernelError EEXIST if present. */
-export async function addrAdd(h: Netlink, link: LinkRef, cidr: string, options: AddrOptions = {}): Promise<void> {
+export async function addrAdd(
+  h: Netlink,
+  link: LinkRef,
+  cidr: string,
+  options: AddrOptions = {},
+): Promise<void> {
   const message = await addrMessage(h, link, cidr, options);
-  await h.request(MessageType.NEWADDR, (out) => rt.formatAddressMessage(message, out), FlagsNew.CREATE | FlagsNew.EXCL);
+  await h.request(
+    MessageType.NEWADDR,
+    (out) => rt.formatAddressMessage(message, out),
+    FlagsNew.CREATE | FlagsNew.EXCL,
+  );
 }
 
 /** Equivalent to: `ip addr replace CIDR dev LINK` (idempotent add). */
@@ -100,7 +117,10 @@ function toAddr(data: Buffer): Addr {
 }
 
 /** Equivalent to: `ip addr show [dev LINK]` for one family or both. */
-export async function addrList(h: Netlink, filter: { link?: LinkRef; family?: Family } = {}): Promise<Addr[]> {
+export async function addrList(
+  h: Netlink,
+  filter: { link?: LinkRef; family?: Family } = {},
+): Promise<Addr[]> {
   const index = filter.link === undefined ? undefined : await linkIndex(h, filter.link);
   const family = filter.family ? addressFamily(filter.family) : 0;
   const all = await h.dump(

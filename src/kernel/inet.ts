@@ -37,5 +37,7 @@ export function parsePrefix(cidr: string): Prefix {
 
 /** Directed broadcast of an IPv4 prefix (what `ip addr add ... brd +` sets). */
 export function ipv4Broadcast(prefix: Prefix): Buffer {
-  return Buffer.from(ipaddr.IPv4.broadcastAddressFromCIDR(`${prefix.ip}/${prefix.prefixLength}`).toByteArray());
+  return Buffer.from(
+    ipaddr.IPv4.broadcastAddressFromCIDR(`${prefix.ip}/${prefix.prefixLength}`).toByteArray(),
+  );
 }

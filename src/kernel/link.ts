@@ -3,7 +3,7 @@
  * Shape follows vishvananda/netlink link.go: a Link union with a `kind`,
  * shared attributes, and one verb per `ip link` operation.
  */
-import { FlagsNew, ifla, rt } from 'netlink';
+import { FlagsNew, type ifla, rt } from 'netlink';
 import { hasErrorCode, LinkKindMismatchError, LinkNotFoundError } from './errors.js';
 import { bridgeInfo, parseLinkInfo, type VethPeerInfo, vethInfo, vxlanInfo } from './linkinfo.js';
 import { bytesToMac, macToBytes } from './mac.js';
@@ -149,7 +149,11 @@ export async function linkIndex(h: Netlink, ref: LinkRef): Promise<number> {
 
 /** Equivalent to: `ip link show`. */
 export async function linkList(h: Netlink): Promise<Link[]> {
-  return h.dump(MessageType.GETLINK, (out) => rt.formatLinkMessage({ kind: 'link', data: {}, attrs: {} }, out), toLink);
+  return h.dump(
+    MessageType.GETLINK,
+    (out) => rt.formatLinkMessage({ kind: 'link', data: {}, attrs: {} }, out),
+    toLink,
+  );
 }
 
 /**
@@ -212,7 +216,11 @@ export async function ensureLink(h: Netlink, spec: NewLink): Promise<Link> {
   }
   const link = await linkByName(h, spec.name);
   if (link.kind !== spec.kind) {
-    throw new LinkKindMismatchError(spec.name, spec.kind, link.kind === 'device' ? (link.infoKind ?? 'device') : link.kind);
+    throw new LinkKindMismatchError(
+      spec.name,
+      spec.kind,
+      link.kind === 'device' ? (link.infoKind ?? 'device') : link.kind,
+    );
   }
   return link;
 }
@@ -228,7 +236,12 @@ export async function linkDel(h: Netlink, ref: LinkRef): Promise<void> {
   }
 }
 
-async function linkSet(h: Netlink, ref: LinkRef, change: Partial<rt.Link>, set: ifla.LinkAttrs): Promise<void> {
+async function linkSet(
+  h: Netlink,
+  ref: LinkRef,
+  change: Partial<rt.Link>,
+  set: ifla.LinkAttrs,
+): Promise<void> {
   const { data, attrs } = target(ref);
   try {
     await h.request(MessageType.SETLINK, (out) =>

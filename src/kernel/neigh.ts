@@ -24,12 +24,21 @@ export interface Neigh {
   state: string[];
 }
 
-async function neighMessage(h: Netlink, link: LinkRef, ip: string, mac?: string): Promise<rt.NeighborMessage> {
+async function neighMessage(
+  h: Netlink,
+  link: LinkRef,
+  ip: string,
+  mac?: string,
+): Promise<rt.NeighborMessage> {
   const attrs: rt.NeighborAttrs = { dst: ipToBytes(ip) };
   if (mac) attrs.lladdr = macToBytes(mac);
   return {
     kind: 'neighbor',
-    data: { family: addressFamily(familyOf(ip)), ifindex: await linkIndex(h, link), state: { permanent: true } },
+    data: {
+      family: addressFamily(familyOf(ip)),
+      ifindex: await linkIndex(h, link),
+      state: { permanent: true },
+    },
     attrs,
   };
 }
@@ -37,7 +46,11 @@ async function neighMessage(h: Netlink, link: LinkRef, ip: string, mac?: string)
 /** Equivalent to: `ip neigh add IP lladdr MAC dev LINK nud permanent`. */
 export async function neighAdd(h: Netlink, n: NewNeigh): Promise<void> {
   const message = await neighMessage(h, n.link, n.ip, n.mac);
-  await h.request(MessageType.NEWNEIGH, (out) => rt.formatNeighborMessage(message, out), FlagsNew.CREATE | FlagsNew.EXCL);
+  await h.request(
+    MessageType.NEWNEIGH,
+    (out) => rt.formatNeighborMessage(message, out),
+    FlagsNew.CREATE | FlagsNew.EXCL,
+  );
 }
 
 /** Equivalent to: `ip neigh replace IP lladdr MAC dev LINK nud permanent`. */
@@ -75,7 +88,10 @@ function toNeigh(data: Buffer): Neigh {
 }
 
 /** Equivalent to: `ip neigh show [dev LINK]` for one family. */
-export async function neighList(h: Netlink, filter: { link?: LinkRef; family?: Family } = {}): Promise<Neigh[]> {
+export async function neighList(
+  h: Netlink,
+  filter: { link?: LinkRef; family?: Family } = {},
+): Promise<Neigh[]> {
   const index = filter.link === undefined ? undefined : await linkIndex(h, filter.link);
   const all = await h.dump(
     MessageType.GETNEIGH,

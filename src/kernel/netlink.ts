@@ -13,8 +13,8 @@ import {
   FlagsGet,
   type NetlinkMessage,
   type NetlinkSocket,
-  parseError,
   MessageType as NlmsgType,
+  parseError,
   type StreamData,
 } from 'netlink';
 import { KernelError } from './errors.js';

@@ -12,7 +12,11 @@ export const RT_TABLE_MAIN = 254;
 export const RTPROT_STATIC = 4;
 
 export type Scope = 'universe' | 'link' | 'host';
-const SCOPES: Record<Scope, number> = { universe: RouteScope.UNIVERSE, link: RouteScope.LINK, host: RouteScope.HOST };
+const SCOPES: Record<Scope, number> = {
+  universe: RouteScope.UNIVERSE,
+  link: RouteScope.LINK,
+  host: RouteScope.HOST,
+};
 
 export interface NewRoute {
   /** Destination prefix, or "default" (with family taken from the gateway). */
@@ -80,7 +84,11 @@ async function routeMessage(h: Netlink, route: NewRoute): Promise<rt.RouteMessag
 /** Equivalent to: `ip route add DST [via GW] [dev LINK]`. Throws KernelError EEXIST. */
 export async function routeAdd(h: Netlink, route: NewRoute): Promise<void> {
   const message = await routeMessage(h, route);
-  await h.request(MessageType.NEWROUTE, (out) => rt.formatRouteMessage(message, out), FlagsNew.CREATE | FlagsNew.EXCL);
+  await h.request(
+    MessageType.NEWROUTE,
+    (out) => rt.formatRouteMessage(message, out),
+    FlagsNew.CREATE | FlagsNew.EXCL,
+  );
 }
 
 /** Equivalent to: `ip route replace DST ...` (idempotent add). */
@@ -133,7 +141,10 @@ export async function routeList(
   const routes = await h.dump(
     MessageType.GETROUTE,
     (out) =>
-      rt.formatRouteMessage({ kind: 'route', data: { family: addressFamily(filter.family ?? 4) }, attrs: {} }, out),
+      rt.formatRouteMessage(
+        { kind: 'route', data: { family: addressFamily(filter.family ?? 4) }, attrs: {} },
+        out,
+      ),
     toRoute,
   );
   return routes.filter((r) => r.table === table && (index === undefined || r.linkIndex === index));

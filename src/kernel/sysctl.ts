@@ -11,7 +11,8 @@ import { type NetnsRef, withNetns } from './netns.js';
 const KEY = /^net[./][A-Za-z0-9_./-]+$/;
 
 function sysctlPath(key: string): string {
-  if (!KEY.test(key) || key.includes('..')) throw new TypeError(`invalid network sysctl ${JSON.stringify(key)}`);
+  if (!KEY.test(key) || key.includes('..'))
+    throw new TypeError(`invalid network sysctl ${JSON.stringify(key)}`);
   return `/proc/sys/${key.includes('/') ? key : key.replaceAll('.', '/')}`;
 }
 

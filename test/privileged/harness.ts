@@ -17,7 +17,9 @@ export function uniqueName(tag = ''): string {
 
 /** Run a command (for checking the kernel from outside our code) and return stdout. */
 export function run(cmd: string, args: string[], options: { netns?: string } = {}): string {
-  const [file, argv] = options.netns ? ['nsenter', [`--net=${options.netns}`, '--', cmd, ...args]] : [cmd, args];
+  const [file, argv] = options.netns
+    ? ['nsenter', [`--net=${options.netns}`, '--', cmd, ...args]]
+    : [cmd, args];
   return execFileSync(file, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 

@@ -9,7 +9,9 @@ import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll } from 'vitest';
 
 function extraLinks(): string[] {
-  return (JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[])
+  return (
+    JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[]
+  )
     .map((l) => l.ifname)
     .filter((name) => name !== 'lo');
 }
@@ -23,7 +25,11 @@ function leaks(): string[] {
   for (const save of ['iptables-save', 'ip6tables-save']) {
     const rules = execFileSync(save, { encoding: 'utf8' })
       .split('\n')
-      .filter((line) => line.startsWith('-A ') || (line.startsWith(':') && !/^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) /.test(line)));
+      .filter(
+        (line) =>
+          line.startsWith('-A ') ||
+          (line.startsWith(':') && !/^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) /.test(line)),
+      );
     if (rules.length) found.push(`${save}: ${rules.slice(0, 5).join(' | ')}`);
   }
   return found;
@@ -37,7 +43,8 @@ beforeAll(() => {
     );
   }
   const before = leaks();
-  if (before.length) throw new Error(`the test namespace is not clean before this file:\n${before.join('\n')}`);
+  if (before.length)
+    throw new Error(`the test namespace is not clean before this file:\n${before.join('\n')}`);
 });
 
 // Remove what a failed file left, so the next file starts clean and only the

@@ -1,15 +1,32 @@
 import { describe, expect, it } from 'vitest';
-import { addrAdd, addrDel, addrList, addrReplace, linkAdd, linkIndex, LinkNotFoundError } from '../../../src/kernel/index.js';
+import {
+  addrAdd,
+  addrDel,
+  addrList,
+  addrReplace,
+  LinkNotFoundError,
+  linkAdd,
+  linkIndex,
+} from '../../../src/kernel/index.js';
 import { ipJson, testNetns } from '../harness.js';
 
 interface IpAddr {
   ifname: string;
-  addr_info: { family: string; local: string; prefixlen: number; broadcast?: string; dadfailed?: boolean; tentative?: boolean }[];
+  addr_info: {
+    family: string;
+    local: string;
+    prefixlen: number;
+    broadcast?: string;
+    dadfailed?: boolean;
+    tentative?: boolean;
+  }[];
 }
 
 function ipAddrs(netns: string, dev: string): string[] {
   const [link] = ipJson<IpAddr[]>(['addr', 'show', 'dev', dev], netns);
-  return (link?.addr_info ?? []).filter((a) => !a.local.startsWith('fe80:')).map((a) => `${a.local}/${a.prefixlen}`);
+  return (link?.addr_info ?? [])
+    .filter((a) => !a.local.startsWith('fe80:'))
+    .map((a) => `${a.local}/${a.prefixlen}`);
 }
 
 async function withVeth() {
@@ -32,7 +49,10 @@ describe('addresses', () => {
   it('refuses a duplicate add, while replace is idempotent', async () => {
     const ns = await withVeth();
     await addrAdd(ns.nl, 'v0', '10.1.2.3/24');
-    await expect(addrAdd(ns.nl, 'v0', '10.1.2.3/24')).rejects.toMatchObject({ code: 'EEXIST', syscall: 'RTM_NEWADDR' });
+    await expect(addrAdd(ns.nl, 'v0', '10.1.2.3/24')).rejects.toMatchObject({
+      code: 'EEXIST',
+      syscall: 'RTM_NEWADDR',
+    });
     await addrReplace(ns.nl, 'v0', '10.1.2.3/24');
     await addrReplace(ns.nl, 'v0', '10.1.2.4/24');
     expect(ipAddrs(ns.path, 'v0').sort()).toEqual(['10.1.2.3/24', '10.1.2.4/24']);

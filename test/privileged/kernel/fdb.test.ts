@@ -50,7 +50,15 @@ describe('fdb', () => {
     const index = await linkIndex(ns.nl, 'vx0');
     const entries = (await fdbList(ns.nl, { link: 'vx0' })).filter((e) => e.dst);
     expect(entries).toEqual([
-      { linkIndex: index, mac: '02:00:0a:00:00:02', dst: '192.0.2.2', vni: undefined, master: false, self: true, permanent: true },
+      {
+        linkIndex: index,
+        mac: '02:00:0a:00:00:02',
+        dst: '192.0.2.2',
+        vni: undefined,
+        master: false,
+        self: true,
+        permanent: true,
+      },
     ]);
   });
 
@@ -60,7 +68,9 @@ describe('fdb', () => {
     await fdbAppend(ns.nl, { link: 'vx0', mac: '00:00:00:00:00:00', dst: '192.0.2.3' });
     await fdbDel(ns.nl, { link: 'vx0', mac: '00:00:00:00:00:00', dst: '192.0.2.2' });
     expect(bridgeFdb(ns.path, 'vx0').map((e) => e.dst)).toEqual(['192.0.2.3']);
-    await expect(fdbDel(ns.nl, { link: 'vx0', mac: '00:00:00:00:00:00', dst: '192.0.2.2' })).resolves.toBeUndefined();
+    await expect(
+      fdbDel(ns.nl, { link: 'vx0', mac: '00:00:00:00:00:00', dst: '192.0.2.2' }),
+    ).resolves.toBeUndefined();
   });
 
   it('adds a static entry to a bridge port (master)', async () => {

@@ -46,7 +46,14 @@ function ipLinkNames(netns: string): string[] {
 describe('bridge', () => {
   it('is created with the MTU, MAC, alias and state asked for', async () => {
     const ns = testNetns();
-    await linkAdd(ns.nl, { kind: 'bridge', name: 'br0', mtu: 1400, mac: '02:42:ac:11:00:01', alias: 'netctl:net1', up: true });
+    await linkAdd(ns.nl, {
+      kind: 'bridge',
+      name: 'br0',
+      mtu: 1400,
+      mac: '02:42:ac:11:00:01',
+      alias: 'netctl:net1',
+      up: true,
+    });
     const link = ipLink(ns.path, 'br0');
     expect(link.linkinfo?.info_kind).toBe('bridge');
     expect(link.mtu).toBe(1400);
@@ -117,7 +124,12 @@ describe('vxlan', () => {
     await linkAdd(ns.nl, { kind: 'vxlan', name: 'vx0', vni: 4097, local: '192.0.2.1', underlay, mtu: 1450 });
     const link = ipLink(ns.path, 'vx0');
     expect(link.linkinfo?.info_kind).toBe('vxlan');
-    expect(link.linkinfo?.info_data).toMatchObject({ id: 4097, local: '192.0.2.1', port: 4789, learning: false });
+    expect(link.linkinfo?.info_data).toMatchObject({
+      id: 4097,
+      local: '192.0.2.1',
+      port: 4789,
+      learning: false,
+    });
     expect(link.mtu).toBe(1450);
 
     const ours = await linkByName(ns.nl, 'vx0');
@@ -146,7 +158,12 @@ describe('link settings', () => {
     await linkSetAlias(ns.nl, 'a0', 'netctl:endpoint:e1');
     await linkSetName(ns.nl, 'a0', 'renamed0');
     const link = ipLink(ns.path, 'renamed0');
-    expect(link).toMatchObject({ ifindex: index, mtu: 1300, address: '02:11:22:33:44:55', ifalias: 'netctl:endpoint:e1' });
+    expect(link).toMatchObject({
+      ifindex: index,
+      mtu: 1300,
+      address: '02:11:22:33:44:55',
+      ifalias: 'netctl:endpoint:e1',
+    });
     expect((await linkByIndex(ns.nl, index)).name).toBe('renamed0');
   });
 
@@ -190,7 +207,10 @@ describe('link settings', () => {
     const ns = testNetns();
     await linkAdd(ns.nl, { kind: 'bridge', name: 'br0' });
     // 68 is below the IPv4 minimum MTU: the kernel says EINVAL.
-    await expect(linkSetMtu(ns.nl, 'br0', 10)).rejects.toMatchObject({ code: 'EINVAL', syscall: 'RTM_SETLINK' });
+    await expect(linkSetMtu(ns.nl, 'br0', 10)).rejects.toMatchObject({
+      code: 'EINVAL',
+      syscall: 'RTM_SETLINK',
+    });
   });
 });
 
@@ -201,7 +221,9 @@ describe('ensureLink and linkList', () => {
     const second = await ensureLink(ns.nl, { kind: 'bridge', name: 'br0' });
     expect(second.index).toBe(first.index);
     await linkAdd(ns.nl, { kind: 'veth', name: 'v0', peer: { name: 'v1' } });
-    await expect(ensureLink(ns.nl, { kind: 'bridge', name: 'v0' })).rejects.toBeInstanceOf(LinkKindMismatchError);
+    await expect(ensureLink(ns.nl, { kind: 'bridge', name: 'v0' })).rejects.toBeInstanceOf(
+      LinkKindMismatchError,
+    );
   });
 
   it('lists every link with its kind', async () => {

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { linkAdd, linkIndex, neighAdd, neighDel, neighList, neighReplace } from '../../../src/kernel/index.js';
+import {
+  linkAdd,
+  linkIndex,
+  neighAdd,
+  neighDel,
+  neighList,
+  neighReplace,
+} from '../../../src/kernel/index.js';
 import { ipJson, testNetns } from '../harness.js';
 
 interface IpNeigh {
@@ -31,7 +38,9 @@ describe('neighbours', () => {
   it('refuses a duplicate add; replace changes the MAC', async () => {
     const ns = await withVeth();
     await neighAdd(ns.nl, { link: 'v0', ip: '10.0.0.5', mac: '02:00:00:00:00:05' });
-    await expect(neighAdd(ns.nl, { link: 'v0', ip: '10.0.0.5', mac: '02:00:00:00:00:05' })).rejects.toMatchObject({
+    await expect(
+      neighAdd(ns.nl, { link: 'v0', ip: '10.0.0.5', mac: '02:00:00:00:00:05' }),
+    ).rejects.toMatchObject({
       code: 'EEXIST',
     });
     await neighReplace(ns.nl, { link: 'v0', ip: '10.0.0.5', mac: '02:00:00:00:00:99' });
@@ -45,7 +54,14 @@ describe('neighbours', () => {
     await neighAdd(ns.nl, { link: 'v0', ip: '10.0.0.5', mac: '02:00:00:00:00:05' });
     const v0 = await linkIndex(ns.nl, 'v0');
     expect(await neighList(ns.nl, { link: 'v0' })).toEqual([
-      { linkIndex: v0, ip: '10.0.0.5', mac: '02:00:00:00:00:05', family: 4, permanent: true, state: ['permanent'] },
+      {
+        linkIndex: v0,
+        ip: '10.0.0.5',
+        mac: '02:00:00:00:00:05',
+        family: 4,
+        permanent: true,
+        state: ['permanent'],
+      },
     ]);
   });
 

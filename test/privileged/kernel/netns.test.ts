@@ -86,8 +86,16 @@ describe('withNetns', () => {
   it('nests, returning to the enclosing namespace each time', () => {
     const a = testNetns('a');
     const b = testNetns('b');
-    const seen = withNetns(a.path, () => [threadNetns(), withNetns(b.path, () => threadNetns()), threadNetns()]);
-    expect(seen).toEqual([`net:[${a.nl.netns.inode}]`, `net:[${b.nl.netns.inode}]`, `net:[${a.nl.netns.inode}]`]);
+    const seen = withNetns(a.path, () => [
+      threadNetns(),
+      withNetns(b.path, () => threadNetns()),
+      threadNetns(),
+    ]);
+    expect(seen).toEqual([
+      `net:[${a.nl.netns.inode}]`,
+      `net:[${b.nl.netns.inode}]`,
+      `net:[${a.nl.netns.inode}]`,
+    ]);
   });
 
   it('returns to the original namespace when fn throws', () => {
@@ -124,7 +132,9 @@ describe('anonymous netns', () => {
 describe('Netlink.open', () => {
   it('gives a socket that stays in its namespace after the thread returns', async () => {
     const ns = testNetns();
-    run('ip', ['link', 'add', 'only-here', 'type', 'veth', 'peer', 'name', 'only-here-p'], { netns: ns.path });
+    run('ip', ['link', 'add', 'only-here', 'type', 'veth', 'peer', 'name', 'only-here-p'], {
+      netns: ns.path,
+    });
     const here = Netlink.open();
     try {
       const inside = (await linkList(ns.nl)).map((l) => l.name).sort();

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { addrAdd, linkAdd, linkIndex, routeAdd, routeDel, routeList, routeReplace } from '../../../src/kernel/index.js';
+import {
+  addrAdd,
+  linkAdd,
+  linkIndex,
+  routeAdd,
+  routeDel,
+  routeList,
+  routeReplace,
+} from '../../../src/kernel/index.js';
 import { ipJson, testNetns } from '../harness.js';
 
 interface IpRoute {
@@ -27,9 +35,17 @@ describe('routes', () => {
     const ns = await withAddressedVeth();
     await routeAdd(ns.nl, { dst: 'default', gateway: '10.1.0.1' });
     await routeAdd(ns.nl, { dst: '10.20.0.0/16', link: 'w0' });
-    await routeAdd(ns.nl, { dst: '10.30.0.0/16', gateway: '10.1.0.1', link: 'v0', metric: 50, src: '10.1.0.2' });
+    await routeAdd(ns.nl, {
+      dst: '10.30.0.0/16',
+      gateway: '10.1.0.1',
+      link: 'v0',
+      metric: 50,
+      src: '10.1.0.2',
+    });
     const routes = ipRoutes(ns.path);
-    expect(routes).toContainEqual(expect.objectContaining({ dst: 'default', gateway: '10.1.0.1', dev: 'v0' }));
+    expect(routes).toContainEqual(
+      expect.objectContaining({ dst: 'default', gateway: '10.1.0.1', dev: 'v0' }),
+    );
     expect(routes).toContainEqual(expect.objectContaining({ dst: '10.20.0.0/16', dev: 'w0', scope: 'link' }));
     expect(routes).toContainEqual(
       expect.objectContaining({ dst: '10.30.0.0/16', gateway: '10.1.0.1', metric: 50, prefsrc: '10.1.0.2' }),
@@ -41,14 +57,18 @@ describe('routes', () => {
     await routeAdd(ns.nl, { dst: 'default', gateway: 'fd00:1::1' });
     await routeAdd(ns.nl, { dst: 'fd00:99::/64', link: 'w0' });
     const routes = ipJson<IpRoute[]>(['-6', 'route', 'show'], ns.path);
-    expect(routes).toContainEqual(expect.objectContaining({ dst: 'default', gateway: 'fd00:1::1', dev: 'v0' }));
+    expect(routes).toContainEqual(
+      expect.objectContaining({ dst: 'default', gateway: 'fd00:1::1', dev: 'v0' }),
+    );
     expect(routes).toContainEqual(expect.objectContaining({ dst: 'fd00:99::/64', dev: 'w0' }));
   });
 
   it('refuses a duplicate add; replace moves the route', async () => {
     const ns = await withAddressedVeth();
     await routeAdd(ns.nl, { dst: '10.20.0.0/16', link: 'v0' });
-    await expect(routeAdd(ns.nl, { dst: '10.20.0.0/16', link: 'v0' })).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(routeAdd(ns.nl, { dst: '10.20.0.0/16', link: 'v0' })).rejects.toMatchObject({
+      code: 'EEXIST',
+    });
     await routeReplace(ns.nl, { dst: '10.20.0.0/16', link: 'w0' });
     expect(ipRoutes(ns.path, '10.20.0.0/16')).toEqual([expect.objectContaining({ dev: 'w0' })]);
   });
@@ -56,7 +76,9 @@ describe('routes', () => {
   it('uses other tables when asked', async () => {
     const ns = await withAddressedVeth();
     await routeAdd(ns.nl, { dst: '10.40.0.0/16', link: 'w0', table: 1000 });
-    expect(ipRoutes(ns.path, 'table', '1000')).toContainEqual(expect.objectContaining({ dst: '10.40.0.0/16' }));
+    expect(ipRoutes(ns.path, 'table', '1000')).toContainEqual(
+      expect.objectContaining({ dst: '10.40.0.0/16' }),
+    );
     expect(ipRoutes(ns.path).map((r) => r.dst)).not.toContain('10.40.0.0/16');
     expect((await routeList(ns.nl, { table: 1000 })).map((r) => r.dst)).toEqual(['10.40.0.0/16']);
   });
@@ -66,7 +88,9 @@ describe('routes', () => {
     await routeAdd(ns.nl, { dst: 'default', gateway: '10.1.0.1' });
     const v0 = await linkIndex(ns.nl, 'v0');
     const routes = await routeList(ns.nl);
-    expect(routes).toContainEqual(expect.objectContaining({ dst: 'default', gateway: '10.1.0.1', linkIndex: v0, family: 4 }));
+    expect(routes).toContainEqual(
+      expect.objectContaining({ dst: 'default', gateway: '10.1.0.1', linkIndex: v0, family: 4 }),
+    );
     expect(routes).toContainEqual(expect.objectContaining({ dst: '10.1.0.0/24', linkIndex: v0 }));
     expect(routes.length).toBe(ipRoutes(ns.path).length);
     const six = await routeList(ns.nl, { family: 6, link: 'v0' });
