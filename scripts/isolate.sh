@@ -15,4 +15,7 @@ exec unshare --net --mount --propagation private -- sh -c '
   mount -t tmpfs -o mode=755 tmpfs /run
   mkdir -p /run/netns /run/netctl /run/docker/plugins /run/lock
   ip link set lo up
-  NETCTL_ISOLATED=1 exec "$@"' isolate "$@"
+  # NETCTL_ISOLATED_NETNS names the namespace made here by its inode, so a
+  # program can check it really runs inside it: NETCTL_ISOLATED=1 alone can
+  # be set by hand in the host namespace.
+  NETCTL_ISOLATED=1 NETCTL_ISOLATED_NETNS=$(stat -L -c %i /proc/self/ns/net) exec "$@"' isolate "$@"
