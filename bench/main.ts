@@ -10,9 +10,10 @@
  * the private network + mount namespace of scripts/isolate.sh (which
  * `npm run bench` goes through), never in the host's.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isolationProblem } from '../src/isolation.js';
 import type { Figures } from './lib/figures.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -67,23 +68,6 @@ function parseArgs(argv: string[]): Args {
 }
 
 class UsageError extends Error {}
-
-/** Why this process must not run a benchmark here, or undefined if it may. */
-function isolationProblem(): string | undefined {
-  if (process.env.NETCTL_ISOLATED !== '1') return 'NETCTL_ISOLATED=1 is not set';
-  if (process.getuid?.() !== 0) return 'not running as root';
-  // NETCTL_ISOLATED=1 can be set by hand anywhere; the inode of the network
-  // namespace isolate.sh made cannot be that of the one this process is in
-  // unless it really is that namespace.
-  const made = process.env.NETCTL_ISOLATED_NETNS;
-  const here = String(statSync('/proc/self/ns/net').ino);
-  if (made !== here) {
-    return made
-      ? `this is not the network namespace isolate.sh made (inode ${here}, not ${made})`
-      : 'NETCTL_ISOLATED_NETNS is not set';
-  }
-  return undefined;
-}
 
 async function list(): Promise<void> {
   const names = available();

@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll } from 'vitest';
+import { isolationProblem } from '../../src/isolation.js';
 
 function extraLinks(): string[] {
   return (
@@ -35,13 +36,18 @@ function leaks(): string[] {
   return found;
 }
 
+// Checked when this file loads, before any hook is registered: outside the
+// private namespace no test runs and no cleanup (which deletes links and
+// rules) can ever touch the host.
+const problem = isolationProblem();
+if (problem) {
+  throw new Error(
+    `PRIVILEGED TESTS NOT RUN (${problem}): they must run as root inside the private namespace of ` +
+      'scripts/isolate.sh (use `npm test`), never in the host namespace',
+  );
+}
+
 beforeAll(() => {
-  if (process.env.NETCTL_ISOLATED !== '1' || process.getuid?.() !== 0) {
-    throw new Error(
-      'PRIVILEGED TESTS NOT RUN: they must run as root inside the private namespace of scripts/isolate.sh ' +
-        '(use `npm test`), never in the host namespace',
-    );
-  }
   const before = leaks();
   if (before.length)
     throw new Error(`the test namespace is not clean before this file:\n${before.join('\n')}`);
