@@ -27,8 +27,8 @@ export interface Network {
   ipam: {
     driver: string;
     options: Record<string, string>;
-    /** Resolved: subnet and gateway always set. */
-    config: Required<Pick<IpamPoolConfig, 'subnet' | 'gateway'>>[] & IpamPoolConfig[];
+    /** Resolved by the IPAM: the gateway is always set. */
+    config: (IpamPoolConfig & { gateway: string })[];
     /** IPAM pool ids, one per config entry. */
     poolIds: string[];
   };

@@ -41,3 +41,10 @@ export function ipv4Broadcast(prefix: Prefix): Buffer {
     ipaddr.IPv4.broadcastAddressFromCIDR(`${prefix.ip}/${prefix.prefixLength}`).toByteArray(),
   );
 }
+
+/** True when ip lies inside cidr (same family). */
+export function matchCidr(ip: string, cidr: string): boolean {
+  const addr = ipaddr.parse(ip);
+  const [base, length] = ipaddr.parseCIDR(cidr);
+  return addr.kind() === base.kind() && addr.match(base, length);
+}

@@ -4,9 +4,11 @@
  * shared attributes, and one verb per `ip link` operation.
  */
 import { FlagsNew, type ifla, rt } from 'netlink';
-import { hasErrorCode, LinkKindMismatchError, LinkNotFoundError } from './errors.js';
+import { log } from '../log.js';
+import { hasErrorCode, KernelError, LinkKindMismatchError, LinkNotFoundError } from './errors.js';
 import { bridgeInfo, parseLinkInfo, type VethPeerInfo, vethInfo, vxlanInfo } from './linkinfo.js';
 import { bytesToMac, macToBytes } from './mac.js';
+import { native } from './native.js';
 import type { Netlink } from './netlink.js';
 import { type NetnsRef, openNetns } from './netns.js';
 
@@ -225,15 +227,39 @@ export async function ensureLink(h: Netlink, spec: NewLink): Promise<Link> {
   return link;
 }
 
-/** Equivalent to: `ip link del NAME`. A link that is already gone is success. */
+/**
+ * Equivalent to: `ip link del NAME`. A link that is already gone is success.
+ *
+ * Resolves as soon as the link is unregistered (gone from the namespace, its
+ * name free). The kernel then still waits ~15-20 ms for an RCU grace period
+ * before it answers; that wait runs on a native thread, so the event loop is
+ * never blocked and concurrent deletes overlap (src/kernel/native: deleteLink).
+ */
 export async function linkDel(h: Netlink, ref: LinkRef): Promise<void> {
-  const { data, attrs } = target(ref);
+  let index: number;
   try {
-    await h.request(MessageType.DELLINK, (out) => rt.formatLinkMessage({ kind: 'link', data, attrs }, out));
+    index = await linkIndex(h, ref);
   } catch (err) {
-    if (hasErrorCode(err, 'ENODEV')) return;
+    if (err instanceof LinkNotFoundError) return;
     throw err;
   }
+  await new Promise<void>((resolve, reject) => {
+    let settled = false;
+    native.deleteLink(h.netns.fd, index, (err, phase) => {
+      const failure = err && err.code !== 'ENODEV' ? new KernelError(err.errno, 'RTM_DELLINK') : undefined;
+      if (settled) {
+        if (failure) log.error({ err: failure, index }, 'link delete failed after the link was unregistered');
+        return;
+      }
+      if (phase === 'unregistered' || !failure) {
+        settled = true;
+        resolve();
+      } else if (phase === 'done') {
+        settled = true;
+        reject(failure);
+      }
+    });
+  });
 }
 
 async function linkSet(

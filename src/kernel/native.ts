@@ -15,7 +15,23 @@ export interface NativeAddon {
   setNetns(fd: number): void;
   /** ioctl(fd, NS_GET_NSTYPE). */
   namespaceType(fd: number): number;
+  /**
+   * RTM_DELLINK from a short-lived thread in the netns: the callback gets
+   * (null, 'unregistered') as soon as the link is gone, then
+   * (error | null, 'done') with the kernel's answer.
+   */
+  deleteLink(
+    netnsFd: number,
+    ifindex: number,
+    callback: (err: NativeError | null, phase: 'unregistered' | 'done') => void,
+  ): void;
   readonly CLONE_NEWNET: number;
+}
+
+export interface NativeError extends Error {
+  errno: number;
+  code: string;
+  syscall: string;
 }
 
 const addonPath = join(packageRoot, 'native', 'build', 'Release', 'netctl_native.node');

@@ -116,6 +116,36 @@ describe('veth', () => {
   });
 });
 
+describe('linkDel', () => {
+  it('frees the name at once: the same name can be created right after', async () => {
+    const host = testNetns('h');
+    const ctr = testNetns('c');
+    for (let i = 0; i < 5; i++) {
+      await linkAdd(host.nl, { kind: 'veth', name: 'v0', peer: { name: 'eth0', netns: ctr.path } });
+      await linkDel(host.nl, 'v0');
+    }
+    expect(ipLinkNames(host.path)).toEqual(['lo']);
+    expect(ipLinkNames(ctr.path)).toEqual(['lo']);
+  });
+
+  it('deletes many links concurrently', async () => {
+    const ns = testNetns();
+    const names = Array.from({ length: 12 }, (_, i) => `c${i}`);
+    for (const name of names) await linkAdd(ns.nl, { kind: 'veth', name, peer: { name: `${name}p` } });
+    await Promise.all(names.map((name) => linkDel(ns.nl, name)));
+    expect(ipLinkNames(ns.path)).toEqual(['lo']);
+  });
+
+  it('deletes by index and by value', async () => {
+    const ns = testNetns();
+    await linkAdd(ns.nl, { kind: 'bridge', name: 'b1' });
+    await linkAdd(ns.nl, { kind: 'bridge', name: 'b2' });
+    await linkDel(ns.nl, await linkIndex(ns.nl, 'b1'));
+    await linkDel(ns.nl, await linkByName(ns.nl, 'b2'));
+    expect(ipLinkNames(ns.path)).toEqual(['lo']);
+  });
+});
+
 describe('vxlan', () => {
   it('is created with VNI, local VTEP, port 4789 and learning off by default', async () => {
     const ns = testNetns();

@@ -1,0 +1,116 @@
+/**
+ * zod schemas of every external input the controller accepts, whichever way
+ * it came in (CLI flags, REST API, Docker plugin, CNI config). Entry points
+ * translate their protocol's spelling into these shapes; the controller
+ * parses once, here.
+ */
+import { z } from 'zod';
+
+/** Docker's name rule for networks and containers. */
+export const NAME_MAX = 64;
+export const nameSchema = z
+  .string()
+  .max(NAME_MAX)
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/);
+
+export const ipSchema = z.union([z.ipv4(), z.ipv6()]);
+export const cidrSchema = z.union([z.cidrv4(), z.cidrv6()]);
+
+export const labelsSchema = z.record(z.string().min(1).max(256), z.string().max(4096));
+
+export const ipamPoolSchema = z.strictObject({
+  subnet: cidrSchema.optional(),
+  ipRange: cidrSchema.optional(),
+  gateway: ipSchema.optional(),
+  auxAddresses: z.record(z.string().min(1).max(64), ipSchema).optional(),
+});
+
+export const createNetworkSchema = z.strictObject({
+  name: nameSchema,
+  driver: z
+    .string()
+    .regex(/^[a-z][a-z0-9_-]*$/)
+    .default('bridge'),
+  ipam: z
+    .strictObject({
+      driver: z.string().default('default'),
+      config: z.array(ipamPoolSchema).max(8).default([]),
+      options: labelsSchema.default({}),
+    })
+    .default({ driver: 'default', config: [], options: {} }),
+  enableIPv6: z.boolean().default(false),
+  internal: z.boolean().default(false),
+  options: labelsSchema.default({}),
+  labels: labelsSchema.default({}),
+});
+export type CreateNetworkRequest = z.input<typeof createNetworkSchema>;
+
+export const protocolSchema = z.enum(['tcp', 'udp', 'sctp']);
+const port = z.number().int().min(1).max(65535);
+
+export const portMappingSchema = z
+  .strictObject({
+    proto: protocolSchema.default('tcp'),
+    hostIp: ipSchema.optional(),
+    hostPort: port,
+    hostPortEnd: port.optional(),
+    containerPort: port,
+    containerPortEnd: port.optional(),
+  })
+  .refine((p) => (p.hostPortEnd ?? p.hostPort) >= p.hostPort, 'host port range ends before it starts')
+  .refine(
+    (p) =>
+      (p.hostPortEnd ?? p.hostPort) - p.hostPort ===
+      (p.containerPortEnd ?? p.containerPort) - p.containerPort,
+    'host and container port ranges must have the same length',
+  );
+
+/** `[ip:]hostPort[-end]:containerPort[-end][/proto]`, as `docker run -p` takes it. */
+export function parsePublish(spec: string): z.input<typeof portMappingSchema> {
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(\d+)(?:-(\d+))?:(\d+)(?:-(\d+))?(?:\/(tcp|udp|sctp))?$/.exec(
+    spec,
+  );
+  if (!m)
+    throw new Error(
+      `invalid port mapping ${JSON.stringify(spec)}: expected [ip:]hostPort:containerPort[/proto]`,
+    );
+  const [, ip, hostPort, hostPortEnd, containerPort, containerPortEnd, proto] = m;
+  return {
+    proto: (proto as 'tcp' | 'udp' | 'sctp' | undefined) ?? 'tcp',
+    ...(ip ? { hostIp: ip.replace(/^\[|\]$/g, '') } : {}),
+    hostPort: Number(hostPort),
+    ...(hostPortEnd ? { hostPortEnd: Number(hostPortEnd) } : {}),
+    containerPort: Number(containerPort),
+    ...(containerPortEnd ? { containerPortEnd: Number(containerPortEnd) } : {}),
+  };
+}
+
+export const connectSchema = z.strictObject({
+  network: z.string().min(1),
+  sandbox: z.string().min(1),
+  ipv4: z.ipv4().optional(),
+  ipv6: z.ipv6().optional(),
+  mac: z
+    .string()
+    .regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/)
+    .optional(),
+  aliases: z.array(nameSchema).max(32).default([]),
+  portMappings: z.array(portMappingSchema).max(256).default([]),
+  ifname: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,15}$/)
+    .optional(),
+});
+export type ConnectRequest = z.input<typeof connectSchema>;
+
+export const createSandboxSchema = z.strictObject({
+  name: nameSchema,
+  hostname: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$/)
+    .optional(),
+  /** Attach to an existing netns (CNI, Docker) instead of making one. */
+  key: z.string().startsWith('/').optional(),
+  labels: labelsSchema.default({}),
+});
+export type CreateSandboxRequest = z.input<typeof createSandboxSchema>;

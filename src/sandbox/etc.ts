@@ -1,0 +1,59 @@
+/**
+ * Per-sandbox /etc files (resolv.conf, hosts, hostname), kept under
+ * /run/netctl/sandboxes/<id>/etc and mounted over /etc by netctl-exec for
+ * processes run in the sandbox — the way `ip netns exec` uses /etc/netns/NAME.
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const SANDBOX_RUN_DIR = '/run/netctl/sandboxes';
+
+export function sandboxEtcDir(sandboxId: string): string {
+  return join(SANDBOX_RUN_DIR, sandboxId, 'etc');
+}
+
+export interface HostEntry {
+  ip: string;
+  names: string[];
+}
+
+/**
+ * The host's resolv.conf without loopback nameservers, which mean nothing
+ * inside a sandbox (Docker filters them the same way, libnetwork/resolvconf).
+ */
+export function sandboxResolvConf(hostResolvConf: string): string {
+  const lines = hostResolvConf.split('\n').filter((line) => {
+    const m = /^\s*nameserver\s+(\S+)/.exec(line);
+    return !m || !(m[1]?.startsWith('127.') || m[1] === '::1');
+  });
+  return `${lines.join('\n').trim()}\n`;
+}
+
+export function hostsFile(hostname: string, entries: HostEntry[]): string {
+  const lines = [
+    '127.0.0.1\tlocalhost',
+    '::1\tlocalhost ip6-localhost ip6-loopback',
+    `127.0.1.1\t${hostname}`,
+  ];
+  for (const e of entries) lines.push(`${e.ip}\t${e.names.join(' ')}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export function writeSandboxEtc(sandboxId: string, hostname: string, entries: HostEntry[]): string {
+  const dir = sandboxEtcDir(sandboxId);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  let resolv = '';
+  try {
+    resolv = readFileSync('/etc/resolv.conf', 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  writeFileSync(join(dir, 'resolv.conf'), sandboxResolvConf(resolv));
+  writeFileSync(join(dir, 'hosts'), hostsFile(hostname, entries));
+  writeFileSync(join(dir, 'hostname'), `${hostname}\n`);
+  return dir;
+}
+
+export function removeSandboxEtc(sandboxId: string): void {
+  rmSync(join(SANDBOX_RUN_DIR, sandboxId), { recursive: true, force: true });
+}

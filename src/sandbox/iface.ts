@@ -1,0 +1,46 @@
+/**
+ * The sandbox side of an endpoint (libnetwork osl): give the interface the
+ * driver plugged in its addresses and routes, then bring it up. Runs over a
+ * Netlink handle opened in the sandbox's namespace.
+ */
+import {
+  addrReplace,
+  linkByName,
+  linkSetUp,
+  type Netlink,
+  routeReplace,
+  sysctlSet,
+} from '../kernel/index.js';
+
+export interface InterfaceConfig {
+  ifname: string;
+  /** CIDRs, e.g. 10.1.0.2/24. */
+  ipv4?: string;
+  ipv6?: string;
+  gateway4?: string;
+  gateway6?: string;
+  routes?: { destination: string; nextHop?: string }[];
+}
+
+/**
+ * Configure ifname in the sandbox and bring it up. arp_notify makes the
+ * kernel send a gratuitous ARP as the link comes up, so peers that cached
+ * the previous owner of a reused address learn the new MAC at once.
+ */
+export async function configureInterface(h: Netlink, config: InterfaceConfig): Promise<void> {
+  const link = await linkByName(h, config.ifname);
+  sysctlSet(`net/ipv4/conf/${config.ifname}/arp_notify`, '1', h.netns);
+  if (config.ipv4) await addrReplace(h, link, config.ipv4);
+  // No DAD: the address is ours by IPAM, and DAD would delay it ~2 s.
+  if (config.ipv6) await addrReplace(h, link, config.ipv6, { noDad: true });
+  await linkSetUp(h, link);
+  if (config.gateway4) await routeReplace(h, { dst: 'default', gateway: config.gateway4, link });
+  if (config.gateway6) await routeReplace(h, { dst: 'default', gateway: config.gateway6, link });
+  for (const route of config.routes ?? []) {
+    await routeReplace(h, {
+      dst: route.destination,
+      link,
+      ...(route.nextHop ? { gateway: route.nextHop } : {}),
+    });
+  }
+}
