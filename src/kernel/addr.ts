@@ -1,6 +1,5 @@
 /** Addresses: `ip addr` verbs over one Netlink handle. */
-import { FlagsNew, rt } from 'netlink';
-import { hasErrorCode } from './errors.js';
+import { rt } from 'netlink';
 import {
   AF_INET,
   addressFamily,
@@ -10,8 +9,8 @@ import {
   ipv4Broadcast,
   parsePrefix,
 } from './inet.js';
-import { type LinkRef, linkIndex } from './link.js';
-import type { Netlink } from './netlink.js';
+import { type LinkRef, linkIndex, onLink } from './link.js';
+import { CREATE, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType } = rt;
 
@@ -59,45 +58,30 @@ async function addrMessage(
   };
 }
 
-/** Equivalent to: `ip addr add CIDR dev LINK`. Throws KernelError EEXIST if present. */
-export async function addrAdd(
-  h: Netlink,
-  link: LinkRef,
-  cidr: string,
-  options: AddrOptions = {},
-): Promise<void> {
+async function newAddr(h: Netlink, link: LinkRef, cidr: string, options: AddrOptions, flags: number) {
   const message = await addrMessage(h, link, cidr, options);
-  await h.request(
-    MessageType.NEWADDR,
-    (out) => rt.formatAddressMessage(message, out),
-    FlagsNew.CREATE | FlagsNew.EXCL,
-  );
+  await h.request(MessageType.NEWADDR, (out) => rt.formatAddressMessage(message, out), flags);
+}
+
+/** Equivalent to: `ip addr add CIDR dev LINK`. Throws KernelError EEXIST if present. */
+export function addrAdd(h: Netlink, link: LinkRef, cidr: string, options: AddrOptions = {}): Promise<void> {
+  return newAddr(h, link, cidr, options, CREATE);
 }
 
 /** Equivalent to: `ip addr replace CIDR dev LINK` (idempotent add). */
-export async function addrReplace(
+export function addrReplace(
   h: Netlink,
   link: LinkRef,
   cidr: string,
   options: AddrOptions = {},
 ): Promise<void> {
-  const message = await addrMessage(h, link, cidr, options);
-  await h.request(
-    MessageType.NEWADDR,
-    (out) => rt.formatAddressMessage(message, out),
-    FlagsNew.CREATE | FlagsNew.REPLACE,
-  );
+  return newAddr(h, link, cidr, options, REPLACE);
 }
 
 /** Equivalent to: `ip addr del CIDR dev LINK`. An absent address is success. */
 export async function addrDel(h: Netlink, link: LinkRef, cidr: string): Promise<void> {
   const message = await addrMessage(h, link, cidr, {});
-  try {
-    await h.request(MessageType.DELADDR, (out) => rt.formatAddressMessage(message, out));
-  } catch (err) {
-    if (hasErrorCode(err, 'EADDRNOTAVAIL')) return;
-    throw err;
-  }
+  await h.remove(MessageType.DELADDR, (out) => rt.formatAddressMessage(message, out), 'EADDRNOTAVAIL');
 }
 
 function toAddr(data: Buffer): Addr {
@@ -121,12 +105,11 @@ export async function addrList(
   h: Netlink,
   filter: { link?: LinkRef; family?: Family } = {},
 ): Promise<Addr[]> {
-  const index = filter.link === undefined ? undefined : await linkIndex(h, filter.link);
   const family = filter.family ? addressFamily(filter.family) : 0;
   const all = await h.dump(
     MessageType.GETADDR,
     (out) => rt.formatAddressMessage({ kind: 'address', data: { family }, attrs: {} }, out),
     toAddr,
   );
-  return index === undefined ? all : all.filter((a) => a.index === index);
+  return onLink(h, filter.link, all, (a) => a.index);
 }

@@ -3,12 +3,11 @@
  * netctl's overlay writes one static entry per remote endpoint on its vxlan
  * device (`self`, with the remote VTEP as dst) since learning is off.
  */
-import { FlagsNew, rt } from 'netlink';
-import { hasErrorCode } from './errors.js';
+import { rt } from 'netlink';
 import { AF_BRIDGE, bytesToIp, ipToBytes } from './inet.js';
-import { type LinkRef, linkIndex } from './link.js';
+import { type LinkRef, linkIndex, onLink } from './link.js';
 import { bytesToMac, macToBytes } from './mac.js';
-import type { Netlink } from './netlink.js';
+import { APPEND, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType } = rt;
 
@@ -53,35 +52,25 @@ async function fdbMessage(h: Netlink, e: NewFdbEntry): Promise<rt.NeighborMessag
   };
 }
 
-/** Equivalent to: `bridge fdb append MAC dev LINK dst IP self permanent` (adds another dst). */
-export async function fdbAppend(h: Netlink, e: NewFdbEntry): Promise<void> {
+async function newFdbEntry(h: Netlink, e: NewFdbEntry, flags: number): Promise<void> {
   const message = await fdbMessage(h, e);
-  await h.request(
-    MessageType.NEWNEIGH,
-    (out) => rt.formatNeighborMessage(message, out),
-    FlagsNew.CREATE | FlagsNew.APPEND,
-  );
+  await h.request(MessageType.NEWNEIGH, (out) => rt.formatNeighborMessage(message, out), flags);
+}
+
+/** Equivalent to: `bridge fdb append MAC dev LINK dst IP self permanent` (adds another dst). */
+export function fdbAppend(h: Netlink, e: NewFdbEntry): Promise<void> {
+  return newFdbEntry(h, e, APPEND);
 }
 
 /** Equivalent to: `bridge fdb replace MAC dev LINK dst IP self permanent`. */
-export async function fdbReplace(h: Netlink, e: NewFdbEntry): Promise<void> {
-  const message = await fdbMessage(h, e);
-  await h.request(
-    MessageType.NEWNEIGH,
-    (out) => rt.formatNeighborMessage(message, out),
-    FlagsNew.CREATE | FlagsNew.REPLACE,
-  );
+export function fdbReplace(h: Netlink, e: NewFdbEntry): Promise<void> {
+  return newFdbEntry(h, e, REPLACE);
 }
 
 /** Equivalent to: `bridge fdb del MAC dev LINK [dst IP]`. An absent entry is success. */
 export async function fdbDel(h: Netlink, e: NewFdbEntry): Promise<void> {
   const message = await fdbMessage(h, e);
-  try {
-    await h.request(MessageType.DELNEIGH, (out) => rt.formatNeighborMessage(message, out));
-  } catch (err) {
-    if (hasErrorCode(err, 'ENOENT')) return;
-    throw err;
-  }
+  await h.remove(MessageType.DELNEIGH, (out) => rt.formatNeighborMessage(message, out), 'ENOENT');
 }
 
 function toFdbEntry(data: Buffer): FdbEntry {
@@ -100,11 +89,10 @@ function toFdbEntry(data: Buffer): FdbEntry {
 
 /** Equivalent to: `bridge fdb show [dev LINK]`. */
 export async function fdbList(h: Netlink, filter: { link?: LinkRef } = {}): Promise<FdbEntry[]> {
-  const index = filter.link === undefined ? undefined : await linkIndex(h, filter.link);
   const all = await h.dump(
     MessageType.GETNEIGH,
     (out) => rt.formatNeighborMessage({ kind: 'neighbor', data: { family: AF_BRIDGE }, attrs: {} }, out),
     toFdbEntry,
   );
-  return index === undefined ? all : all.filter((e) => e.linkIndex === index);
+  return onLink(h, filter.link, all, (e) => e.linkIndex);
 }

@@ -3,13 +3,13 @@
  * Shape follows vishvananda/netlink link.go: a Link union with a `kind`,
  * shared attributes, and one verb per `ip link` operation.
  */
-import { FlagsNew, type ifla, rt } from 'netlink';
+import { type ifla, rt } from 'netlink';
 import { log } from '../log.js';
 import { hasErrorCode, KernelError, LinkKindMismatchError, LinkNotFoundError } from './errors.js';
 import { bridgeInfo, parseLinkInfo, type VethPeerInfo, vethInfo, vxlanInfo } from './linkinfo.js';
 import { bytesToMac, macToBytes } from './mac.js';
 import { native } from './native.js';
-import type { Netlink } from './netlink.js';
+import { CREATE, type Netlink } from './netlink.js';
 import { type NetnsRef, openNetns } from './netns.js';
 
 const { MessageType } = rt;
@@ -149,6 +149,18 @@ export async function linkIndex(h: Netlink, ref: LinkRef): Promise<number> {
   return (await linkByName(h, ref)).index;
 }
 
+/** The items that belong to link (all of them when link is undefined), as `ip ... dev LINK` filters. */
+export async function onLink<T>(
+  h: Netlink,
+  link: LinkRef | undefined,
+  items: T[],
+  indexOf: (item: T) => number,
+): Promise<T[]> {
+  if (link === undefined) return items;
+  const index = await linkIndex(h, link);
+  return items.filter((item) => indexOf(item) === index);
+}
+
 /** Equivalent to: `ip link show`. */
 export async function linkList(h: Netlink): Promise<Link[]> {
   return h.dump(
@@ -197,7 +209,7 @@ export async function linkAdd(h: Netlink, spec: NewLink): Promise<void> {
     await h.request(
       MessageType.NEWLINK,
       (out) => rt.formatLinkMessage({ kind: 'link', data: { flags, change: flags }, attrs }, out),
-      FlagsNew.CREATE | FlagsNew.EXCL,
+      CREATE,
     );
   } finally {
     peerNetns?.close();

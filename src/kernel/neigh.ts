@@ -1,10 +1,9 @@
 /** Neighbour (ARP/NDP) entries: `ip neigh` verbs over one Netlink handle. */
-import { FlagsNew, rt } from 'netlink';
-import { hasErrorCode } from './errors.js';
+import { rt } from 'netlink';
 import { AF_INET, addressFamily, bytesToIp, type Family, familyOf, ipToBytes } from './inet.js';
-import { type LinkRef, linkIndex } from './link.js';
+import { type LinkRef, linkIndex, onLink } from './link.js';
 import { bytesToMac, macToBytes } from './mac.js';
-import type { Netlink } from './netlink.js';
+import { CREATE, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType } = rt;
 
@@ -43,35 +42,25 @@ async function neighMessage(
   };
 }
 
-/** Equivalent to: `ip neigh add IP lladdr MAC dev LINK nud permanent`. */
-export async function neighAdd(h: Netlink, n: NewNeigh): Promise<void> {
+async function newNeigh(h: Netlink, n: NewNeigh, flags: number): Promise<void> {
   const message = await neighMessage(h, n.link, n.ip, n.mac);
-  await h.request(
-    MessageType.NEWNEIGH,
-    (out) => rt.formatNeighborMessage(message, out),
-    FlagsNew.CREATE | FlagsNew.EXCL,
-  );
+  await h.request(MessageType.NEWNEIGH, (out) => rt.formatNeighborMessage(message, out), flags);
+}
+
+/** Equivalent to: `ip neigh add IP lladdr MAC dev LINK nud permanent`. */
+export function neighAdd(h: Netlink, n: NewNeigh): Promise<void> {
+  return newNeigh(h, n, CREATE);
 }
 
 /** Equivalent to: `ip neigh replace IP lladdr MAC dev LINK nud permanent`. */
-export async function neighReplace(h: Netlink, n: NewNeigh): Promise<void> {
-  const message = await neighMessage(h, n.link, n.ip, n.mac);
-  await h.request(
-    MessageType.NEWNEIGH,
-    (out) => rt.formatNeighborMessage(message, out),
-    FlagsNew.CREATE | FlagsNew.REPLACE,
-  );
+export function neighReplace(h: Netlink, n: NewNeigh): Promise<void> {
+  return newNeigh(h, n, REPLACE);
 }
 
 /** Equivalent to: `ip neigh del IP dev LINK`. An absent entry is success. */
 export async function neighDel(h: Netlink, n: { link: LinkRef; ip: string }): Promise<void> {
   const message = await neighMessage(h, n.link, n.ip);
-  try {
-    await h.request(MessageType.DELNEIGH, (out) => rt.formatNeighborMessage(message, out));
-  } catch (err) {
-    if (hasErrorCode(err, 'ENOENT')) return;
-    throw err;
-  }
+  await h.remove(MessageType.DELNEIGH, (out) => rt.formatNeighborMessage(message, out), 'ENOENT');
 }
 
 function toNeigh(data: Buffer): Neigh {
@@ -92,7 +81,6 @@ export async function neighList(
   h: Netlink,
   filter: { link?: LinkRef; family?: Family } = {},
 ): Promise<Neigh[]> {
-  const index = filter.link === undefined ? undefined : await linkIndex(h, filter.link);
   const all = await h.dump(
     MessageType.GETNEIGH,
     (out) =>
@@ -102,5 +90,5 @@ export async function neighList(
       ),
     toNeigh,
   );
-  return index === undefined ? all : all.filter((n) => n.linkIndex === index);
+  return onLink(h, filter.link, all, (n) => n.linkIndex);
 }

@@ -11,13 +11,14 @@ import {
   createNetlink,
   Flags,
   FlagsGet,
+  FlagsNew,
   type NetlinkMessage,
   type NetlinkSocket,
   MessageType as NlmsgType,
   parseError,
   type StreamData,
 } from 'netlink';
-import { KernelError } from './errors.js';
+import { hasErrorCode, KernelError } from './errors.js';
 import { currentNetns, type Netns, type NetnsRef, openNetns, withNetns } from './netns.js';
 
 const NETLINK_ROUTE = 0;
@@ -40,6 +41,11 @@ const RTM_NAMES: Record<number, string> = {
   29: 'RTM_DELNEIGH',
   30: 'RTM_GETNEIGH',
 };
+
+/** NLM_F_* combinations of the verbs: add (fails if present), replace, append. */
+export const CREATE = FlagsNew.CREATE | FlagsNew.EXCL;
+export const REPLACE = FlagsNew.CREATE | FlagsNew.REPLACE;
+export const APPEND = FlagsNew.CREATE | FlagsNew.APPEND;
 
 /** The payload of one rtnetlink message: a fixed header plus attributes. */
 export type Payload = (out: AttrStream) => void;
@@ -95,6 +101,18 @@ export class Netlink {
       }
     }
     return messages.filter((m) => m.type !== NlmsgType.ERROR);
+  }
+
+  /**
+   * A delete request where "already absent" (the kernel's `absent` errno
+   * code) is success: deletes are idempotent.
+   */
+  async remove(type: number, payload: Payload, absent: string): Promise<void> {
+    try {
+      await this.request(type, payload);
+    } catch (err) {
+      if (!hasErrorCode(err, absent)) throw err;
+    }
   }
 
   /** A dump request, retried while the kernel flags it as interrupted. */

@@ -1,9 +1,8 @@
 /** Routes: `ip route` verbs over one Netlink handle. */
-import { FlagsNew, rt } from 'netlink';
-import { hasErrorCode } from './errors.js';
+import { rt } from 'netlink';
 import { AF_INET, addressFamily, bytesToIp, type Family, familyOf, ipToBytes, parsePrefix } from './inet.js';
 import { type LinkRef, linkIndex } from './link.js';
-import type { Netlink } from './netlink.js';
+import { CREATE, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType, RouteScope, RouteType } = rt;
 
@@ -81,24 +80,19 @@ async function routeMessage(h: Netlink, route: NewRoute): Promise<rt.RouteMessag
   };
 }
 
-/** Equivalent to: `ip route add DST [via GW] [dev LINK]`. Throws KernelError EEXIST. */
-export async function routeAdd(h: Netlink, route: NewRoute): Promise<void> {
+async function newRoute(h: Netlink, route: NewRoute, flags: number): Promise<void> {
   const message = await routeMessage(h, route);
-  await h.request(
-    MessageType.NEWROUTE,
-    (out) => rt.formatRouteMessage(message, out),
-    FlagsNew.CREATE | FlagsNew.EXCL,
-  );
+  await h.request(MessageType.NEWROUTE, (out) => rt.formatRouteMessage(message, out), flags);
+}
+
+/** Equivalent to: `ip route add DST [via GW] [dev LINK]`. Throws KernelError EEXIST. */
+export function routeAdd(h: Netlink, route: NewRoute): Promise<void> {
+  return newRoute(h, route, CREATE);
 }
 
 /** Equivalent to: `ip route replace DST ...` (idempotent add). */
-export async function routeReplace(h: Netlink, route: NewRoute): Promise<void> {
-  const message = await routeMessage(h, route);
-  await h.request(
-    MessageType.NEWROUTE,
-    (out) => rt.formatRouteMessage(message, out),
-    FlagsNew.CREATE | FlagsNew.REPLACE,
-  );
+export function routeReplace(h: Netlink, route: NewRoute): Promise<void> {
+  return newRoute(h, route, REPLACE);
 }
 
 /** Equivalent to: `ip route del DST ...`. An absent route is success. */
@@ -107,12 +101,7 @@ export async function routeDel(h: Netlink, route: NewRoute): Promise<void> {
   // Let the kernel match any scope/protocol, as ip(8) does for deletes.
   message.data.scope = RouteScope.NOWHERE;
   message.data.protocol = 0 as rt.RouteProtocol; // RTPROT_UNSPEC
-  try {
-    await h.request(MessageType.DELROUTE, (out) => rt.formatRouteMessage(message, out));
-  } catch (err) {
-    if (hasErrorCode(err, 'ESRCH')) return;
-    throw err;
-  }
+  await h.remove(MessageType.DELROUTE, (out) => rt.formatRouteMessage(message, out), 'ESRCH');
 }
 
 function toRoute(data: Buffer): Route {
