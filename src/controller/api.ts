@@ -1,0 +1,67 @@
+/**
+ * What netctl can be asked to do: the one interface that the in-process
+ * Controller implements, that the daemon's REST API serves, and that the
+ * CLI's HTTP client implements again on the other side of the socket. The
+ * CLI is written against this, so it behaves the same with or without a
+ * running daemon.
+ */
+import type { Endpoint, Network, Sandbox } from '../core/model.js';
+import type { ConnectRequest, CreateNetworkRequest, CreateSandboxRequest } from '../core/schemas.js';
+
+export interface NetworkDetails {
+  network: Network;
+  /** Endpoints on the network, with the name of the sandbox each is joined to. */
+  endpoints: (Endpoint & { sandboxName?: string })[];
+}
+
+export interface SandboxDetails {
+  sandbox: Sandbox;
+  endpoints: (Endpoint & { networkName: string })[];
+}
+
+/** One thing reconcile/gc found, and what it did (or would do, on a dry run). */
+export interface GcAction {
+  /** 'link', 'rule', 'address', 'pool', 'endpoint', 'sandbox', 'intent', 'network' */
+  kind: string;
+  name: string;
+  owner: string;
+  action: 'remove' | 'restore' | 'finish' | 'undo';
+  reason: string;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  actions: GcAction[];
+}
+
+export interface Health {
+  version: string;
+  store: string;
+  storeReachable: boolean;
+  networks: number;
+  endpoints: number;
+  sandboxes: number;
+}
+
+export interface NetctlApi {
+  createNetwork(request: CreateNetworkRequest): Promise<Network>;
+  listNetworks(): Promise<Network[]>;
+  inspectNetwork(ref: string): Promise<NetworkDetails>;
+  deleteNetwork(ref: string): Promise<Network>;
+  /** Remove networks without endpoints; returns their names. */
+  pruneNetworks(): Promise<string[]>;
+
+  createSandbox(request: CreateSandboxRequest): Promise<Sandbox>;
+  listSandboxes(): Promise<Sandbox[]>;
+  inspectSandbox(ref: string): Promise<SandboxDetails>;
+  deleteSandbox(ref: string): Promise<Sandbox>;
+  /** Record the process `netctl run` started in the sandbox (stopped with it). */
+  setSandboxPid(ref: string, pid: number): Promise<Sandbox>;
+
+  connect(request: ConnectRequest): Promise<Endpoint>;
+  disconnect(network: string, sandbox: string): Promise<Endpoint>;
+
+  /** Make the kernel, the IPAM and the records agree; see GcAction. */
+  gc(options: { dryRun: boolean }): Promise<GcReport>;
+  health(): Promise<Health>;
+}
