@@ -1,0 +1,123 @@
+/**
+ * netctl's own chains and the jumps into them from the built-in chains
+ * ("base" rules, owner `base`). Applied once at daemon start and re-checked
+ * by reconcile: ensureBase() is idempotent and cheap when nothing is
+ * missing (two iptables-save reads per family, no write).
+ *
+ * The layout (see bridge.ts for what each chain holds):
+ *
+ *   filter FORWARD ─┬─► NETCTL-FORWARD ─► NETCTL-ACCEPT       replies + published ports
+ *   (DOCKER-USER) ──┘                   ├► NETCTL-ISOLATION-1 ─► NETCTL-ISOLATION-2
+ *                                       └► NETCTL-BRIDGE      way out, ICC, default drop
+ *   nat PREROUTING (dst LOCAL) ─┬─► NETCTL-PREROUTING          DNAT of published ports
+ *   nat OUTPUT     (dst LOCAL) ─┘
+ *   nat POSTROUTING ──────────────► NETCTL-POSTROUTING         MASQUERADE
+ *
+ * Living beside Docker: dockerd sets the FORWARD policy to DROP and puts
+ * its own chains first. Its chains never DROP traffic of bridges it does not
+ * know, so netctl's jump in FORWARD still sees it; the jump from DOCKER-USER
+ * (when that chain exists) makes netctl's verdict come before all of
+ * dockerd's chains, which dockerd re-orders on every start. ensureBase()
+ * adds that jump as soon as it sees DOCKER-USER, so calling it again after
+ * dockerd started is enough.
+ */
+import type { FirewallBackend } from './backend.js';
+import type { ChainRef, Family, Rule, Table } from './rule.js';
+
+export const CHAIN = {
+  /** filter: entry from FORWARD (and DOCKER-USER); jumps to the next three in order. */
+  forward: 'NETCTL-FORWARD',
+  /** filter: ACCEPTs that must come before any DROP: replies into a bridge, published ports. */
+  accept: 'NETCTL-ACCEPT',
+  /** filter: stage 1 of isolation between netctl networks, and internal networks' drops. */
+  isolation1: 'NETCTL-ISOLATION-1',
+  /** filter: stage 2 of isolation: DROP into any netctl bridge. */
+  isolation2: 'NETCTL-ISOLATION-2',
+  /** filter: per bridge: way out, inter-container (ICC) accept or drop, default drop. */
+  bridge: 'NETCTL-BRIDGE',
+  /** nat: DNAT of published ports; entered for local destinations from PREROUTING and OUTPUT. */
+  prerouting: 'NETCTL-PREROUTING',
+  /** nat: MASQUERADE of traffic leaving a subnet, hairpin and host-local access. */
+  postrouting: 'NETCTL-POSTROUTING',
+} as const;
+
+export const BASE_OWNER = 'base';
+
+const DOCKER_USER = 'DOCKER-USER';
+
+const OWN_CHAINS: readonly { table: Table; chain: string }[] = [
+  { table: 'filter', chain: CHAIN.forward },
+  { table: 'filter', chain: CHAIN.accept },
+  { table: 'filter', chain: CHAIN.isolation1 },
+  { table: 'filter', chain: CHAIN.isolation2 },
+  { table: 'filter', chain: CHAIN.bridge },
+  { table: 'nat', chain: CHAIN.prerouting },
+  { table: 'nat', chain: CHAIN.postrouting },
+];
+
+/** Every netctl chain of these families. */
+export function baseChains(families: readonly Family[] = [4, 6]): ChainRef[] {
+  return families.flatMap((family) => OWN_CHAINS.map((c) => ({ family, ...c })));
+}
+
+/**
+ * The base rules of one family. With `dockerUser`, also the jump from
+ * DOCKER-USER (only when that chain exists: netctl never creates Docker's
+ * chains).
+ */
+export function baseRules(family: Family, options: { dockerUser?: boolean } = {}): Rule[] {
+  const rule = (table: Table, chain: string, spec: string[], first = false): Rule => ({
+    family,
+    table,
+    chain,
+    spec,
+    owner: BASE_OWNER,
+    ...(first ? { first } : {}),
+  });
+  const local = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
+  return [
+    rule('filter', 'FORWARD', ['-j', CHAIN.forward], true),
+    ...(options.dockerUser ? [rule('filter', DOCKER_USER, ['-j', CHAIN.forward], true)] : []),
+    rule('filter', CHAIN.forward, ['-j', CHAIN.accept]),
+    rule('filter', CHAIN.forward, ['-j', CHAIN.isolation1]),
+    rule('filter', CHAIN.forward, ['-j', CHAIN.bridge]),
+    rule('nat', 'PREROUTING', [...local, '-j', CHAIN.prerouting], true),
+    // Host-local access to published ports. IPv4 includes 127.0.0.1 (which
+    // needs route_localnet on the bridge, see requiredSysctls); ::1 can
+    // never leave the host, so IPv6 leaves it out as dockerd does.
+    rule(
+      'nat',
+      'OUTPUT',
+      [...(family === 6 ? ['!', '-d', '::1/128'] : []), ...local, '-j', CHAIN.prerouting],
+      true,
+    ),
+    rule('nat', 'POSTROUTING', ['-j', CHAIN.postrouting], true),
+  ];
+}
+
+/**
+ * Create netctl's chains and jumps where missing. Cheap to call again (no
+ * write when all is there); call it at start-up, before adding a network's
+ * rules, and from reconcile, so a DOCKER-USER chain that appeared since
+ * (dockerd started later) gets its jump.
+ */
+export async function ensureBase(
+  backend: FirewallBackend,
+  families: readonly Family[] = [4, 6],
+): Promise<void> {
+  const chains = await backend.chains();
+  const hasDockerUser = (family: Family) =>
+    chains.some((c) => c.family === family && c.table === 'filter' && c.chain === DOCKER_USER);
+  await backend.add(families.flatMap((family) => baseRules(family, { dockerUser: hasDockerUser(family) })));
+}
+
+/**
+ * Remove all of netctl's chains, the jumps into them and every rule in them
+ * — when no network is left, or for `netctl gc`. Absent chains are success.
+ */
+export async function removeBase(
+  backend: FirewallBackend,
+  families: readonly Family[] = [4, 6],
+): Promise<void> {
+  await backend.removeChains(baseChains(families));
+}
