@@ -2,7 +2,7 @@
  * netctl's own chains and the jumps into them from the built-in chains
  * ("base" rules, owner `base`). Applied once at daemon start and re-checked
  * by reconcile: ensureBase() is idempotent and cheap when nothing is
- * missing (two iptables-save reads per family, no write).
+ * missing (one iptables-save read per family, no write).
  *
  * The layout (see bridge.ts for what each chain holds):
  *
@@ -61,27 +61,28 @@ export function baseChains(families: readonly Family[] = [4, 6]): ChainRef[] {
 }
 
 /**
- * The base rules of one family. With `dockerUser`, also the jump from
- * DOCKER-USER (only when that chain exists: netctl never creates Docker's
- * chains).
+ * The base rules of one family. The jump from DOCKER-USER is flagged
+ * ifChainExists: it is added as soon as dockerd has made that chain, and
+ * netctl never creates Docker's chains itself.
  */
-export function baseRules(family: Family, options: { dockerUser?: boolean } = {}): Rule[] {
-  const rule = (table: Table, chain: string, spec: string[], first = false): Rule => ({
+export function baseRules(family: Family): Rule[] {
+  const rule = (table: Table, chain: string, spec: string[], extra: Partial<Rule> = {}): Rule => ({
     family,
     table,
     chain,
     spec,
     owner: BASE_OWNER,
-    ...(first ? { first } : {}),
+    ...extra,
   });
+  const first = { first: true };
   const local = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
   return [
-    rule('filter', 'FORWARD', ['-j', CHAIN.forward], true),
-    ...(options.dockerUser ? [rule('filter', DOCKER_USER, ['-j', CHAIN.forward], true)] : []),
+    rule('filter', 'FORWARD', ['-j', CHAIN.forward], first),
+    rule('filter', DOCKER_USER, ['-j', CHAIN.forward], { first: true, ifChainExists: true }),
     rule('filter', CHAIN.forward, ['-j', CHAIN.accept]),
     rule('filter', CHAIN.forward, ['-j', CHAIN.isolation1]),
     rule('filter', CHAIN.forward, ['-j', CHAIN.bridge]),
-    rule('nat', 'PREROUTING', [...local, '-j', CHAIN.prerouting], true),
+    rule('nat', 'PREROUTING', [...local, '-j', CHAIN.prerouting], first),
     // Host-local access to published ports. IPv4 includes 127.0.0.1 (which
     // needs route_localnet on the bridge, see requiredSysctls); ::1 can
     // never leave the host, so IPv6 leaves it out as dockerd does.
@@ -89,9 +90,9 @@ export function baseRules(family: Family, options: { dockerUser?: boolean } = {}
       'nat',
       'OUTPUT',
       [...(family === 6 ? ['!', '-d', '::1/128'] : []), ...local, '-j', CHAIN.prerouting],
-      true,
+      first,
     ),
-    rule('nat', 'POSTROUTING', ['-j', CHAIN.postrouting], true),
+    rule('nat', 'POSTROUTING', ['-j', CHAIN.postrouting], first),
   ];
 }
 
@@ -105,10 +106,7 @@ export async function ensureBase(
   backend: FirewallBackend,
   families: readonly Family[] = [4, 6],
 ): Promise<void> {
-  const chains = await backend.chains();
-  const hasDockerUser = (family: Family) =>
-    chains.some((c) => c.family === family && c.table === 'filter' && c.chain === DOCKER_USER);
-  await backend.add(families.flatMap((family) => baseRules(family, { dockerUser: hasDockerUser(family) })));
+  await backend.add(families.flatMap((family) => baseRules(family)));
 }
 
 /**

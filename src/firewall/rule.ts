@@ -34,6 +34,12 @@ export interface Rule {
    * part of the rule's identity.
    */
   first?: boolean;
+  /**
+   * Only where the chain exists: skipped by add() and not reported by
+   * check() while the chain is absent (the jump from dockerd's DOCKER-USER,
+   * which netctl never creates). Not part of the rule's identity.
+   */
+  ifChainExists?: boolean;
 }
 
 /** A netctl rule found in the kernel's tables. */
@@ -184,9 +190,4 @@ export function ruleArgs(rule: Rule): string[] {
 export function jumpTarget(spec: readonly string[]): string | undefined {
   const index = spec.findIndex((token) => JUMPS.has(token));
   return index >= 0 ? spec[index + 1] : undefined;
-}
-
-/** Identity of a rule within one family: table, chain and tag. */
-export function ruleKey(rule: { table: Table; chain: string; tag: string }): string {
-  return `${rule.table} ${rule.chain} ${rule.tag}`;
 }

@@ -27,13 +27,11 @@ import {
   type OwnedRule,
   parseTag,
   type Rule,
-  ruleKey,
-  ruleTag,
   TABLES,
   validateRule,
 } from '../rule.js';
 import { type Exec, spawnExec } from './exec.js';
-import { checkOwnChains, Planner, renderRestore } from './plan.js';
+import { checkOwnChains, missingRules, Planner, renderRestore } from './plan.js';
 import { parseSave, type Snapshots } from './save.js';
 
 export type Flavour = 'nft' | 'legacy';
@@ -128,22 +126,8 @@ export class IptablesBackend implements FirewallBackend {
 
   async check(rules: readonly Rule[]): Promise<Rule[]> {
     for (const rule of rules) validateRule(rule);
-    const families = familiesOf(rules);
-    const snapshots = await serialize(() => this.read(families));
-    const present = new Map<Family, Set<string>>();
-    for (const [family, snapshot] of snapshots) {
-      const keys = new Set<string>();
-      for (const table of TABLES) {
-        for (const [chain, saved] of snapshot[table]) {
-          for (const { tag } of saved) if (tag) keys.add(ruleKey({ table, chain, tag }));
-        }
-      }
-      present.set(family, keys);
-    }
-    return rules.filter(
-      (rule) =>
-        !present.get(rule.family)?.has(ruleKey({ table: rule.table, chain: rule.chain, tag: ruleTag(rule) })),
-    );
+    const snapshots = await serialize(() => this.read(familiesOf(rules)));
+    return missingRules(snapshots, rules);
   }
 
   async list(): Promise<OwnedRule[]> {

@@ -73,6 +73,7 @@ export class Planner {
     const placedFirst = new Map<string, number>();
     rules.forEach((rule, i) => {
       const { family, table, chain } = rule;
+      if (rule.ifChainExists && !this.snapshot(family)[table].has(chain)) return;
       const present = this.chain(family, table, chain);
       const target = jumpTarget(rule.spec);
       if (target?.startsWith(OWN_CHAIN_PREFIX)) this.chain(family, table, target);
@@ -166,6 +167,19 @@ export function checkOwnChains(chains: readonly ChainRef[]): void {
       throw new FirewallInputError('chain', chain, `netctl removes only its own ${OWN_CHAIN_PREFIX}* chains`);
     }
   }
+}
+
+/**
+ * The rules missing from snapshots (rules flagged ifChainExists whose chain
+ * is absent are not missing).
+ */
+export function missingRules(snapshots: Snapshots, rules: readonly Rule[]): Rule[] {
+  return rules.filter((rule) => {
+    const chain = snapshots.get(rule.family)?.[rule.table].get(rule.chain);
+    if (!chain) return !rule.ifChainExists;
+    const tag = ruleTag(rule);
+    return !chain.some((saved) => saved.tag === tag);
+  });
 }
 
 function ownedTag(rule: OwnedRule): string {

@@ -6,7 +6,7 @@
  */
 import type { FirewallBackend } from '../backend.js';
 import { FirewallChainMissingError } from '../errors.js';
-import { checkOwnChains, Planner } from '../iptables/plan.js';
+import { checkOwnChains, missingRules, Planner } from '../iptables/plan.js';
 import { emptySnapshot, renderSnapshot, type Snapshots } from '../iptables/save.js';
 import {
   type ChainRef,
@@ -14,8 +14,6 @@ import {
   type OwnedRule,
   parseTag,
   type Rule,
-  ruleKey,
-  ruleTag,
   TABLES,
   type Table,
   validateRule,
@@ -57,18 +55,6 @@ export function fakeFirewall() {
     for (const [family, snapshot] of copy) snapshots.set(family, snapshot);
   }
 
-  function present(): Map<string, true> {
-    const keys = new Map<string, true>();
-    for (const [family, snapshot] of snapshots) {
-      for (const table of TABLES) {
-        for (const [chain, rules] of snapshot[table]) {
-          for (const { tag } of rules) if (tag) keys.set(`${family} ${ruleKey({ table, chain, tag })}`, true);
-        }
-      }
-    }
-    return keys;
-  }
-
   const backend = {
     async add(rules: readonly Rule[]): Promise<void> {
       for (const rule of rules) validateRule(rule);
@@ -85,13 +71,7 @@ export function fakeFirewall() {
     async check(rules: readonly Rule[]): Promise<Rule[]> {
       for (const rule of rules) validateRule(rule);
       enter('check', rules.length);
-      const keys = present();
-      return rules.filter(
-        (rule) =>
-          !keys.has(
-            `${rule.family} ${ruleKey({ table: rule.table, chain: rule.chain, tag: ruleTag(rule) })}`,
-          ),
-      );
+      return missingRules(snapshots, rules);
     },
 
     async list(): Promise<OwnedRule[]> {

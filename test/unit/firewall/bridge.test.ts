@@ -161,7 +161,7 @@ describe('portRules golden output', () => {
 describe('base rules golden output', () => {
   it('jumps from the built-in chains, DOCKER-USER when present, at their heads', async () => {
     const text = restoreText(
-      [...baseRules(4, { dockerUser: true }), ...baseRules(6)],
+      [...baseRules(4), ...baseRules(6)],
       [{ family: 4, table: 'filter', chain: 'DOCKER-USER' }],
     );
     await expect(text).toMatchFileSnapshot('golden/base.txt');

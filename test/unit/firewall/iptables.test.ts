@@ -150,7 +150,7 @@ describe('add', () => {
 
   it('creates only the netctl chains that are missing, with -N (never a flushing declaration)', async () => {
     const { fw, restores } = backend();
-    await fw.add([...baseRules(4, { dockerUser: true }), ...baseRules(6)]);
+    await fw.add([...baseRules(4), ...baseRules(6)]);
     expect(restores()).toHaveLength(1);
     expect(restores()[0]?.file).toBe('ip6tables-nft-restore');
     const input = restores()[0]?.input ?? '';
@@ -162,7 +162,7 @@ describe('add', () => {
     const { fw, restores } = backend({
       'iptables-nft-save': CAPTURED.replace(/^-A FORWARD -m comment.*\n/m, ''),
     });
-    await fw.add(baseRules(4, { dockerUser: true }));
+    await fw.add(baseRules(4));
     expect(restores()[0]?.input).toBe(
       '*filter\n-I FORWARD 1 -m comment --comment netctl:base/10934cb6 -j NETCTL-FORWARD\nCOMMIT\n',
     );
@@ -187,8 +187,24 @@ describe('add', () => {
 
   it('refuses a rule in a foreign chain that does not exist, writing nothing', async () => {
     const { fw, restores } = backend({});
-    await expect(fw.add(baseRules(4, { dockerUser: true }))).rejects.toThrow(FirewallChainMissingError);
+    const jump: Rule = {
+      family: 4,
+      table: 'filter',
+      chain: 'DOCKER-USER',
+      spec: ['-j', 'NETCTL-FORWARD'],
+      owner: 'base',
+    };
+    await expect(fw.add([...baseRules(4), jump])).rejects.toThrow(FirewallChainMissingError);
     expect(restores()).toEqual([]);
+  });
+
+  it('skips an ifChainExists rule while its chain is absent, and check does not call it missing', async () => {
+    const { fw, restores } = backend({});
+    await fw.add(baseRules(4));
+    expect(restores()[0]?.input).not.toContain('DOCKER-USER');
+    const dockerUserJump = baseRules(4).filter((r) => r.chain === 'DOCKER-USER');
+    expect(dockerUserJump).toHaveLength(1);
+    expect(await fw.check(dockerUserJump)).toEqual([]);
   });
 
   it('validates before queueing: a bad rule is rejected and nothing runs', async () => {
@@ -241,7 +257,7 @@ describe('del', () => {
 describe('check, list, chains', () => {
   it('check reports exactly the rule deleted by hand', async () => {
     const { fw, calls } = backend();
-    const missing = await fw.check([...baseRules(4, { dockerUser: true }), ...networkRules(NET)]);
+    const missing = await fw.check([...baseRules(4), ...networkRules(NET)]);
     expect(missing.map((r) => r.spec.join(' '))).toEqual([
       '-i nc-a1b2c3d4e5f6 -o nc-a1b2c3d4e5f6 -m conntrack --ctstate DNAT -j ACCEPT',
     ]);
