@@ -6,20 +6,21 @@
  * whatever order networks and endpoints come and go, so the layout makes
  * order between owners irrelevant: everything that must come before
  * something else lives in an earlier chain, and NETCTL-FORWARD jumps to the
- * chains in a fixed order (base rules, chains.ts):
+ * chains in a fixed order (base rules, chains.ts). B is the bridge, S a
+ * subnet, IP the endpoint's address:
  *
  *   NETCTL-FORWARD
- *     1. NETCTL-ACCEPT       ACCEPT only, before any DROP:
- *                              -o B ctstate RELATED,ESTABLISHED        (net)
- *                              -d IP ! -i B -o B -p P --dport C        (ep, per published port)
- *     2. NETCTL-ISOLATION-1  -i B ! -o B -j NETCTL-ISOLATION-2        (net)
+ *     1. NETCTL-CT           -o B ctstate RELATED,ESTABLISHED ACCEPT  (net: replies, before any DROP)
+ *     2. NETCTL-ISOLATION-1  -i B ! -o B ! ctstate DNAT -j NETCTL-ISOLATION-2   (net)
  *                            internal: -i B ! -o B DROP, ! -i B -o B DROP
- *        NETCTL-ISOLATION-2  -o B -j DROP                             (net)
- *     3. NETCTL-BRIDGE       -i B ! -o B ACCEPT (way out, not internal)
- *                            icc: -i B -o B ACCEPT | !icc: -i B -o B ctstate DNAT ACCEPT, -i B -o B DROP
- *                            -o B DROP (nothing else gets in: only published ports)
- *   NETCTL-PREROUTING (nat)  -p P [-d HOSTIP] --dport H[:He] DNAT IP:C[-Ce/H]   (ep)
- *   NETCTL-POSTROUTING (nat) -s S ! -o B MASQUERADE                   (net, masquerade)
+ *        NETCTL-ISOLATION-2  -o B DROP                                (net)
+ *     3. NETCTL-PUBLISH      -d IP ! -i B -o B -p P --dport C ACCEPT  (ep, per published port)
+ *     4. NETCTL-BRIDGE       -i B ! -o B ACCEPT                       (net: way out, not internal)
+ *                            icc:  -i B -o B ACCEPT
+ *                            !icc: -i B -o B ctstate DNAT ACCEPT, -i B -o B DROP
+ *                            -o B DROP              (nothing else gets in: only published ports)
+ *   NETCTL-PREROUTING (nat)  [-d HOSTIP] -p P --dport H[:He] DNAT IP:C[-Ce/H]   (ep)
+ *   NETCTL-POSTROUTING (nat) -s S ! -o B MASQUERADE                   (net, masquerade on)
  *                            -s S -o B ctstate DNAT MASQUERADE         (net, hairpin)
  *                            -o B src-type LOCAL MASQUERADE           (net, IPv4 host-local)
  *
@@ -34,9 +35,11 @@
  *
  * Where this differs from dockerd (libnetwork drivers/bridge, userland
  * proxy off) and why:
- * - Replies and published ports are accepted before isolation, so a
- *   container can reach another network's published port through the host
- *   address (dockerd's isolation drops the reply).
+ * - Isolation skips connections that were DNATed (`! --ctstate DNAT`), and
+ *   replies are accepted before isolation, so a container reaches another
+ *   network's published port through the host address, as it does through
+ *   dockerd's userland proxy; reaching it directly by container address is
+ *   still dropped. (dockerd without the proxy drops both.)
  * - Hairpin is one rule per network (`-s S -o B --ctstate DNAT MASQUERADE`)
  *   instead of one per published port; it also covers a container reaching
  *   a neighbour's published port through the host address, which without
@@ -44,6 +47,8 @@
  * - With ICC off, connections that were DNATed (published ports reached
  *   through the host address) are still allowed between containers of the
  *   network, as dockerd's userland proxy allows them.
+ * - A port range is one DNAT rule (iptables' shifted ranges) where dockerd
+ *   writes one per port.
  */
 import { CHAIN } from './chains.js';
 import { FirewallInputError } from './errors.js';
@@ -137,64 +142,39 @@ export function networkRules(net: NetworkFirewall): Rule[] {
   const rules: Rule[] = [];
   const families = ([4, 6] as const).filter((f) => subnets.some((s) => s.family === f));
   for (const family of families) {
-    const add = (table: Table, chain: string, ...spec: string[]) =>
+    const add = (table: Table, chain: string, spec: string[]) =>
       rules.push({ family, table, chain, spec, owner });
-    const ownSubnets = subnets.filter((s) => s.family === family).map((s) => s.cidr);
-
-    if (!net.internal)
-      add(
-        'filter',
-        CHAIN.accept,
-        '-o',
-        b,
-        '-m',
-        'conntrack',
-        '--ctstate',
-        'RELATED,ESTABLISHED',
-        '-j',
-        'ACCEPT',
-      );
+    const conntrack = (...state: string[]) => ['-m', 'conntrack', ...state];
 
     if (net.internal) {
-      add('filter', CHAIN.isolation1, '-i', b, '!', '-o', b, '-j', 'DROP');
-      add('filter', CHAIN.isolation1, '!', '-i', b, '-o', b, '-j', 'DROP');
-    } else {
-      add('filter', CHAIN.isolation1, '-i', b, '!', '-o', b, '-j', CHAIN.isolation2);
+      add('filter', CHAIN.isolation1, ['-i', b, '!', '-o', b, '-j', 'DROP']);
+      add('filter', CHAIN.isolation1, ['!', '-i', b, '-o', b, '-j', 'DROP']);
+      add('filter', CHAIN.isolation2, ['-o', b, '-j', 'DROP']);
+      add('filter', CHAIN.bridge, ['-i', b, '-o', b, '-j', net.icc ? 'ACCEPT' : 'DROP']);
+      continue;
     }
-    add('filter', CHAIN.isolation2, '-o', b, '-j', 'DROP');
 
-    if (!net.internal) add('filter', CHAIN.bridge, '-i', b, '!', '-o', b, '-j', 'ACCEPT');
+    add('filter', CHAIN.ct, ['-o', b, ...conntrack('--ctstate', 'RELATED,ESTABLISHED'), '-j', 'ACCEPT']);
+    const notDnat = conntrack('!', '--ctstate', 'DNAT');
+    add('filter', CHAIN.isolation1, ['-i', b, '!', '-o', b, ...notDnat, '-j', CHAIN.isolation2]);
+    add('filter', CHAIN.isolation2, ['-o', b, '-j', 'DROP']);
+    add('filter', CHAIN.bridge, ['-i', b, '!', '-o', b, '-j', 'ACCEPT']);
     if (net.icc) {
-      add('filter', CHAIN.bridge, '-i', b, '-o', b, '-j', 'ACCEPT');
+      add('filter', CHAIN.bridge, ['-i', b, '-o', b, '-j', 'ACCEPT']);
     } else {
-      if (!net.internal)
-        add('filter', CHAIN.bridge, '-i', b, '-o', b, '-m', 'conntrack', '--ctstate', 'DNAT', '-j', 'ACCEPT');
-      add('filter', CHAIN.bridge, '-i', b, '-o', b, '-j', 'DROP');
+      add('filter', CHAIN.bridge, ['-i', b, '-o', b, ...conntrack('--ctstate', 'DNAT'), '-j', 'ACCEPT']);
+      add('filter', CHAIN.bridge, ['-i', b, '-o', b, '-j', 'DROP']);
     }
-    if (!net.internal) add('filter', CHAIN.bridge, '-o', b, '-j', 'DROP');
+    add('filter', CHAIN.bridge, ['-o', b, '-j', 'DROP']);
 
-    if (net.internal) continue;
-    if (net.masquerade) {
-      for (const s of ownSubnets) add('nat', CHAIN.postrouting, '-s', s, '!', '-o', b, '-j', 'MASQUERADE');
+    for (const { cidr: subnet } of subnets.filter((s) => s.family === family)) {
+      if (net.masquerade) add('nat', CHAIN.postrouting, ['-s', subnet, '!', '-o', b, '-j', 'MASQUERADE']);
+      const dnat = conntrack('--ctstate', 'DNAT');
+      add('nat', CHAIN.postrouting, ['-s', subnet, '-o', b, ...dnat, '-j', 'MASQUERADE']);
     }
-    for (const s of ownSubnets) {
-      add(
-        'nat',
-        CHAIN.postrouting,
-        '-s',
-        s,
-        '-o',
-        b,
-        '-m',
-        'conntrack',
-        '--ctstate',
-        'DNAT',
-        '-j',
-        'MASQUERADE',
-      );
+    if (family === 4) {
+      add('nat', CHAIN.postrouting, ['-o', b, '-m', 'addrtype', '--src-type', 'LOCAL', '-j', 'MASQUERADE']);
     }
-    if (family === 4)
-      add('nat', CHAIN.postrouting, '-o', b, '-m', 'addrtype', '--src-type', 'LOCAL', '-j', 'MASQUERADE');
   }
   return rules;
 }
@@ -318,7 +298,7 @@ export function portRules(ep: EndpointFirewall, mappings: readonly PortMapping[]
     rules.push({
       family,
       table: 'filter',
-      chain: CHAIN.accept,
+      chain: CHAIN.publish,
       spec: [
         '-d',
         host,

@@ -6,9 +6,10 @@
  *
  * The layout (see bridge.ts for what each chain holds):
  *
- *   filter FORWARD ─┬─► NETCTL-FORWARD ─► NETCTL-ACCEPT       replies + published ports
+ *   filter FORWARD ─┬─► NETCTL-FORWARD ─► NETCTL-CT           replies into netctl bridges
  *   (DOCKER-USER) ──┘                   ├► NETCTL-ISOLATION-1 ─► NETCTL-ISOLATION-2
- *                                       └► NETCTL-BRIDGE      way out, ICC, default drop
+ *                                       ├► NETCTL-PUBLISH      published ports
+ *                                       └► NETCTL-BRIDGE       way out, ICC, default drop
  *   nat PREROUTING (dst LOCAL) ─┬─► NETCTL-PREROUTING          DNAT of published ports
  *   nat OUTPUT     (dst LOCAL) ─┘
  *   nat POSTROUTING ──────────────► NETCTL-POSTROUTING         MASQUERADE
@@ -25,14 +26,16 @@ import type { FirewallBackend } from './backend.js';
 import type { ChainRef, Family, Rule, Table } from './rule.js';
 
 export const CHAIN = {
-  /** filter: entry from FORWARD (and DOCKER-USER); jumps to the next three in order. */
+  /** filter: entry from FORWARD (and DOCKER-USER); jumps to the next four in order. */
   forward: 'NETCTL-FORWARD',
-  /** filter: ACCEPTs that must come before any DROP: replies into a bridge, published ports. */
-  accept: 'NETCTL-ACCEPT',
+  /** filter: replies into a netctl bridge (RELATED,ESTABLISHED), before any DROP. */
+  ct: 'NETCTL-CT',
   /** filter: stage 1 of isolation between netctl networks, and internal networks' drops. */
   isolation1: 'NETCTL-ISOLATION-1',
   /** filter: stage 2 of isolation: DROP into any netctl bridge. */
   isolation2: 'NETCTL-ISOLATION-2',
+  /** filter: ACCEPT of each published port, before the bridges' drops. */
+  publish: 'NETCTL-PUBLISH',
   /** filter: per bridge: way out, inter-container (ICC) accept or drop, default drop. */
   bridge: 'NETCTL-BRIDGE',
   /** nat: DNAT of published ports; entered for local destinations from PREROUTING and OUTPUT. */
@@ -47,9 +50,10 @@ const DOCKER_USER = 'DOCKER-USER';
 
 const OWN_CHAINS: readonly { table: Table; chain: string }[] = [
   { table: 'filter', chain: CHAIN.forward },
-  { table: 'filter', chain: CHAIN.accept },
+  { table: 'filter', chain: CHAIN.ct },
   { table: 'filter', chain: CHAIN.isolation1 },
   { table: 'filter', chain: CHAIN.isolation2 },
+  { table: 'filter', chain: CHAIN.publish },
   { table: 'filter', chain: CHAIN.bridge },
   { table: 'nat', chain: CHAIN.prerouting },
   { table: 'nat', chain: CHAIN.postrouting },
@@ -79,8 +83,9 @@ export function baseRules(family: Family): Rule[] {
   return [
     rule('filter', 'FORWARD', ['-j', CHAIN.forward], first),
     rule('filter', DOCKER_USER, ['-j', CHAIN.forward], { first: true, ifChainExists: true }),
-    rule('filter', CHAIN.forward, ['-j', CHAIN.accept]),
+    rule('filter', CHAIN.forward, ['-j', CHAIN.ct]),
     rule('filter', CHAIN.forward, ['-j', CHAIN.isolation1]),
+    rule('filter', CHAIN.forward, ['-j', CHAIN.publish]),
     rule('filter', CHAIN.forward, ['-j', CHAIN.bridge]),
     rule('nat', 'PREROUTING', [...local, '-j', CHAIN.prerouting], first),
     // Host-local access to published ports. IPv4 includes 127.0.0.1 (which

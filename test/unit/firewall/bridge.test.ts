@@ -132,7 +132,7 @@ describe('portRules golden output', () => {
       spec: ['-p', 'tcp', '-m', 'tcp', '--dport', '8080', '-j', 'DNAT', '--to-destination', '10.77.0.2:80'],
       owner: `ep:${EP}`,
     });
-    expect(accept?.chain).toBe('NETCTL-ACCEPT');
+    expect(accept?.chain).toBe('NETCTL-PUBLISH');
     expect(accept?.spec.join(' ')).toBe(
       '-d 10.77.0.2/32 ! -i nc-a1b2c3d4e5f6 -o nc-a1b2c3d4e5f6 -p tcp -m tcp --dport 80 -j ACCEPT',
     );

@@ -72,6 +72,6 @@ describe('ensureBase and removeBase', () => {
     const chains = await fw.chains();
     expect(chains.filter((c) => c.chain.startsWith('NETCTL-'))).toEqual([]);
     expect(chains).toContainEqual({ family: 4, table: 'filter', chain: 'DOCKER-USER' });
-    expect(baseChains([4])).toHaveLength(7);
+    expect(baseChains([4])).toHaveLength(8);
   });
 });

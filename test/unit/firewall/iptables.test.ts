@@ -175,7 +175,7 @@ describe('add', () => {
     const [dnat, accept] = rules.map(ruleTag);
     expect(restores()[0]?.input).toBe(
       '*filter\n' +
-        '-A NETCTL-ACCEPT -d 10.77.0.2/32 ! -i nc-a1b2c3d4e5f6 -o nc-a1b2c3d4e5f6 -p udp -m udp --dport 53 ' +
+        '-A NETCTL-PUBLISH -d 10.77.0.2/32 ! -i nc-a1b2c3d4e5f6 -o nc-a1b2c3d4e5f6 -p udp -m udp --dport 53 ' +
         `-m comment --comment ${accept} -j ACCEPT\n` +
         'COMMIT\n' +
         '*nat\n' +
@@ -221,8 +221,8 @@ describe('del', () => {
     await fw.del(portRules(EP, [{ proto: 'tcp', hostPort: 8080, containerPort: 80 }]));
     expect(restores()[0]?.input).toBe(
       '*filter\n' +
-        '-D NETCTL-ACCEPT -d 10.77.0.2/32 ! -i nc-a1b2c3d4e5f6 -o nc-a1b2c3d4e5f6 -p tcp -m tcp --dport 80 ' +
-        '-m comment --comment "netctl:ep:0123456789abcdef/745643a6" -j ACCEPT\n' +
+        '-D NETCTL-PUBLISH -d 10.77.0.2/32 ! -i nc-a1b2c3d4e5f6 -o nc-a1b2c3d4e5f6 -p tcp -m tcp --dport 80 ' +
+        '-m comment --comment "netctl:ep:0123456789abcdef/e5f31742" -j ACCEPT\n' +
         'COMMIT\n' +
         '*nat\n' +
         '-D NETCTL-PREROUTING -p tcp -m tcp --dport 8080 -m comment --comment ' +
@@ -269,7 +269,7 @@ describe('check, list, chains', () => {
     const listed = await fw.list();
     const owners = new Map<string, number>();
     for (const r of listed) owners.set(r.owner, (owners.get(r.owner) ?? 0) + 1);
-    expect(Object.fromEntries(owners)).toEqual({ base: 8, 'net:a1b2c3d4e5f6': 9, 'ep:0123456789abcdef': 2 });
+    expect(Object.fromEntries(owners)).toEqual({ base: 9, 'net:a1b2c3d4e5f6': 9, 'ep:0123456789abcdef': 2 });
     expect(listed.find((r) => r.chain === 'DOCKER-USER')).toMatchObject({
       family: 4,
       table: 'filter',
@@ -313,8 +313,9 @@ describe('removeChains', () => {
       '-D POSTROUTING -m comment --comment "netctl:base/89c2bd1a" -j NETCTL-POSTROUTING',
     ]);
     expect(input).toContain(
-      '-F NETCTL-FORWARD\n-F NETCTL-ACCEPT\n-F NETCTL-ISOLATION-1\n-F NETCTL-ISOLATION-2\n-F NETCTL-BRIDGE\n' +
-        '-X NETCTL-FORWARD\n-X NETCTL-ACCEPT\n-X NETCTL-ISOLATION-1\n-X NETCTL-ISOLATION-2\n-X NETCTL-BRIDGE\nCOMMIT\n',
+      '-F NETCTL-FORWARD\n-F NETCTL-CT\n-F NETCTL-ISOLATION-1\n-F NETCTL-ISOLATION-2\n-F NETCTL-PUBLISH\n' +
+        '-F NETCTL-BRIDGE\n-X NETCTL-FORWARD\n-X NETCTL-CT\n-X NETCTL-ISOLATION-1\n-X NETCTL-ISOLATION-2\n' +
+        '-X NETCTL-PUBLISH\n-X NETCTL-BRIDGE\nCOMMIT\n',
     );
   });
 
