@@ -179,7 +179,15 @@ export function networkRules(net: NetworkFirewall): Rule[] {
   return rules;
 }
 
-/** The sysctls a network needs in the namespace of its bridge. */
+/**
+ * The sysctls a network needs in the namespace of its bridge; the caller
+ * applies them (src/kernel sysctlSet). One more setting is not a sysctl:
+ * with br_netfilter on (bridge-nf-call-iptables=1, the kernel default once
+ * loaded), a container reaching its own published port through the host
+ * address needs hairpin mode on its bridge port (IFLA_BRPORT_MODE, `bridge
+ * link set dev VETH hairpin on`), as dockerd and CNI's bridge plugin set
+ * it; the bridge driver sets it per endpoint.
+ */
 export function requiredSysctls(net: NetworkFirewall): RequiredSysctl[] {
   const { bridge, subnets } = checkNetwork(net);
   const has = (family: Family) => subnets.some((s) => s.family === family);
@@ -219,8 +227,9 @@ export function requiredSysctls(net: NetworkFirewall): RequiredSysctl[] {
   return out;
 }
 
-function range(first: number, last: number | undefined, sep: string): string {
-  return last === undefined || last === first ? `${first}` : `${first}${sep}${last}`;
+/** "80" or "80:90", as iptables' --dport takes them. */
+function range(first: number, last: number): string {
+  return last === first ? `${first}` : `${first}:${last}`;
 }
 
 /**
@@ -231,7 +240,10 @@ function range(first: number, last: number | undefined, sep: string): string {
  */
 export function portRules(ep: EndpointFirewall, mappings: readonly PortMapping[]): Rule[] {
   const id = hexId('endpoint id', ep.id);
-  hexId('network id', ep.network?.id);
+  if (typeof ep.network !== 'object' || ep.network === null) {
+    throw new FirewallInputError('network', ep.network, 'missing');
+  }
+  hexId('network id', ep.network.id);
   const b = interfaceName('bridge', ep.network.bridge);
   if (ep.family !== 4 && ep.family !== 6) throw new FirewallInputError('family', ep.family, 'not 4 or 6');
   const { ip, family } = ipAddress('ip', ep.ip, ep.family);
@@ -272,52 +284,17 @@ export function portRules(ep: EndpointFirewall, mappings: readonly PortMapping[]
     let hostIp = m.hostIp === undefined ? defaultHostIp : ipAddress(`${field}.hostIp`, m.hostIp, family).ip;
     if (hostIp === '0.0.0.0' || hostIp === '::') hostIp = undefined;
 
-    const isRange = hostEnd !== hostPort;
-    const to = isRange
-      ? `${destination}:${containerPort}-${containerEnd}/${hostPort}`
-      : `${destination}:${containerPort}`;
-    rules.push({
-      family,
-      table: 'nat',
-      chain: CHAIN.prerouting,
-      spec: [
-        ...(hostIp ? ['-d', family === 4 ? `${hostIp}/32` : `${hostIp}/128`] : []),
-        '-p',
-        m.proto,
-        '-m',
-        m.proto,
-        '--dport',
-        range(hostPort, hostEnd, ':'),
-        '-j',
-        'DNAT',
-        '--to-destination',
-        to,
-      ],
-      owner,
-    });
-    rules.push({
-      family,
-      table: 'filter',
-      chain: CHAIN.publish,
-      spec: [
-        '-d',
-        host,
-        '!',
-        '-i',
-        b,
-        '-o',
-        b,
-        '-p',
-        m.proto,
-        '-m',
-        m.proto,
-        '--dport',
-        range(containerPort, containerEnd, ':'),
-        '-j',
-        'ACCEPT',
-      ],
-      owner,
-    });
+    const to =
+      hostEnd !== hostPort
+        ? `${destination}:${containerPort}-${containerEnd}/${hostPort}`
+        : `${destination}:${containerPort}`;
+    const proto = ['-p', m.proto, '-m', m.proto, '--dport'];
+    const onHost = hostIp ? ['-d', `${hostIp}/${family === 4 ? 32 : 128}`] : [];
+    const dnat = [...onHost, ...proto, range(hostPort, hostEnd), '-j', 'DNAT', '--to-destination', to];
+    const toContainer = ['-d', host, '!', '-i', b, '-o', b];
+    const accept = [...toContainer, ...proto, range(containerPort, containerEnd), '-j', 'ACCEPT'];
+    rules.push({ family, table: 'nat', chain: CHAIN.prerouting, spec: dnat, owner });
+    rules.push({ family, table: 'filter', chain: CHAIN.publish, spec: accept, owner });
   });
   return dedupe(rules);
 }
