@@ -371,6 +371,64 @@ describe.each(['nft', 'legacy'] as const)('packets through netctl rules (%s)', (
   });
 });
 
+/** dockerd 20.10's filter rules for docker0 (iptables --userland-proxy=false), added after netctl's. */
+function dockerdStarts(flavour: Flavour, host: TestNetns): void {
+  const ipt = (...args: string[]) => run(`iptables-${flavour}`, args, { netns: host.path });
+  ipt('-P', 'FORWARD', 'DROP');
+  for (const chain of ['DOCKER', 'DOCKER-ISOLATION-STAGE-1', 'DOCKER-ISOLATION-STAGE-2', 'DOCKER-USER'])
+    ipt('-N', chain);
+  ipt('-I', 'FORWARD', '1', '-o', 'docker0', '-j', 'DOCKER');
+  ipt(
+    '-I',
+    'FORWARD',
+    '1',
+    '-o',
+    'docker0',
+    '-m',
+    'conntrack',
+    '--ctstate',
+    'RELATED,ESTABLISHED',
+    '-j',
+    'ACCEPT',
+  );
+  ipt('-I', 'FORWARD', '1', '-j', 'DOCKER-ISOLATION-STAGE-1');
+  ipt('-I', 'FORWARD', '1', '-j', 'DOCKER-USER');
+  ipt('-A', 'FORWARD', '-i', 'docker0', '!', '-o', 'docker0', '-j', 'ACCEPT');
+  ipt(
+    '-A',
+    'DOCKER-ISOLATION-STAGE-1',
+    '-i',
+    'docker0',
+    '!',
+    '-o',
+    'docker0',
+    '-j',
+    'DOCKER-ISOLATION-STAGE-2',
+  );
+  ipt('-A', 'DOCKER-ISOLATION-STAGE-1', '-j', 'RETURN');
+  ipt('-A', 'DOCKER-ISOLATION-STAGE-2', '-o', 'docker0', '-j', 'DROP');
+  ipt('-A', 'DOCKER-ISOLATION-STAGE-2', '-j', 'RETURN');
+  ipt('-A', 'DOCKER-USER', '-j', 'RETURN');
+}
+
+describe.each(['nft', 'legacy'] as const)('beside dockerd (%s)', (flavour) => {
+  it('keeps working when dockerd starts later and puts its chains first; ensureBase adds the DOCKER-USER jump', async () => {
+    const { agents, host, fw } = await topology({ flavour, mappings: WEB });
+    dockerdStarts(flavour, host);
+    expect(run(`iptables-${flavour}`, ['-S', 'FORWARD'], { netns: host.path }).split('\n')[1]).toBe(
+      '-A FORWARD -j DOCKER-USER',
+    );
+    expect(await agents.c1.connect('192.0.2.2', 9000)).toMatchObject({ from: '192.0.2.1' });
+    expect(await agents.ext.connect('192.0.2.1', 8080)).toMatchObject({ from: '192.0.2.2', to: '10.77.0.2' });
+    await ensureBase(fw);
+    expect(run(`iptables-${flavour}`, ['-S', 'DOCKER-USER'], { netns: host.path })).toMatch(
+      /^-A DOCKER-USER -m comment --comment "?netctl:base\/\w+"? -j NETCTL-FORWARD\n-A DOCKER-USER -j RETURN$/m,
+    );
+    expect(await agents.c2.connect('192.0.2.2', 9000)).toMatchObject({ from: '192.0.2.1' });
+    expect(await agents.ext.connect('192.0.2.1', 8080)).toMatchObject({ from: '192.0.2.2', to: '10.77.0.2' });
+  });
+});
+
 describe('packets through netctl rules (IPv6)', () => {
   it('masquerades and publishes over IPv6 as well', async () => {
     const { agents } = await topology({ flavour: 'nft', ipv6: true, mappings: WEB });
