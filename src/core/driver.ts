@@ -59,7 +59,9 @@ export interface Reconciler {
   listOwned(): Promise<OwnedResource[]>;
   /** Remove one resource listOwned reported. */
   removeOwned(resource: OwnedResource): Promise<void>;
-  /** Make the kernel match a network that should exist (after a crash or a hand-made mess). */
+  /** What of the network's kernel side is missing now (empty: nothing). */
+  missing?(network: Network): Promise<string[]>;
+  /** Make the kernel match a network that should exist (after a crash or a hand-made mess). Idempotent. */
   restoreNetwork?(network: Network, endpoints: Endpoint[]): Promise<void>;
 }
 

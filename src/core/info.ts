@@ -58,6 +58,12 @@ export class JoinInfo {
   dstPrefix: string | undefined;
   /** No default route through this endpoint (internal networks). */
   disableGatewayService = false;
+  /** The driver put an interface in the sandbox for the caller to configure (host and none do not). */
+  plugged = false;
+
+  setPlugged(): void {
+    this.plugged = true;
+  }
 
   setGateway(ip: string): void {
     this.gateway4 = ip;

@@ -6,10 +6,11 @@
 import { type ifla, rt } from 'netlink';
 import { log } from '../log.js';
 import { hasErrorCode, KernelError, LinkKindMismatchError, LinkNotFoundError } from './errors.js';
+import { AF_BRIDGE } from './inet.js';
 import { bridgeInfo, parseLinkInfo, type VethPeerInfo, vethInfo, vxlanInfo } from './linkinfo.js';
 import { bytesToMac, macToBytes } from './mac.js';
 import { native } from './native.js';
-import { CREATE, type Netlink } from './netlink.js';
+import { CREATE, type Netlink, toBuffer } from './netlink.js';
 import { type NetnsRef, openNetns } from './netns.js';
 
 const { MessageType } = rt;
@@ -323,6 +324,34 @@ export async function linkSetMaster(h: Netlink, ref: LinkRef, master: LinkRef): 
 /** Equivalent to: `ip link set NAME nomaster`. */
 export function linkSetNoMaster(h: Netlink, ref: LinkRef): Promise<void> {
   return linkSet(h, ref, {}, { master: 0 });
+}
+
+// if_link.h: IFLA_PROTINFO nests IFLA_BRPORT_* for a bridge port; NLA_F_NESTED
+// tells br_setlink it is the nested form, not the old one-byte port state.
+const IFLA_PROTINFO = 12;
+const NLA_F_NESTED = 0x8000;
+const IFLA_BRPORT_MODE = 4;
+
+/**
+ * Equivalent to: `bridge link set dev NAME hairpin on|off` — whether the
+ * bridge may send a frame back out of the port it came in on, which a
+ * container reaching its own published port through the host needs.
+ */
+export async function linkSetHairpin(h: Netlink, ref: LinkRef, on: boolean): Promise<void> {
+  const index = await linkIndex(h, ref);
+  const mode = toBuffer((out) => out.push(IFLA_BRPORT_MODE, Buffer.from([on ? 1 : 0])));
+  // The header by hand: the netlink package's AttrStream.push drops the NLA_F_NESTED bit.
+  const protinfo = Buffer.alloc(4);
+  protinfo.writeUInt16LE(4 + mode.length, 0);
+  protinfo.writeUInt16LE(IFLA_PROTINFO | NLA_F_NESTED, 2);
+  try {
+    await h.request(MessageType.SETLINK, (out) => {
+      out.emit(rt.formatLink({ family: AF_BRIDGE, index }));
+      out.emit([protinfo, mode]);
+    });
+  } catch (err) {
+    throw notFound(err, refLabel(ref));
+  }
 }
 
 /** Equivalent to: `ip link set NAME name NEWNAME` (the link must be down). */

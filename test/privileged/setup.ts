@@ -23,7 +23,8 @@ function leaks(): string[] {
   if (netns.length) found.push(`netns left in /run/netns: ${netns.join(' ')}`);
   const links = extraLinks();
   if (links.length) found.push(`links left: ${links.join(' ')}`);
-  for (const save of ['iptables-save', 'ip6tables-save']) {
+  // Both flavours: nft (Debian's default) and legacy keep separate tables.
+  for (const save of ['iptables-save', 'ip6tables-save', 'iptables-legacy-save', 'ip6tables-legacy-save']) {
     const rules = execFileSync(save, { encoding: 'utf8' })
       .split('\n')
       .filter(
@@ -59,7 +60,12 @@ function scrub(): void {
   for (const name of readdirSync('/run/netns')) execFileSync('ip', ['netns', 'del', name]);
   // One at a time, re-reading: deleting a veth takes its peer with it.
   for (let link = extraLinks()[0]; link; link = extraLinks()[0]) execFileSync('ip', ['link', 'del', link]);
-  for (const restore of ['iptables-restore', 'ip6tables-restore']) {
+  for (const restore of [
+    'iptables-restore',
+    'ip6tables-restore',
+    'iptables-legacy-restore',
+    'ip6tables-legacy-restore',
+  ]) {
     execFileSync(restore, { input: '*filter\nCOMMIT\n*nat\nCOMMIT\n*mangle\nCOMMIT\n*raw\nCOMMIT\n' });
   }
 }

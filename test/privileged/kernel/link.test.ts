@@ -11,6 +11,7 @@ import {
   linkList,
   linkSetAlias,
   linkSetDown,
+  linkSetHairpin,
   linkSetMac,
   linkSetMaster,
   linkSetMtu,
@@ -19,7 +20,7 @@ import {
   linkSetNs,
   linkSetUp,
 } from '../../../src/kernel/index.js';
-import { ipJson, testNetns } from '../harness.js';
+import { ipJson, run, testNetns } from '../harness.js';
 
 interface IpLink {
   ifname: string;
@@ -206,6 +207,25 @@ describe('link settings', () => {
     expect((await linkByName(ns.nl, 'p0')).masterIndex).toBe(await linkIndex(ns.nl, 'br0'));
     await linkSetNoMaster(ns.nl, 'p0');
     expect(ipLink(ns.path, 'p0').master).toBeUndefined();
+  });
+
+  it('turns hairpin mode on and off on a bridge port', async () => {
+    const ns = testNetns();
+    await linkAdd(ns.nl, { kind: 'bridge', name: 'br0' });
+    const master = await linkIndex(ns.nl, 'br0');
+    await linkAdd(ns.nl, { kind: 'veth', name: 'p0', master, peer: { name: 'p1' } });
+    const hairpin = () =>
+      (
+        JSON.parse(run('bridge', ['-j', '-d', 'link', 'show', 'dev', 'p0'], { netns: ns.path })) as {
+          hairpin: boolean;
+        }[]
+      )[0]?.hairpin;
+    expect(hairpin()).toBe(false);
+    await linkSetHairpin(ns.nl, 'p0', true);
+    expect(hairpin()).toBe(true);
+    await linkSetHairpin(ns.nl, 'p0', false);
+    expect(hairpin()).toBe(false);
+    await expect(linkSetHairpin(ns.nl, 'nope0', true)).rejects.toBeInstanceOf(LinkNotFoundError);
   });
 
   it('enslaves at creation', async () => {
