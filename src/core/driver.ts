@@ -52,6 +52,8 @@ export interface OwnedResource {
   name: string;
   /** `net:<id>` or `ep:<id>`. */
   owner: string;
+  /** Whatever the driver needs to remove it again. */
+  handle?: unknown;
 }
 
 export interface Reconciler {
