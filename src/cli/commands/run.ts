@@ -99,7 +99,10 @@ async function removeSandbox(cli: Cli, api: NetctlApi, sandbox: Sandbox, joined:
 export function runCommand(cli: Cli, program: Command): Command {
   return verb(program, 'run')
     .description('run a command in a new sandbox, connected to the given networks')
-    .argument('<command...>', 'command and its arguments (put -- before it if it has options)')
+    .argument(
+      '<command...>',
+      'the command and its arguments, passed through as given (netctl options go before it)',
+    )
     .option('--name <name>', 'sandbox name (default: a generated one)', flags.name)
     .option(
       '--network <network>',

@@ -102,7 +102,10 @@ export function sandboxCommand(cli: Cli, program: Command): Command {
   verb(sandbox, 'exec')
     .description('run a command in a sandbox and exit with its status')
     .argument('<sandbox>', 'sandbox name or id')
-    .argument('<command...>', 'command and its arguments (put -- before it if it has options)')
+    .argument(
+      '<command...>',
+      'the command and its arguments, passed through as given (netctl options go before it)',
+    )
     .passThroughOptions()
     .action(async (ref: string, commandLine: string[], _options: unknown, command: Command) => {
       // Options stop at the sandbox name, so a `--` after it reaches us: it only separates.
