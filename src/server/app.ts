@@ -4,7 +4,8 @@
  * with or without a Content-Type, a body limit, quiet request logs. Each
  * area is a plugin with its own routes and its own error format.
  */
-import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { pino } from 'pino';
 import { Errors } from '../errors.js';
 import { type Logger, log } from '../log.js';
 import { DEFAULT_BODY_LIMIT, errorReply, netctlErrorHandler, validatorCompiler } from './errors.js';
@@ -34,11 +35,12 @@ class QuietLogController extends LogController {
 export function createServer(options: ServerOptions = {}): FastifyInstance {
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const logger = options.logger === undefined ? log.child({ component: 'api' }) : options.logger;
-  const app = Fastify({
+  const app: FastifyInstance = Fastify({
     bodyLimit,
-    ...(logger ? { loggerInstance: logger } : { logger: false }),
+    // A silent pino rather than `logger: false`, so the instance has one logger type either way.
+    loggerInstance: (logger || pino({ level: 'silent' })) as FastifyBaseLogger,
     logController: new QuietLogController(),
-  }) as unknown as FastifyInstance;
+  });
 
   app.setValidatorCompiler(validatorCompiler);
 
