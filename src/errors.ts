@@ -59,6 +59,11 @@ export const Errors = {
     'badRequest',
   ),
   RequestTooLarge: define('NETCTL_REQUEST_TOO_LARGE', 'request body is larger than %s bytes', 'badRequest'),
+  ConfirmationRequired: define(
+    'NETCTL_CONFIRMATION_REQUIRED',
+    '%s needs confirmation: pass -f/--force (no terminal to ask on)',
+    'badRequest',
+  ),
 
   // Things that are not there.
   NetworkNotFound: define('NETCTL_NETWORK_NOT_FOUND', 'network %s not found', 'notFound'),
@@ -70,6 +75,7 @@ export const Errors = {
     'network driver %s not found (available: %s)',
     'notFound',
   ),
+  RouteNotFound: define('NETCTL_ROUTE_NOT_FOUND', 'no API route %s %s', 'notFound'),
 
   // Things in the way.
   NetworkExists: define('NETCTL_NETWORK_EXISTS', 'network with name %s already exists', 'conflict'),
@@ -90,6 +96,11 @@ export const Errors = {
   ),
   PortInUse: define('NETCTL_PORT_IN_USE', 'host port %s is already published by %s', 'conflict'),
   Conflict: define('NETCTL_CONFLICT', 'concurrent update of %s: try again', 'conflict'),
+  DaemonRunning: define(
+    'NETCTL_DAEMON_RUNNING',
+    'another netctl daemon is already listening on %s',
+    'conflict',
+  ),
 
   // Something we depend on is down.
   StoreUnavailable: define('NETCTL_STORE_UNAVAILABLE', 'state store %s is unavailable: %s', 'unavailable'),

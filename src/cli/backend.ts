@@ -1,0 +1,55 @@
+/**
+ * Which NetctlApi the CLI talks to: the daemon's, over its socket, when one
+ * answers there; otherwise a controller in this process (createLocalApi),
+ * over the same store — so every command works with or without a daemon.
+ */
+import type { NetctlApi } from '../controller/api.js';
+import { Errors } from '../errors.js';
+import { log } from '../log.js';
+import { DEFAULT_API_SOCKET, probeSocket } from '../server/listen.js';
+import { HttpApi } from './client.js';
+
+export interface BackendOptions {
+  /** --socket; else NETCTL_SOCKET; else /run/netctl/api.sock. */
+  socket?: string;
+  /** --kv, for the in-process controller. */
+  kv?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Backend {
+  api: NetctlApi;
+  close(): Promise<void>;
+  mode: 'daemon' | 'local';
+}
+
+export function socketPathOf(options: BackendOptions): string {
+  return options.socket ?? (options.env ?? process.env).NETCTL_SOCKET ?? DEFAULT_API_SOCKET;
+}
+
+export async function openApi(options: BackendOptions): Promise<Backend> {
+  const socket = socketPathOf(options);
+  const state = await probeSocket(socket).catch((err: NodeJS.ErrnoException) => {
+    // EACCES (not root), ENOTSOCK, ...: a daemon may well be there; do not go around it.
+    throw new Errors.DaemonUnavailable(
+      socket,
+      err.code === 'EACCES' ? 'permission denied (run as root)' : err.message,
+      {
+        cause: err,
+      },
+    );
+  });
+  if (state === 'live') {
+    if (options.kv)
+      log.warn(
+        { socket, kv: options.kv },
+        'a daemon answers: --kv is ignored, the daemon uses its own store',
+      );
+    return { api: new HttpApi(socket), close: async () => {}, mode: 'daemon' };
+  }
+  log.debug({ socket }, 'no daemon: running the controller in this process');
+  // Loaded only when needed: the daemon path stays quick to start.
+  const { createLocalApi } = await import('../controller/local.js');
+  const local = await createLocalApi({ ...(options.kv ? { kv: options.kv } : {}), socket });
+  return { api: local.api, close: () => local.close(), mode: 'local' };
+}

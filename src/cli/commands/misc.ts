@@ -1,0 +1,69 @@
+/** `netctl gc`, `netctl doctor`, and the `netctl daemon` placeholder. */
+import type { Command } from 'commander';
+import { Errors } from '../../errors.js';
+import { type Cli, formatOption, verb } from '../cli.js';
+import { EXIT_FAILURE, EXIT_OK } from '../exit.js';
+import type { Format } from '../output.js';
+
+export function gcCommand(cli: Cli, program: Command): Command {
+  return verb(program, 'gc')
+    .description(
+      'make the kernel, the IPAM and the records agree: remove leftovers, finish or undo interrupted work',
+    )
+    .option('--dry-run', 'only report what would be done')
+    .addOption(formatOption())
+    .action(async (options: { dryRun?: boolean; format: Format }, command: Command) => {
+      const report = await cli.withApi(command, (api) => api.gc({ dryRun: options.dryRun ?? false }));
+      if (options.format === 'json') {
+        cli.out.json(report);
+        return;
+      }
+      if (!report.actions.length) {
+        cli.out.line('Nothing to clean up.');
+        return;
+      }
+      cli.out.table(
+        ['KIND', 'NAME', 'OWNER', 'ACTION', 'REASON'],
+        report.actions.map((a) => [a.kind, a.name, a.owner, a.action, a.reason]),
+      );
+      if (report.dryRun) cli.out.line('Dry run: nothing was changed.');
+    });
+}
+
+export function doctorCommand(cli: Cli, program: Command): Command {
+  return verb(program, 'doctor')
+    .description('check that this machine can run netctl (kernel features, privileges, firewall tools)')
+    .addOption(formatOption())
+    .action(async (options: { format: Format }) => {
+      // Loaded here: it brings the kernel layer and the native addon, which no other verb needs.
+      const { runDoctor } = await import('../doctor.js');
+      const results = await runDoctor();
+      if (options.format === 'json') cli.out.json(results);
+      else
+        cli.out.table(
+          ['check', 'status', 'detail'],
+          results.map((r) => [r.check, cli.out.status(r.status), r.detail]),
+        );
+      const failed = results.filter((r) => r.status === 'fail');
+      if (options.format === 'table') {
+        cli.out.line(
+          failed.length
+            ? `${failed.length} check(s) failed: netctl cannot work here until they pass.`
+            : 'netctl can run here.',
+        );
+      }
+      cli.status = failed.length ? EXIT_FAILURE : EXIT_OK;
+    });
+}
+
+/** PLACEHOLDER on the `cli` branch: the lead wires the daemon (controller + buildApiServer + listenUnix). */
+export function daemonCommand(_cli: Cli, program: Command): Command {
+  return program
+    .command('daemon')
+    .description('run the netctl daemon (REST API and Docker plugin sockets)')
+    .option('--socket <path>', 'API socket', '/run/netctl/api.sock')
+    .option('--kv <url>', 'state store URL (default: embedded)')
+    .action(async () => {
+      throw new Errors.DaemonUnavailable('daemon', 'not wired yet');
+    });
+}

@@ -1,0 +1,119 @@
+/** `netctl sandbox create|ls|inspect|rm|exec`: network namespaces as containers without images. */
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import { type CreateSandboxRequest, createSandboxSchema } from '../../core/schemas.js';
+import { describeIssues, parseRequest } from '../../core/validate.js';
+import { Errors } from '../../errors.js';
+import { type Cli, formatOption, shortId, verb } from '../cli.js';
+import { netctlExecArgs, runForeground } from '../exec.js';
+import * as flags from '../flags.js';
+import type { Format } from '../output.js';
+
+export function hostname(value: string): string {
+  const result = createSandboxSchema.shape.hostname.safeParse(value, { reportInput: true });
+  if (!result.success) throw new InvalidArgumentError(describeIssues(result.error.issues));
+  return value;
+}
+
+export function netnsPath(value: string): string {
+  if (!value.startsWith('/'))
+    throw new InvalidArgumentError(`${JSON.stringify(value)} is not an absolute path`);
+  return value;
+}
+
+export function sandboxCommand(cli: Cli, program: Command): Command {
+  const sandbox = program.command('sandbox').description('manage sandboxes (network namespaces)');
+  const { out } = cli;
+
+  verb(sandbox, 'create')
+    .description('create a sandbox and print its id')
+    .argument('<name>', 'sandbox name', flags.name)
+    .option('--hostname <name>', 'hostname inside the sandbox', hostname)
+    .option(
+      '--netns <path>',
+      'use this existing netns (e.g. /proc/PID/ns/net) instead of making one',
+      netnsPath,
+    )
+    .option('--label <key=value>', 'label (repeatable)', flags.repeatable(flags.keyValue(true)))
+    .action(
+      async (
+        name: string,
+        options: { hostname?: string; netns?: string; label?: [string, string][] },
+        command: Command,
+      ) => {
+        const request: CreateSandboxRequest = {
+          name,
+          ...(options.hostname ? { hostname: options.hostname } : {}),
+          ...(options.netns ? { key: options.netns } : {}),
+          labels: flags.toRecord(options.label),
+        };
+        parseRequest(createSandboxSchema, request);
+        const created = await cli.withApi(command, (api) => api.createSandbox(request));
+        out.line(created.id);
+      },
+    );
+
+  verb(sandbox, 'ls')
+    .alias('list')
+    .description('list sandboxes')
+    .option('-q, --quiet', 'print ids only')
+    .option('--no-trunc', 'print full ids')
+    .addOption(formatOption())
+    .action(async (options: { quiet?: boolean; trunc: boolean; format: Format }, command: Command) => {
+      const sandboxes = await cli.withApi(command, (api) => api.listSandboxes());
+      sandboxes.sort((a, b) => a.name.localeCompare(b.name));
+      if (options.format === 'json') out.json(sandboxes);
+      else if (options.quiet) for (const s of sandboxes) out.line(shortId(s.id, !options.trunc));
+      else
+        out.table(
+          ['SANDBOX ID', 'NAME', 'HOSTNAME', 'NETNS', 'ENDPOINTS', 'PID'],
+          sandboxes.map((s) => [
+            shortId(s.id, !options.trunc),
+            s.name,
+            s.hostname,
+            s.key,
+            String(s.endpointIds.length),
+            s.pid ? String(s.pid) : '',
+          ]),
+        );
+    });
+
+  verb(sandbox, 'inspect')
+    .description('show sandboxes in detail, with their endpoints (JSON)')
+    .argument('<sandbox...>', 'sandbox names or ids')
+    .action(async (refs: string[], _options: unknown, command: Command) => {
+      const details = await cli.withApi(command, (api) => cli.each(refs, (ref) => api.inspectSandbox(ref)));
+      out.json(details.map((d) => ({ ...d.sandbox, endpoints: d.endpoints })));
+    });
+
+  verb(sandbox, 'rm')
+    .alias('remove')
+    .description('remove sandboxes (they leave their networks; a process run in one is stopped)')
+    .argument('<sandbox...>', 'sandbox names or ids')
+    .action(async (refs: string[], _options: unknown, command: Command) => {
+      await cli.withApi(command, (api) =>
+        cli.each(refs, async (ref) => {
+          await api.deleteSandbox(ref);
+          out.line(ref);
+        }),
+      );
+    });
+
+  verb(sandbox, 'exec')
+    .description('run a command in a sandbox and exit with its status')
+    .argument('<sandbox>', 'sandbox name or id')
+    .argument(
+      '<command...>',
+      'the command and its arguments, passed through as given (netctl options go before it)',
+    )
+    .passThroughOptions()
+    .action(async (ref: string, commandLine: string[], _options: unknown, command: Command) => {
+      // Options stop at the sandbox name, so a `--` after it reaches us: it only separates.
+      if (commandLine[0] === '--') commandLine = commandLine.slice(1);
+      if (!commandLine.length) throw new Errors.InvalidRequest('no command given after --');
+      const details = await cli.withApi(command, (api) => api.inspectSandbox(ref));
+      cli.status = await runForeground(cli.ctx, netctlExecArgs(details.sandbox, commandLine));
+    });
+
+  return sandbox;
+}

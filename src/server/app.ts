@@ -1,0 +1,60 @@
+/**
+ * The daemon's fastify instance, shared by every protocol area (the netctl
+ * REST API now, the Docker plugin protocol next): zod validation, JSON bodies
+ * with or without a Content-Type, a body limit, quiet request logs. Each
+ * area is a plugin with its own routes and its own error format.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { pino } from 'pino';
+import { Errors } from '../errors.js';
+import { type Logger, log } from '../log.js';
+import { DEFAULT_BODY_LIMIT, errorReply, netctlErrorHandler, validatorCompiler } from './errors.js';
+
+export interface ServerOptions {
+  /** pino logger for the server (default: src/log.ts's, component "api"); false for none. */
+  logger?: Logger | false;
+  /** Largest request body accepted, in bytes (default 1 MiB). */
+  bodyLimit?: number;
+}
+
+/** Per-request lines at debug, not info: a busy daemon would log two lines per call. */
+class QuietLogController extends LogController {
+  override incomingRequest(request: Parameters<LogController['incomingRequest']>[0]): void {
+    request.log.debug({ method: request.method, url: request.url }, 'incoming request');
+  }
+
+  override requestCompleted(
+    _error: unknown,
+    _request: unknown,
+    reply: Parameters<LogController['requestCompleted']>[2],
+  ): void {
+    reply.log.debug({ statusCode: reply.statusCode, ms: reply.elapsedTime }, 'request completed');
+  }
+}
+
+export function createServer(options: ServerOptions = {}): FastifyInstance {
+  const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const logger = options.logger === undefined ? log.child({ component: 'api' }) : options.logger;
+  const app: FastifyInstance = Fastify({
+    bodyLimit,
+    // A silent pino rather than `logger: false`, so the instance has one logger type either way.
+    loggerInstance: (logger || pino({ level: 'silent' })) as FastifyBaseLogger,
+    logController: new QuietLogController(),
+  });
+
+  app.setValidatorCompiler(validatorCompiler);
+
+  // Docker's plugin client POSTs JSON with no Content-Type at all (and
+  // fastify answers 415 to a body it has no parser for), so every body is
+  // parsed as JSON, with fastify's own prototype-poisoning-safe parser.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+
+  // Defaults for anything outside a protocol plugin; each plugin sets its own.
+  app.setErrorHandler(netctlErrorHandler(bodyLimit));
+  app.setNotFoundHandler((request, reply) => {
+    const { status, body } = errorReply(new Errors.RouteNotFound(request.method, request.url));
+    return reply.status(status).send(body);
+  });
+  return app;
+}

@@ -1,0 +1,31 @@
+/**
+ * Route schemas of the netctl REST API: the core's request schemas, reshaped
+ * where the URL already carries a part (the network of a connect), plus the
+ * two small bodies that exist only on the wire.
+ */
+import { z } from 'zod';
+import { connectSchema } from '../core/schemas.js';
+
+/** `:ref` is a network or sandbox id, name, or unique id prefix. */
+export const refParamsSchema = z.object({ ref: z.string().min(1) });
+
+/** POST /v1/networks/:ref/connect: the network is the URL's. */
+export const connectBodySchema = connectSchema.omit({ network: true });
+
+/** POST /v1/networks/:ref/disconnect. */
+export const disconnectBodySchema = connectSchema.pick({ sandbox: true });
+
+/** PUT /v1/sandboxes/:ref/pid. */
+export const sandboxPidBodySchema = z.strictObject({
+  pid: z
+    .number()
+    .int()
+    .min(1)
+    .max(2 ** 22),
+});
+
+/** POST /v1/gc; no body at all means a real run. */
+export const gcBodySchema = z
+  .strictObject({ dryRun: z.boolean().default(false) })
+  .nullish()
+  .transform((body) => body ?? { dryRun: false });
