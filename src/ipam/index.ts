@@ -1,0 +1,6 @@
+/** src/ipam: address pools and allocation, state in the KV store. */
+export * from './cidr.js';
+export * from './errors.js';
+export * from './ipam.js';
+export * from './pool.js';
+export { IpamStore, ipamKeys } from './store.js';

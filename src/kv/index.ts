@@ -1,0 +1,3 @@
+/** src/kv: the state store interface, its backends and openStore(). */
+export * from './errors.js';
+export * from './store.js';
