@@ -81,6 +81,7 @@ export interface PoolInfo {
   ipRange?: string;
   gateway?: string;
   auxAddresses: Record<string, string>;
+  owner?: string;
   /** Addresses held by owners (gateway and aux not counted). */
   allocated: number;
 }
@@ -682,6 +683,7 @@ function poolInfo(record: PoolRecord, allocated: number): PoolInfo {
     ...(record.ipRange ? { ipRange: record.ipRange } : {}),
     ...(record.gateway ? { gateway: record.gateway } : {}),
     auxAddresses: { ...record.auxAddresses },
+    ...(record.owner !== undefined ? { owner: record.owner } : {}),
     allocated,
   };
 }

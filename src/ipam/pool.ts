@@ -60,6 +60,8 @@ export interface PoolRequest {
   auxAddresses?: Record<string, string>;
   /** Family when no subnet is given. */
   v6?: boolean;
+  /** Who holds the pool (`net:<id>`), for reconcile to find pools whose network is gone. */
+  owner?: string;
 }
 
 /** What the allocator needs to know about a pool, derived once from its record. */
@@ -125,6 +127,7 @@ export function buildPoolRecord(space: string, subnet: Subnet, request: PoolRequ
     auxAddresses: {},
     createdAt: now.toISOString(),
   };
+  if (request.owner !== undefined) record.owner = request.owner;
   if (request.ipRange !== undefined) {
     const range = parseSubnet(request.ipRange, 'ip-range');
     if (range.family !== subnet.family) {
@@ -162,17 +165,25 @@ export function buildPoolRecord(space: string, subnet: Subnet, request: PoolRequ
   return record;
 }
 
+// Math.max and Math.min take no bigints.
+function bigMax(a: bigint, b: bigint): bigint {
+  if (a > b) return a;
+  return b;
+}
+
+function bigMin(a: bigint, b: bigint): bigint {
+  if (a < b) return a;
+  return b;
+}
+
 export function viewOfPool(record: PoolRecord): PoolView {
   const subnet = parseSubnet(record.subnet);
   const range = record.ipRange ? parseSubnet(record.ipRange) : subnet;
   const { first, last } = usableBounds(subnet);
   const rangeLo = range.base - subnet.base;
   const rangeHi = lastAddress(range) - subnet.base;
-  // (Math.max/min take no bigints.)
-  // biome-ignore lint/complexity/useMathMinMax: bigint
-  const lo = rangeLo > first ? rangeLo : first;
-  // biome-ignore lint/complexity/useMathMinMax: bigint
-  const hi = rangeHi < last ? rangeHi : last;
+  const lo = bigMax(rangeLo, first);
+  const hi = bigMin(rangeHi, last);
   const reserved = new Map<bigint, string>();
   if (record.gateway) reserved.set(parseAddress(record.gateway).value - subnet.base, 'gateway');
   for (const [name, text] of Object.entries(record.auxAddresses)) {

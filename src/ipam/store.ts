@@ -29,6 +29,8 @@ export type PoolRecord = {
   gateway?: string;
   /** Reserved for the pool's lifetime, never handed out (Docker's --aux-address). */
   auxAddresses: Record<string, string>;
+  /** Who holds the pool (`net:<id>`), when the caller said. */
+  owner?: string;
   createdAt: string;
 };
 
