@@ -148,8 +148,9 @@ return out
 
 /** The two scripts, as ioredis defineCommand adds them (EVALSHA, EVAL on NOSCRIPT). */
 interface ScriptCommands {
-  netctlTxn(numKeys: number, ...args: (string | number)[]): Promise<(string | number)[]>;
-  netctlList(numKeys: number, ...args: (string | number)[]): Promise<(string | number)[]>;
+  // ioredis flattens array arguments: big transactions are not spread onto the JS stack.
+  netctlTxn(numKeys: number, keys: string[], args: (string | number)[]): Promise<(string | number)[]>;
+  netctlList(numKeys: number, keys: string[], args: (string | number)[]): Promise<(string | number)[]>;
 }
 
 /** Reply errors that mean "not serving right now" rather than "bad request". */
@@ -239,9 +240,14 @@ export class RedisStore implements KvStore {
     if (this.closed) throw new KvUnavailableError('redis', `${this.where}: store is closed`);
   }
 
-  /** Map an ioredis failure to a KV error. */
-  private failure(err: unknown): KvError {
-    if (err instanceof KvError) return err;
+  /**
+   * Map an ioredis failure to a KV error: Redis refusing a request is a
+   * backend error (unless the refusal means "not serving now"), our own
+   * programming errors stay what they are, and everything else ioredis
+   * throws is about the connection (offline, closed, timed out).
+   */
+  private failure(err: unknown): Error {
+    if (err instanceof KvError || err instanceof RangeError || err instanceof TypeError) return err;
     const message = (err as Error).message;
     if (err instanceof ReplyError && !UNAVAILABLE_REPLIES.test(message)) {
       return new KvBackendError('redis', `${this.where}: ${message}`, { cause: err });
@@ -267,7 +273,7 @@ export class RedisStore implements KvStore {
 
   private async snapshot(prefix: string, limit = 0): Promise<{ revision: number; entries: KvEntry[] }> {
     const reply = await this.call(() =>
-      this.scripts.netctlList(2, REVISION_KEY, INDEX_KEY, this.channel, revisionSeed(), prefix, limit),
+      this.scripts.netctlList(2, [REVISION_KEY, INDEX_KEY], [this.channel, revisionSeed(), prefix, limit]),
     );
     const entries: KvEntry[] = [];
     for (let i = 1; i + 2 < reply.length; i += 3) {
@@ -308,7 +314,7 @@ export class RedisStore implements KvStore {
       else args.push('d', '', 0);
     }
     const keys = [REVISION_KEY, INDEX_KEY, ...compare.map((c) => c.key), ...ops.map((op) => op.key)];
-    const [ok, a, b] = await this.call(() => this.scripts.netctlTxn(keys.length, ...keys, ...args));
+    const [ok, a, b] = await this.call(() => this.scripts.netctlTxn(keys.length, keys, args));
     if (ok !== 1) {
       const failed = compare[Number(a) - 1]!;
       throw new KvConflictError(failed.key, failed.version, Number(b));
