@@ -589,6 +589,8 @@ export class Ipam {
       const blockKey = ipamKeys.block(poolId, view.subnet.family, blockIndex);
       await this.store.commit(
         [
+          // The counters were computed from this pool's view (its range): it must still be current.
+          { key: ipamKeys.pool(poolId), version: pool.version },
           { key: ipamKeys.state(poolId), version: state.version },
           { key: blockKey, version: block.version },
           { key: ipamKeys.address(poolId, text), version: record.version },

@@ -344,6 +344,17 @@ describe('addresses', () => {
     await expectUnchanged(() => ipam.requestAddress(p32.poolId, { owner: 'b' }), 'ipam.no_available_ip');
   });
 
+  it('a pool another client released and re-created is re-read, not served from a stale cache', async () => {
+    const other = new Ipam(new MemoryStore(state));
+    const { poolId } = await ipam.requestPool({ subnet: '10.0.0.0/24' });
+    expect((await ipam.requestAddress(poolId, { owner: 'a' })).address).toBe('10.0.0.2');
+    await other.releasePool(poolId, { force: true });
+    await other.requestPool({ subnet: '10.0.0.0/24', ipRange: '10.0.0.64/26' });
+    expect((await ipam.requestAddress(poolId, { owner: 'b' })).address).toBe('10.0.0.64');
+    expect(await ipam.releaseAddress(poolId, '10.0.0.64')).toBe(true);
+    expect((await other.getPool(poolId)).allocated).toBe(0);
+  });
+
   it('concurrent requests in one process through two clients never share an address', async () => {
     const other = new Ipam(new MemoryStore(state));
     const { poolId } = await ipam.requestPool({ subnet: '10.0.0.0/24' });
