@@ -14,7 +14,7 @@
  * last line it prints.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { build } from 'esbuild';
@@ -22,6 +22,7 @@ import { build } from 'esbuild';
 const ROOT = resolve(import.meta.dirname, '../..');
 const CACHE = join(ROOT, 'node_modules/.cache/netctl-test');
 
+/** Bundle a fixture; remove the returned file when done (removeFixture). */
 export async function bundleFixture(entry: string): Promise<string> {
   mkdirSync(CACHE, { recursive: true });
   // Unique per process: vitest runs files in parallel workers.
@@ -37,6 +38,10 @@ export async function bundleFixture(entry: string): Promise<string> {
     logLevel: 'error',
   });
   return outfile;
+}
+
+export function removeFixture(bundled: string | undefined): void {
+  if (bundled?.startsWith(CACHE)) rmSync(bundled, { force: true });
 }
 
 interface Child {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Allocation, Ipam } from '../../../src/ipam/ipam.js';
 import { openStore } from '../../../src/kv/store.js';
 import { type RedisServer, startRedisServer } from '../../../src/kv/testing/redis-server.js';
-import { bundleFixture, runConcurrently } from '../../helpers/children.js';
+import { bundleFixture, removeFixture, runConcurrently } from '../../helpers/children.js';
 
 const N = 50;
 let script: string;
@@ -24,6 +24,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
+  removeFixture(script);
   await redis?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });

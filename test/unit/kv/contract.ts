@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { KvConflictError, KvInvalidKeyError, KvUnavailableError } from '../../../src/kv/errors.js';
 import type { KvEvent, KvStore, KvWatch } from '../../../src/kv/store.js';
-import { bundleFixture, runConcurrently } from '../../helpers/children.js';
+import { bundleFixture, removeFixture, runConcurrently } from '../../helpers/children.js';
 
 export interface KvContractTarget {
   /** Another client of the shared backend (as another process would open it). */
@@ -412,10 +412,15 @@ export function kvContract(name: string, options: KvContractOptions): void {
         const watch = await store.watch(key);
         const events = reader(watch);
         const script = await bundleFixture(new URL('./fixtures/cas-increment.ts', import.meta.url).pathname);
-        const results = await runConcurrently(
-          script,
-          Array.from({ length: N }, () => [target.url!, key, String(M)]),
-        );
+        let results: string[];
+        try {
+          results = await runConcurrently(
+            script,
+            Array.from({ length: N }, () => [target.url!, key, String(M)]),
+          );
+        } finally {
+          removeFixture(script);
+        }
         const conflicts = results.reduce(
           (sum, line) => sum + (JSON.parse(line) as { conflicts: number }).conflicts,
           0,

@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { LmdbStore } from '../../../src/kv/lmdb.js';
 import { openStore } from '../../../src/kv/store.js';
 import { kvContract } from './contract.js';
@@ -15,10 +15,10 @@ kvContract('lmdb', {
   async setup() {
     return { open: async () => LmdbStore.open(path), url: `lmdb://${path}` };
   },
-  async teardown() {
-    rmSync(dir, { recursive: true, force: true });
-  },
 });
+
+// After every describe of this file (the specifics below write there too).
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('LmdbStore specifics', () => {
   it('a watcher that fell behind the trimmed change log resyncs to the net state', async () => {
