@@ -94,6 +94,7 @@ export const Errors = {
     'network %s has active endpoints (%s): disconnect them first',
     'conflict',
   ),
+  PoolInUse: define('NETCTL_POOL_IN_USE', 'address pool %s still has addresses in use', 'conflict'),
   PortInUse: define('NETCTL_PORT_IN_USE', 'host port %s is already published by %s', 'conflict'),
   Conflict: define('NETCTL_CONFLICT', 'concurrent update of %s: try again', 'conflict'),
   DaemonRunning: define(
@@ -114,15 +115,41 @@ export const Errors = {
   Internal: define('NETCTL_INTERNAL', 'internal error: %s', 'internal'),
 } as const;
 
+/**
+ * The state layers (src/kv, src/ipam) sit below this registry's users and
+ * throw their own typed errors with `kv.*` / `ipam.*` codes; each is
+ * reported as the registry error it means (docs/errors.md, "Lower layers").
+ */
+export const LAYER_CODES: Record<string, string> = {
+  'ipam.invalid_cidr': 'NETCTL_INVALID_CIDR',
+  'ipam.invalid_address': 'NETCTL_INVALID_ADDRESS',
+  'ipam.invalid_request': 'NETCTL_INVALID_REQUEST',
+  'ipam.unknown_address_space': 'NETCTL_INVALID_REQUEST',
+  'ipam.pool_overlap': 'NETCTL_POOL_OVERLAP',
+  'ipam.pool_not_found': 'NETCTL_POOL_NOT_FOUND',
+  'ipam.pool_in_use': 'NETCTL_POOL_IN_USE',
+  'ipam.no_available_pool': 'NETCTL_NO_AVAILABLE_POOL',
+  'ipam.no_available_ip': 'NETCTL_NO_AVAILABLE_ADDRESS',
+  'ipam.address_in_use': 'NETCTL_ADDRESS_IN_USE',
+  'ipam.address_out_of_range': 'NETCTL_ADDRESS_OUT_OF_RANGE',
+  'ipam.contention': 'NETCTL_CONFLICT',
+  'kv.conflict': 'NETCTL_CONFLICT',
+  'kv.unavailable': 'NETCTL_STORE_UNAVAILABLE',
+  'kv.invalid_key': 'NETCTL_INVALID_REQUEST',
+  'kv.invalid_url': 'NETCTL_INVALID_REQUEST',
+  'kv.backend': 'NETCTL_INTERNAL',
+};
+
 /** Every registered error, in definition order. */
 export function errorSpecs(): ErrorSpec[] {
   return [...registry.values()];
 }
 
-/** The registered spec of err, when it is one of ours. */
+/** The registered spec of err, when it is one of ours or a lower layer's. */
 export function specOf(err: unknown): ErrorSpec | undefined {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? registry.get(code) : undefined;
+  if (typeof code !== 'string') return undefined;
+  return registry.get(code) ?? registry.get(LAYER_CODES[code] ?? '');
 }
 
 /** The class of any error: ours by registry, anything else is internal. */

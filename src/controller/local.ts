@@ -1,12 +1,18 @@
 /**
- * The controller in the CLI's own process, for when no daemon runs.
- *
- * PLACEHOLDER on the `cli` branch: the lead replaces this module with the
- * real one (a Controller over the store named by `kv`, or the embedded
- * default). The CLI depends only on this signature.
+ * A Controller wired to its real parts: the state store (embedded LMDB
+ * unless a URL is given), the IPAM over it, the iptables firewall and the
+ * drivers. The daemon runs one; the CLI runs one in its own process when no
+ * daemon answers — same store, same results.
  */
-import { Errors } from '../errors.js';
-import type { NetctlApi } from './api.js';
+import { BridgeDriver } from '../drivers/bridge/bridge.js';
+import { HostDriver } from '../drivers/host/host.js';
+import { NoneDriver } from '../drivers/none/none.js';
+import { iptablesBackend } from '../firewall/index.js';
+import { KvIpamDriver } from '../ipam/driver.js';
+import { Ipam } from '../ipam/ipam.js';
+import { type KvStore, openStore } from '../kv/index.js';
+import { Controller } from './controller.js';
+import { State } from './state.js';
 
 export interface LocalApiOptions {
   /** Store URL (`--kv`), e.g. redis://host:6379/0; the embedded store when absent. */
@@ -15,8 +21,35 @@ export interface LocalApiOptions {
   socket?: string;
 }
 
+/** A store URL fit for logs and health reports: no credentials. */
+export function describeStore(kv: KvStore, url: string | undefined): string {
+  if (!url) return `${kv.backend} (embedded default)`;
+  try {
+    const parsed = new URL(url);
+    parsed.password = '';
+    parsed.username = '';
+    return parsed.toString();
+  } catch {
+    return kv.backend;
+  }
+}
+
 export async function createLocalApi(
-  options: LocalApiOptions,
-): Promise<{ api: NetctlApi; close(): Promise<void> }> {
-  throw new Errors.DaemonUnavailable(options.socket ?? 'its socket', 'in-process mode is not wired yet');
+  options: LocalApiOptions = {},
+): Promise<{ api: Controller; close(): Promise<void> }> {
+  const kv = await openStore(options.kv);
+  const bridge = new BridgeDriver({ firewall: iptablesBackend() });
+  const api = new Controller({
+    state: new State(kv),
+    ipam: new KvIpamDriver(new Ipam(kv)),
+    drivers: [bridge, new HostDriver(), new NoneDriver()],
+    storeName: describeStore(kv, options.kv),
+  });
+  return {
+    api,
+    async close() {
+      bridge.close();
+      await kv.close();
+    },
+  };
 }

@@ -61,6 +61,8 @@ export interface Reconciler {
   listOwned(): Promise<OwnedResource[]>;
   /** Remove one resource listOwned reported. */
   removeOwned(resource: OwnedResource): Promise<void>;
+  /** Setup shared by all of the driver's networks (base chains), removed when none is left. */
+  sharedResources?(): Promise<OwnedResource[]>;
   /** What of the network's kernel side is missing now (empty: nothing). */
   missing?(network: Network): Promise<string[]>;
   /** Make the kernel match a network that should exist (after a crash or a hand-made mess). Idempotent. */

@@ -1,6 +1,7 @@
 /** `netctl gc`, `netctl doctor`, and the `netctl daemon` placeholder. */
 import type { Command } from 'commander';
-import { Errors } from '../../errors.js';
+import { log } from '../../log.js';
+import { DEFAULT_API_SOCKET, listenUnix } from '../../server/listen.js';
 import { type Cli, formatOption, verb } from '../cli.js';
 import { EXIT_FAILURE, EXIT_OK } from '../exit.js';
 import type { Format } from '../output.js';
@@ -56,14 +57,35 @@ export function doctorCommand(cli: Cli, program: Command): Command {
     });
 }
 
-/** PLACEHOLDER on the `cli` branch: the lead wires the daemon (controller + buildApiServer + listenUnix). */
-export function daemonCommand(_cli: Cli, program: Command): Command {
-  return program
-    .command('daemon')
-    .description('run the netctl daemon (REST API and Docker plugin sockets)')
-    .option('--socket <path>', 'API socket', '/run/netctl/api.sock')
-    .option('--kv <url>', 'state store URL (default: embedded)')
-    .action(async () => {
-      throw new Errors.DaemonUnavailable('daemon', 'not wired yet');
+/**
+ * `netctl daemon`: reconcile, then serve the REST API on a unix socket until
+ * SIGTERM/SIGINT. Networks stay in place when it stops; the next start picks
+ * them up (and repairs what changed meanwhile).
+ */
+export function daemonCommand(cli: Cli, program: Command): Command {
+  return verb(program, 'daemon')
+    .description('run the netctl daemon (REST API socket); reconciles state at start')
+    .action(async (_options: unknown, command: Command) => {
+      const g = cli.globals(command);
+      if (!g.logLevel && !process.env.NETCTL_LOG_LEVEL) log.level = 'info';
+      const socket = g.socket ?? process.env.NETCTL_SOCKET ?? DEFAULT_API_SOCKET;
+      const { createLocalApi } = await import('../../controller/local.js');
+      const { buildApiServer } = await import('../../server/api.js');
+      const { api, close } = await createLocalApi(g.kv ? { kv: g.kv } : {});
+      try {
+        const report = await api.gc({ dryRun: false });
+        for (const action of report.actions) log.info({ action }, 'reconcile');
+        const app = buildApiServer(api);
+        await listenUnix(app, socket);
+        log.info({ socket, store: (await api.health()).store }, 'netctl daemon ready');
+        const signal = await new Promise<NodeJS.Signals>((resolve) => {
+          process.once('SIGTERM', resolve);
+          process.once('SIGINT', resolve);
+        });
+        log.info({ signal }, 'shutting down; networks stay in place');
+        await app.close();
+      } finally {
+        await close();
+      }
     });
 }

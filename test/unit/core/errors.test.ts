@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Errors, errorClassOf, errorSpecs, HTTP_STATUS, specOf } from '../../../src/errors.js';
+import { Errors, errorClassOf, errorSpecs, HTTP_STATUS, LAYER_CODES, specOf } from '../../../src/errors.js';
 import { packageRoot } from '../../../src/paths.js';
 
 function documentedCodes(): { code: string; class: string; message: string }[] {
@@ -28,6 +28,17 @@ describe('error registry', () => {
     expect(err.statusCode).toBe(HTTP_STATUS.notFound);
     expect(errorClassOf(err)).toBe('notFound');
     expect(specOf(err)?.class).toBe('notFound');
+  });
+
+  it('maps every lower-layer code as docs/errors.md says', () => {
+    const doc = readFileSync(join(packageRoot, 'docs', 'errors.md'), 'utf8');
+    const documented = Object.fromEntries(
+      [...doc.matchAll(/^\| `((?:kv|ipam)\.[a-z_]+)` \| `(NETCTL_[A-Z_]+)` \|$/gm)].map((m) => [m[1], m[2]]),
+    );
+    expect(documented).toEqual(LAYER_CODES);
+    for (const [layer, code] of Object.entries(LAYER_CODES)) {
+      expect(specOf(Object.assign(new Error('x'), { code: layer }))?.code, layer).toBe(code);
+    }
   });
 
   it('treats anything unregistered as internal', () => {

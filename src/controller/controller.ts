@@ -1,0 +1,630 @@
+/**
+ * The Controller: the one place that turns a validated request into
+ * IPAM reservations, driver calls, sandbox configuration and records —
+ * whether the request came from the CLI, the REST API, Docker or CNI.
+ *
+ * Every multi-step operation runs under an intent (intents.ts): on failure
+ * it is undone in place; after a crash, reconcile() undoes or finishes it.
+ */
+import { randomBytes } from 'node:crypto';
+import type { z } from 'zod';
+import { type Driver, hasExternalConnectivity } from '../core/driver.js';
+import { EndpointInfo, JoinInfo, type NetworkInfo } from '../core/info.js';
+import type { IpamDriver, Reservation } from '../core/ipam.js';
+import type { Endpoint, Network, PortMapping, Sandbox } from '../core/model.js';
+import {
+  type ConnectRequest,
+  type CreateNetworkRequest,
+  type CreateSandboxRequest,
+  connectSchema,
+  createNetworkSchema,
+  createSandboxSchema,
+  type ipamPoolSchema,
+} from '../core/schemas.js';
+import { parseRequest } from '../core/validate.js';
+import { Errors } from '../errors.js';
+import {
+  createNetns,
+  deleteNetns,
+  linkSetUp,
+  matchCidr,
+  Netlink,
+  netnsPath,
+  openNetns,
+  parsePrefix,
+  randomMac,
+} from '../kernel/index.js';
+import { log } from '../log.js';
+import { packageVersion } from '../paths.js';
+import { removeSandboxEtc, writeSandboxEtc } from '../sandbox/etc.js';
+import { bootId, netnsInode } from '../sandbox/identity.js';
+import { configureInterface } from '../sandbox/iface.js';
+import type { GcReport, Health, NetctlApi, NetworkDetails, SandboxDetails } from './api.js';
+import { crashPoint, type Intent, newIntent } from './intents.js';
+import { collectGarbage } from './reconcile.js';
+import type { State } from './state.js';
+
+export const newId = () => randomBytes(32).toString('hex');
+export const networkOwner = (id: string) => `net:${id}`;
+export const endpointOwner = (id: string) => `ep:${id}`;
+export const sandboxOwner = (id: string) => `sb:${id}`;
+
+/** Named netns netctl makes for its own sandboxes. */
+export const sandboxNetnsName = (name: string) => `netctl-${name}`;
+
+export interface ControllerOptions {
+  state: State;
+  ipam: IpamDriver;
+  drivers: Driver[];
+  /** How the store is named in health reports (never with credentials). */
+  storeName: string;
+}
+
+/** IPAM driver name for networks without addresses (host, none), as Docker's "null" IPAM. */
+export const NULL_IPAM = 'null';
+
+export class Controller implements NetctlApi {
+  readonly state: State;
+  readonly ipam: IpamDriver;
+  readonly drivers: Map<string, Driver>;
+  private readonly storeName: string;
+
+  constructor(options: ControllerOptions) {
+    this.state = options.state;
+    this.ipam = options.ipam;
+    this.drivers = new Map(options.drivers.map((d) => [d.type, d]));
+    this.storeName = options.storeName;
+  }
+
+  async health(): Promise<Health> {
+    const [networks, endpoints, sandboxes] = await Promise.all([
+      this.state.networks(),
+      this.state.endpoints(),
+      this.state.sandboxes(),
+    ]);
+    return {
+      version: packageVersion,
+      store: this.storeName,
+      storeReachable: true,
+      networks: networks.length,
+      endpoints: endpoints.length,
+      sandboxes: sandboxes.length,
+    };
+  }
+
+  gc(options: { dryRun: boolean }): Promise<GcReport> {
+    return collectGarbage(this, options.dryRun);
+  }
+
+  private driver(type: string): Driver {
+    const driver = this.drivers.get(type);
+    if (!driver) throw new Errors.DriverNotFound(type, [...this.drivers.keys()].join(', '));
+    return driver;
+  }
+
+  private async withIntent<T>(
+    op: string,
+    kind: Intent['kind'],
+    owners: string[],
+    run: () => Promise<T>,
+    undo: () => Promise<void>,
+  ): Promise<T> {
+    const intent = newIntent(op, kind, owners);
+    await this.state.putIntent(intent);
+    try {
+      const result = await run();
+      await this.state.deleteIntent(intent.id);
+      return result;
+    } catch (err) {
+      try {
+        await undo();
+        await this.state.deleteIntent(intent.id);
+      } catch (undoErr) {
+        // Leave the intent: reconcile retries the undo later.
+        log.error({ err: undoErr, op, owners }, 'undo failed; reconcile will finish it');
+      }
+      throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------- networks
+
+  async findNetwork(ref: string): Promise<Network> {
+    const byName = await this.state.networkIdByName(ref);
+    const network = await this.state.network(byName ?? ref);
+    if (network) return network;
+    // Docker-style id prefixes (at least 6 hex digits), unambiguous only.
+    if (/^[0-9a-f]{6,63}$/.test(ref)) {
+      const matches = (await this.state.networks()).filter(
+        (n) => n.id.startsWith(ref) || n.dockerId?.startsWith(ref),
+      );
+      if (matches.length === 1 && matches[0]) return matches[0];
+    }
+    throw new Errors.NetworkNotFound(ref);
+  }
+
+  async listNetworks(): Promise<Network[]> {
+    return (await this.state.networks()).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async inspectNetwork(ref: string): Promise<NetworkDetails> {
+    const network = await this.findNetwork(ref);
+    const sandboxes = new Map((await this.state.sandboxes()).map((s) => [s.id, s]));
+    const endpoints = (await this.state.endpoints())
+      .filter((e) => e.networkId === network.id)
+      .map((e) => {
+        const sandboxName = e.sandboxId ? sandboxes.get(e.sandboxId)?.name : undefined;
+        return sandboxName ? { ...e, sandboxName } : e;
+      });
+    return { network, endpoints };
+  }
+
+  async createNetwork(input: CreateNetworkRequest): Promise<Network> {
+    const req = parseRequest(createNetworkSchema, input);
+    const driver = this.driver(req.driver);
+    if (await this.state.networkIdByName(req.name)) throw new Errors.NetworkExists(req.name);
+    const nullIpam = req.ipam.driver === NULL_IPAM;
+    if (nullIpam && req.ipam.config.length)
+      throw new Errors.InvalidRequest('the null IPAM driver takes no subnets');
+    const configs: PoolConfigRequest[] = nullIpam ? [] : req.ipam.config.length ? req.ipam.config : [{}];
+    if (req.enableIPv6 && !configs.some((c) => c.subnet && parsePrefix(c.subnet).family === 6)) {
+      throw new Errors.InvalidRequest('--ipv6 needs an IPv6 --subnet (no default IPv6 pool is configured)');
+    }
+    for (const c of configs) checkPoolConfig(c);
+
+    const id = newId();
+    const owner = networkOwner(id);
+    const scope = driver.capability().dataScope;
+    const pools: { poolId: string; reservations: Reservation[] }[] = [];
+    let network: Network | undefined;
+    return this.withIntent(
+      'createNetwork',
+      'create',
+      [owner],
+      async () => {
+        const spaces = await this.ipam.defaultAddressSpaces();
+        const resolved: Network['ipam']['config'] = [];
+        for (const c of configs) {
+          const v6 = c.subnet ? parsePrefix(c.subnet).family === 6 : false;
+          const pool = await this.ipam.requestPool({
+            addressSpace: scope === 'global' ? spaces.global : spaces.local,
+            ...(c.subnet ? { pool: c.subnet } : {}),
+            ...(c.ipRange ? { subPool: c.ipRange } : {}),
+            v6,
+            owner,
+          });
+          const held = { poolId: pool.poolId, reservations: [] as Reservation[] };
+          pools.push(held);
+          crashPoint('createNetwork.pool');
+          const gateway = await this.ipam.requestAddress({
+            poolId: pool.poolId,
+            ...(c.gateway ? { address: c.gateway } : {}),
+            owner,
+          });
+          held.reservations.push(gateway);
+          for (const address of Object.values(c.auxAddresses ?? {})) {
+            held.reservations.push(await this.ipam.requestAddress({ poolId: pool.poolId, address, owner }));
+          }
+          resolved.push({ ...c, subnet: pool.pool, gateway: parsePrefix(gateway.address).ip });
+        }
+        network = {
+          id,
+          name: req.name,
+          driver: req.driver,
+          scope,
+          ipam: {
+            driver: req.ipam.driver,
+            options: req.ipam.options,
+            config: resolved,
+            poolIds: pools.map((p) => p.poolId),
+          },
+          enableIPv6: req.enableIPv6,
+          internal: req.internal,
+          options: req.options,
+          labels: req.labels,
+          driverData: {},
+          created: new Date().toISOString(),
+        };
+        const created = network;
+        const info: NetworkInfo = {
+          network,
+          setDriverData: (k, v) => {
+            created.driverData[k] = v;
+          },
+        };
+        crashPoint('createNetwork.driver');
+        await driver.createNetwork(info);
+        crashPoint('createNetwork.record');
+        await this.state.createNetwork(network);
+        return network;
+      },
+      async () => {
+        if (network) await driver.deleteNetwork(network);
+        for (const pool of pools.reverse()) {
+          for (const r of pool.reservations) await this.ipam.releaseAddress(pool.poolId, r.address);
+          await this.ipam.releasePool(pool.poolId);
+        }
+      },
+    );
+  }
+
+  async deleteNetwork(ref: string): Promise<Network> {
+    const network = await this.findNetwork(ref);
+    const { endpoints } = await this.inspectNetwork(network.id);
+    if (endpoints.length) {
+      throw new Errors.NetworkInUse(network.name, endpoints.map((e) => e.sandboxName ?? e.name).join(', '));
+    }
+    await this.withIntent(
+      'deleteNetwork',
+      'delete',
+      [networkOwner(network.id)],
+      () => this.removeNetwork(network),
+      async () => undefined,
+    );
+    return network;
+  }
+
+  /** Idempotent teardown of a network record and everything it owns. */
+  async removeNetwork(network: Network): Promise<void> {
+    await this.driver(network.driver).deleteNetwork(network);
+    crashPoint('deleteNetwork.driver');
+    for (const poolId of network.ipam.poolIds) {
+      for (const r of await this.ipam.listReservations(poolId))
+        await this.ipam.releaseAddress(poolId, r.address);
+      await this.ipam.releasePool(poolId);
+    }
+    await this.state.deleteNetwork(network);
+  }
+
+  /** Remove every network without endpoints; returns their names. */
+  async pruneNetworks(): Promise<string[]> {
+    const inUse = new Set((await this.state.endpoints()).map((e) => e.networkId));
+    const removed: string[] = [];
+    for (const network of await this.state.networks()) {
+      if (inUse.has(network.id)) continue;
+      await this.deleteNetwork(network.id);
+      removed.push(network.name);
+    }
+    return removed;
+  }
+
+  // --------------------------------------------------------------- sandboxes
+
+  async findSandbox(ref: string): Promise<Sandbox> {
+    const byName = await this.state.sandboxIdByName(ref);
+    const sandbox = await this.state.sandbox(byName ?? ref);
+    if (sandbox) return sandbox;
+    if (/^[0-9a-f]{6,63}$/.test(ref)) {
+      const matches = (await this.state.sandboxes()).filter((s) => s.id.startsWith(ref));
+      if (matches.length === 1 && matches[0]) return matches[0];
+    }
+    throw new Errors.SandboxNotFound(ref);
+  }
+
+  async listSandboxes(): Promise<Sandbox[]> {
+    return (await this.state.sandboxes()).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async createSandbox(input: CreateSandboxRequest): Promise<Sandbox> {
+    const req = parseRequest(createSandboxSchema, input);
+    if (await this.state.sandboxIdByName(req.name)) throw new Errors.SandboxExists(req.name);
+    const id = newId();
+    const ownsNetns = req.key === undefined;
+    const key = req.key ?? netnsPath(sandboxNetnsName(req.name));
+    return this.withIntent(
+      'createSandbox',
+      'create',
+      [sandboxOwner(id)],
+      async () => {
+        if (ownsNetns) {
+          createNetns(sandboxNetnsName(req.name));
+          const h = Netlink.open(key);
+          try {
+            await linkSetUp(h, 'lo');
+          } finally {
+            h.close();
+          }
+        } else {
+          openNetns(key).close(); // it must exist and be a netns
+        }
+        const inode = netnsInode(key);
+        if (inode === undefined) throw new Errors.SandboxNotFound(key);
+        const hostname = req.hostname ?? req.name;
+        const sandbox: Sandbox = {
+          id,
+          name: req.name,
+          key,
+          netnsInode: inode,
+          bootId: bootId(),
+          ownsNetns,
+          hostname,
+          endpointIds: [],
+          labels: req.labels,
+          created: new Date().toISOString(),
+        };
+        if (ownsNetns) writeSandboxEtc(id, hostname, []);
+        crashPoint('createSandbox.record');
+        await this.state.createSandbox(sandbox);
+        return sandbox;
+      },
+      async () => {
+        if (ownsNetns) deleteNetns(key);
+        removeSandboxEtc(id);
+      },
+    );
+  }
+
+  async deleteSandbox(ref: string): Promise<Sandbox> {
+    const sandbox = await this.findSandbox(ref);
+    await this.withIntent(
+      'deleteSandbox',
+      'delete',
+      [sandboxOwner(sandbox.id)],
+      () => this.removeSandbox(sandbox),
+      async () => undefined,
+    );
+    return sandbox;
+  }
+
+  /** Idempotent teardown of a sandbox, its endpoints and its process. */
+  async removeSandbox(sandbox: Sandbox): Promise<void> {
+    for (const endpoint of (await this.state.endpoints()).filter((e) => e.sandboxId === sandbox.id)) {
+      await this.removeEndpoint(endpoint);
+    }
+    if (sandbox.pid) stopProcess(sandbox.pid);
+    if (sandbox.ownsNetns) deleteNetns(sandbox.key);
+    removeSandboxEtc(sandbox.id);
+    await this.state.deleteSandbox(sandbox);
+  }
+
+  async inspectSandbox(ref: string): Promise<SandboxDetails> {
+    const sandbox = await this.findSandbox(ref);
+    const networks = new Map((await this.state.networks()).map((n) => [n.id, n.name]));
+    const endpoints = (await this.state.endpoints())
+      .filter((e) => e.sandboxId === sandbox.id)
+      .map((e) => ({ ...e, networkName: networks.get(e.networkId) ?? e.networkId }));
+    return { sandbox, endpoints };
+  }
+
+  async setSandboxPid(ref: string, pid: number): Promise<Sandbox> {
+    const sandbox = await this.findSandbox(ref);
+    const updated = await this.state.updateSandbox(sandbox.id, (s) => ({ ...s, pid }));
+    if (!updated) throw new Errors.SandboxNotFound(ref);
+    return updated;
+  }
+
+  // --------------------------------------------------------------- endpoints
+
+  async connect(input: ConnectRequest): Promise<Endpoint> {
+    const req = parseRequest(connectSchema, input);
+    const network = await this.findNetwork(req.network);
+    const sandbox = await this.findSandbox(req.sandbox);
+    const driver = this.driver(network.driver);
+    const all = await this.state.endpoints();
+    if (all.some((e) => e.networkId === network.id && e.sandboxId === sandbox.id)) {
+      throw new Errors.EndpointExists(sandbox.name, network.name);
+    }
+    checkPortConflicts(req.portMappings, all);
+    const sandboxEndpoints = all.filter((e) => e.sandboxId === sandbox.id);
+    const ifname = req.ifname ?? `eth${sandboxEndpoints.length}`;
+
+    const id = newId();
+    const owner = endpointOwner(id);
+    const reservations: Reservation[] = [];
+    let endpoint: Endpoint | undefined;
+    return this.withIntent(
+      'connect',
+      'create',
+      [owner],
+      async () => {
+        const addresses: { ipv4?: string; ipv6?: string } = {};
+        for (const [i, pool] of network.ipam.config.entries()) {
+          const family = parsePrefix(pool.subnet).family;
+          const wanted = family === 4 ? req.ipv4 : req.ipv6;
+          const poolId = network.ipam.poolIds[i] as string;
+          if (wanted) checkInSubnet(wanted, pool.subnet);
+          const r = await this.ipam.requestAddress({ poolId, ...(wanted ? { address: wanted } : {}), owner });
+          reservations.push(r);
+          if (family === 4) addresses.ipv4 ??= r.address;
+          else addresses.ipv6 ??= r.address;
+        }
+        crashPoint('connect.address');
+        const proposed: Endpoint = {
+          id,
+          networkId: network.id,
+          name: sandbox.name,
+          sandboxId: sandbox.id,
+          mac: req.mac?.toLowerCase() ?? randomMac(),
+          ...addresses,
+          portMappings: req.portMappings,
+          aliases: req.aliases,
+          driverData: {},
+          created: new Date().toISOString(),
+        };
+        const info = new EndpointInfo(proposed, proposed.mac);
+        await driver.createEndpoint(network, info);
+        endpoint = { ...proposed, mac: info.mac, driverData: info.driverData };
+
+        const join = new JoinInfo();
+        await driver.join(
+          network,
+          endpoint,
+          { id: sandbox.id, key: sandbox.key, ifname, placement: 'in-place' },
+          join,
+        );
+        crashPoint('connect.join');
+        if (join.plugged)
+          await this.configureSandbox(sandbox.key, ifname, addresses, join, sandboxEndpoints.length > 0);
+        if (req.portMappings.length && hasExternalConnectivity(driver)) {
+          await driver.programExternalConnectivity(network, endpoint, req.portMappings);
+        }
+        crashPoint('connect.record');
+        await this.state.putEndpoint(endpoint);
+        await this.state.updateSandbox(sandbox.id, (s) => ({ ...s, endpointIds: [...s.endpointIds, id] }));
+        await this.refreshHosts(network.id);
+        return endpoint;
+      },
+      async () => {
+        if (endpoint) await this.unplug(network, endpoint);
+        for (const r of reservations) await this.ipam.releaseAddress(r.poolId, r.address);
+      },
+    );
+  }
+
+  async disconnect(networkRef: string, sandboxRef: string): Promise<Endpoint> {
+    const network = await this.findNetwork(networkRef);
+    const sandbox = await this.findSandbox(sandboxRef);
+    const endpoint = (await this.state.endpoints()).find(
+      (e) => e.networkId === network.id && e.sandboxId === sandbox.id,
+    );
+    if (!endpoint) throw new Errors.EndpointNotFound(`${sandbox.name} on ${network.name}`);
+    await this.removeEndpoint(endpoint);
+    return endpoint;
+  }
+
+  /** Kernel side of an endpoint: ports, link, driver state. Idempotent. */
+  private async unplug(network: Network, endpoint: Endpoint): Promise<void> {
+    const driver = this.driver(network.driver);
+    if (endpoint.portMappings.length && hasExternalConnectivity(driver)) {
+      await driver.revokeExternalConnectivity(network, endpoint);
+    }
+    const sandbox = endpoint.sandboxId ? await this.state.sandbox(endpoint.sandboxId) : undefined;
+    await driver.leave(network, endpoint, {
+      id: sandbox?.id ?? '',
+      key: sandbox?.key ?? '',
+      ifname: '',
+      placement: 'in-place',
+    });
+    await driver.deleteEndpoint(network, endpoint);
+  }
+
+  /** Idempotent removal of an endpoint and everything it holds. */
+  async removeEndpoint(endpoint: Endpoint): Promise<void> {
+    await this.withIntent(
+      'disconnect',
+      'delete',
+      [endpointOwner(endpoint.id)],
+      async () => {
+        const network = await this.state.network(endpoint.networkId);
+        if (network) {
+          await this.unplug(network, endpoint);
+          crashPoint('disconnect.unplug');
+          for (const [i, poolId] of network.ipam.poolIds.entries()) {
+            const address = i === 0 ? endpoint.ipv4 : endpoint.ipv6;
+            for (const r of await this.ipam.listReservations(poolId)) {
+              if (r.owner === endpointOwner(endpoint.id) || r.address === address) {
+                await this.ipam.releaseAddress(poolId, r.address);
+              }
+            }
+          }
+        }
+        crashPoint('disconnect.release');
+        await this.state.deleteEndpoint(endpoint.id);
+        if (endpoint.sandboxId) {
+          await this.state.updateSandbox(endpoint.sandboxId, (s) => ({
+            ...s,
+            endpointIds: s.endpointIds.filter((e) => e !== endpoint.id),
+          }));
+        }
+        if (network) await this.refreshHosts(network.id);
+      },
+      async () => undefined,
+    );
+  }
+
+  private async configureSandbox(
+    key: string,
+    ifname: string,
+    addresses: { ipv4?: string; ipv6?: string },
+    join: JoinInfo,
+    hasGateway: boolean,
+  ): Promise<void> {
+    const h = Netlink.open(key);
+    try {
+      // The first network with a gateway gives the sandbox its default route, as in Docker.
+      await configureInterface(h, {
+        ifname,
+        ...addresses,
+        ...(join.gateway4 && !hasGateway ? { gateway4: join.gateway4 } : {}),
+        ...(join.gateway6 && !hasGateway ? { gateway6: join.gateway6 } : {}),
+        routes: join.staticRoutes,
+      });
+    } finally {
+      h.close();
+    }
+  }
+
+  /** Rewrite /etc/hosts of every netctl sandbox on the network, so names resolve both ways. */
+  private async refreshHosts(networkId: string): Promise<void> {
+    const endpoints = await this.state.endpoints();
+    const sandboxes = new Map((await this.state.sandboxes()).map((s) => [s.id, s]));
+    const onNetwork = new Set(endpoints.filter((e) => e.networkId === networkId).map((e) => e.sandboxId));
+    for (const sandboxId of onNetwork) {
+      const sandbox = sandboxId ? sandboxes.get(sandboxId) : undefined;
+      if (!sandbox?.ownsNetns) continue;
+      const peersNetworks = new Set(
+        endpoints.filter((e) => e.sandboxId === sandbox.id).map((e) => e.networkId),
+      );
+      const entries = endpoints
+        .filter((e) => e.sandboxId !== sandbox.id && peersNetworks.has(e.networkId) && e.ipv4)
+        .map((e) => ({
+          ip: parsePrefix(e.ipv4 as string).ip,
+          names: [sandboxes.get(e.sandboxId ?? '')?.name ?? e.name, ...e.aliases],
+        }));
+      writeSandboxEtc(sandbox.id, sandbox.hostname, entries);
+    }
+  }
+}
+
+function stopProcess(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
+}
+
+function checkInSubnet(
+  ip: string,
+  subnet: string,
+  error: typeof Errors.AddressOutsidePool = Errors.AddressOutsidePool,
+) {
+  if (!matchCidr(ip, subnet)) throw new error(ip, subnet);
+}
+
+type PoolConfigRequest = z.output<typeof ipamPoolSchema>;
+
+function checkPoolConfig(c: PoolConfigRequest): void {
+  if (!c.subnet) {
+    if (c.gateway || c.ipRange || c.auxAddresses) {
+      throw new Errors.InvalidRequest('--gateway, --ip-range and --aux-address need a --subnet');
+    }
+    return;
+  }
+  if (c.gateway) checkInSubnet(c.gateway, c.subnet, Errors.GatewayOutsideSubnet);
+  if (c.ipRange) {
+    const range = parsePrefix(c.ipRange);
+    const subnet = parsePrefix(c.subnet);
+    if (range.prefixLength < subnet.prefixLength || !matchCidr(range.ip, c.subnet)) {
+      throw new Errors.InvalidRequest(`--ip-range ${c.ipRange} is not inside subnet ${c.subnet}`);
+    }
+  }
+  for (const ip of Object.values(c.auxAddresses ?? {})) checkInSubnet(ip, c.subnet);
+}
+
+function samePorts(a: PortMapping, b: PortMapping): boolean {
+  const aEnd = a.hostPortEnd ?? a.hostPort;
+  const bEnd = b.hostPortEnd ?? b.hostPort;
+  const overlap = a.hostPort <= bEnd && b.hostPort <= aEnd;
+  const sameIp = !a.hostIp || !b.hostIp || a.hostIp === b.hostIp;
+  return a.proto === b.proto && overlap && sameIp;
+}
+
+function checkPortConflicts(wanted: PortMapping[], endpoints: Endpoint[]): void {
+  for (const p of wanted) {
+    for (const e of endpoints) {
+      const clash = e.portMappings.find((q) => samePorts(p, q));
+      if (clash) throw new Errors.PortInUse(`${p.hostIp ?? '0.0.0.0'}:${p.hostPort}/${p.proto}`, e.name);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Intents: an operation that changes more than one thing is recorded before
+ * its first side effect, with the owners (`net:<id>`, `ep:<id>`,
+ * `sb:<id>`) of everything it may create, and removed when it is done. If the
+ * process dies in between, reconcile finds an intent whose process is gone
+ * and undoes (create) or finishes (delete) the operation: every kernel
+ * object and reservation carries one of those owners, so nothing is missed.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { bootId } from '../sandbox/identity.js';
+
+export type IntentKind = 'create' | 'delete';
+
+export interface Intent {
+  id: string;
+  /** What is being done, for people: 'createNetwork', 'connect', ... */
+  op: string;
+  kind: IntentKind;
+  owners: string[];
+  pid: number;
+  /** Start time of pid (clock ticks since boot): a reused pid is another process. */
+  pidStart: number;
+  bootId: string;
+  started: string;
+}
+
+function processStart(pid: number): number | undefined {
+  try {
+    // Field 22 of /proc/PID/stat; the command name (field 2) may contain spaces, so split after its ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export function newIntent(op: string, kind: IntentKind, owners: string[]): Intent {
+  return {
+    id: randomBytes(8).toString('hex'),
+    op,
+    kind,
+    owners,
+    pid: process.pid,
+    pidStart: processStart(process.pid) ?? 0,
+    bootId: bootId(),
+    started: new Date().toISOString(),
+  };
+}
+
+/** True while the process that recorded the intent is still running it. */
+export function isLive(intent: Intent): boolean {
+  return intent.bootId === bootId() && processStart(intent.pid) === intent.pidStart;
+}
+
+/**
+ * Test-only crash injection (like CNI's debugPostIPAMError): when
+ * NETCTL_CRASH_AT names this step, the process kills itself with SIGKILL,
+ * exactly as a `kill -9` at that point would.
+ */
+export function crashPoint(step: string): void {
+  if (process.env.NETCTL_CRASH_AT === step) process.kill(process.pid, 'SIGKILL');
+}

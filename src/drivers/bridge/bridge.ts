@@ -1,0 +1,330 @@
+/**
+ * The bridge driver: a Linux bridge per network holding the gateway, a veth
+ * per endpoint, NAT and filtering in netctl's own iptables chains — Docker's
+ * bridge networking (libnetwork drivers/bridge), on netctl's kernel layer.
+ *
+ * Every link it makes carries its owner in the link alias
+ * (`netctl:net:<id>`, `netctl:ep:<id>`), every rule in its comment, so
+ * reconcile and `netctl gc` can find exactly what is netctl's.
+ */
+import type {
+  Capability,
+  Driver,
+  ExternalConnectivity,
+  OwnedResource,
+  Reconciler,
+} from '../../core/driver.js';
+import type { EndpointInfo, JoinInfo, NetworkInfo, SandboxInfo } from '../../core/info.js';
+import type { Endpoint, Network, PortMapping } from '../../core/model.js';
+import { Errors } from '../../errors.js';
+import {
+  ensureBase,
+  type FirewallBackend,
+  type NetworkFirewall,
+  networkRules,
+  type OwnedRule,
+  portRules,
+  removeBase,
+  requiredSysctls,
+} from '../../firewall/index.js';
+import {
+  addrReplace,
+  ensureLink,
+  familyOf,
+  hasErrorCode,
+  LinkNotFoundError,
+  linkAdd,
+  linkByName,
+  linkDel,
+  linkIndex,
+  linkList,
+  linkSetHairpin,
+  linkSetUp,
+  Netlink,
+  type NetnsRef,
+  type NewLink,
+  parsePrefix,
+  randomMac,
+  sysctlSet,
+} from '../../kernel/index.js';
+import { type BridgeConfig, ENABLE_ICC, parseBridgeOptions } from './options.js';
+import { always, runSteps, type Step } from './setup.js';
+
+export const OWNER_PREFIX = 'netctl:';
+export const networkOwner = (id: string) => `net:${id}`;
+export const endpointOwner = (id: string) => `ep:${id}`;
+
+/** Host-side veth name: `vn` + 12 hex of the endpoint id (15 characters max). */
+export const hostVethName = (endpointId: string) => `vn${endpointId.slice(0, 12)}`;
+
+export interface BridgeDriverOptions {
+  /** The host namespace the bridges live in; default: this process's. */
+  netns?: NetnsRef;
+  firewall: FirewallBackend;
+}
+
+interface NetworkSetup {
+  network: Network;
+  config: BridgeConfig;
+  mac: string;
+  info?: NetworkInfo;
+}
+
+export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
+  readonly type = 'bridge';
+  private readonly host: Netlink;
+  private readonly firewall: FirewallBackend;
+
+  constructor(options: BridgeDriverOptions) {
+    this.host = Netlink.open(options.netns);
+    this.firewall = options.firewall;
+  }
+
+  close(): void {
+    this.host.close();
+  }
+
+  capability(): Capability {
+    return { dataScope: 'local', connectivityScope: 'local' };
+  }
+
+  private subnets(network: Network) {
+    return network.ipam.config.map((c) => ({ cidr: c.subnet, family: parsePrefix(c.subnet).family }));
+  }
+
+  private firewallNetwork(network: Network, config: BridgeConfig): NetworkFirewall {
+    return {
+      id: network.id,
+      bridge: config.bridgeName,
+      subnets: this.subnets(network),
+      internal: config.internal,
+      icc: config.icc,
+      masquerade: config.masquerade,
+      ...(config.hostBindingIpv4 ? { hostBindingIpv4: config.hostBindingIpv4 } : {}),
+    };
+  }
+
+  /** The steps that make a network exist; each is idempotent, so restore reuses them. */
+  private steps(): Step<NetworkSetup>[] {
+    return [
+      [
+        always,
+        async ({ network, config, mac }) => {
+          // A fixed MAC: otherwise the bridge takes its lowest port's MAC, which
+          // changes as containers come and go and breaks the gateway's ARP entries.
+          await ensureLink(this.host, {
+            kind: 'bridge',
+            name: config.bridgeName,
+            mac,
+            alias: `${OWNER_PREFIX}${networkOwner(network.id)}`,
+            ...(config.mtu ? { mtu: config.mtu } : {}),
+          });
+          return () => linkDel(this.host, config.bridgeName);
+        },
+      ],
+      [
+        always,
+        async ({ network, config }) => {
+          for (const pool of network.ipam.config) {
+            const { prefixLength, family } = parsePrefix(pool.subnet);
+            await addrReplace(this.host, config.bridgeName, `${pool.gateway}/${prefixLength}`, {
+              noDad: family === 6,
+            });
+          }
+          await linkSetUp(this.host, config.bridgeName);
+          return undefined; // the bridge's removal takes its addresses
+        },
+      ],
+      [
+        always,
+        async ({ network, config }) => {
+          for (const { key, value } of requiredSysctls(this.firewallNetwork(network, config))) {
+            try {
+              sysctlSet(key, value, this.host.netns);
+            } catch (err) {
+              if (hasErrorCode(err, 'ENOENT') && key.startsWith('net.bridge.')) {
+                throw new Errors.InvalidOption(
+                  ENABLE_ICC,
+                  'icc off needs the br_netfilter module: modprobe br_netfilter',
+                );
+              }
+              throw err;
+            }
+          }
+          return undefined; // forwarding stays on, as dockerd leaves it
+        },
+      ],
+      [
+        always,
+        async ({ network, config }) => {
+          const rules = networkRules(this.firewallNetwork(network, config));
+          await ensureBase(this.firewall);
+          await this.firewall.add(rules);
+          return () => this.firewall.del(rules);
+        },
+      ],
+    ];
+  }
+
+  private async bridgeLink(config: BridgeConfig) {
+    try {
+      return await linkByName(this.host, config.bridgeName);
+    } catch (err) {
+      if (err instanceof LinkNotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  async createNetwork(info: NetworkInfo): Promise<void> {
+    const { network } = info;
+    const config = parseBridgeOptions(network);
+    const mac = network.driverData.mac ?? randomMac();
+    const existing = await this.bridgeLink(config);
+    if (existing && existing.alias !== `${OWNER_PREFIX}${networkOwner(network.id)}`) {
+      throw new Error(`bridge ${config.bridgeName} already exists and is not this network's`);
+    }
+    info.setDriverData('bridge', config.bridgeName);
+    info.setDriverData('mac', mac);
+    await runSteps({ network, config, mac }, this.steps());
+  }
+
+  async deleteNetwork(network: Network): Promise<void> {
+    const config = parseBridgeOptions(network);
+    await this.firewall.del(networkRules(this.firewallNetwork(network, config)));
+    await linkDel(this.host, config.bridgeName);
+    // The last network out takes netctl's chains and jumps with it.
+    if (!(await this.firewall.list()).some((r) => r.owner.startsWith('net:')))
+      await removeBase(this.firewall);
+  }
+
+  async createEndpoint(_network: Network, endpoint: EndpointInfo): Promise<void> {
+    endpoint.setDriverData('hostIfname', hostVethName(endpoint.endpoint.id));
+  }
+
+  async deleteEndpoint(_network: Network, endpoint: Endpoint): Promise<void> {
+    await linkDel(this.host, endpoint.driverData.hostIfname ?? hostVethName(endpoint.id));
+  }
+
+  async join(network: Network, endpoint: Endpoint, sandbox: SandboxInfo, join: JoinInfo): Promise<void> {
+    const config = parseBridgeOptions(network);
+    const hostIfname = endpoint.driverData.hostIfname ?? hostVethName(endpoint.id);
+    const master = await linkIndex(this.host, config.bridgeName);
+    const inPlace = sandbox.placement === 'in-place';
+    const peerName = inPlace ? sandbox.ifname : `${hostIfname}c`.slice(0, 15);
+    // In place, the peer is born in the sandbox with its final name: no
+    // ~19 ms namespace move. Docker moves it itself ('host-side').
+    const veth: NewLink = {
+      kind: 'veth',
+      name: hostIfname,
+      master,
+      up: true,
+      alias: `${OWNER_PREFIX}${endpointOwner(endpoint.id)}`,
+      ...(config.mtu ? { mtu: config.mtu } : {}),
+      peer: {
+        name: peerName,
+        mac: endpoint.mac,
+        ...(inPlace ? { netns: sandbox.key } : {}),
+        ...(config.mtu ? { mtu: config.mtu } : {}),
+      },
+    };
+    try {
+      await linkAdd(this.host, veth);
+    } catch (err) {
+      if (!hasErrorCode(err, 'EEXIST')) throw err;
+      // A leftover of a join that crashed half-way: replace it.
+      await linkDel(this.host, hostIfname);
+      await linkAdd(this.host, veth);
+    }
+    // A container reaching its own published port through the host comes back in on its own port.
+    await linkSetHairpin(this.host, hostIfname, true);
+    join.setPlugged();
+    if (!inPlace) join.setInterfaceName(peerName, 'eth');
+    if (!config.internal) {
+      for (const pool of network.ipam.config) {
+        if (parsePrefix(pool.subnet).family === 4) join.setGateway(pool.gateway);
+        else join.setGatewayIPv6(pool.gateway);
+      }
+    } else {
+      join.disableGatewayService = true;
+    }
+  }
+
+  async leave(_network: Network, endpoint: Endpoint): Promise<void> {
+    await linkDel(this.host, endpoint.driverData.hostIfname ?? hostVethName(endpoint.id));
+  }
+
+  /** The endpoint's published-port rules, one set per address family it has. */
+  private endpointPortRules(network: Network, endpoint: Endpoint, ports: PortMapping[]) {
+    const config = parseBridgeOptions(network);
+    const target = {
+      id: network.id,
+      bridge: config.bridgeName,
+      internal: config.internal,
+      ...(config.hostBindingIpv4 ? { hostBindingIpv4: config.hostBindingIpv4 } : {}),
+    };
+    return [endpoint.ipv4, endpoint.ipv6].flatMap((cidr) => {
+      if (!cidr) return [];
+      const { ip, family } = parsePrefix(cidr);
+      const mappings = ports.filter((p) => !p.hostIp || familyOf(p.hostIp) === family);
+      return mappings.length ? portRules({ id: endpoint.id, network: target, ip, family }, mappings) : [];
+    });
+  }
+
+  async programExternalConnectivity(
+    network: Network,
+    endpoint: Endpoint,
+    ports: PortMapping[],
+  ): Promise<void> {
+    const rules = this.endpointPortRules(network, endpoint, ports);
+    if (rules.length) await this.firewall.add(rules);
+  }
+
+  async revokeExternalConnectivity(network: Network, endpoint: Endpoint): Promise<void> {
+    const rules = this.endpointPortRules(network, endpoint, endpoint.portMappings);
+    if (rules.length) await this.firewall.del(rules);
+  }
+
+  async listOwned(): Promise<OwnedResource[]> {
+    const links = (await linkList(this.host))
+      .filter((l) => l.alias?.startsWith(OWNER_PREFIX))
+      .map((l) => ({ kind: 'link', name: l.name, owner: (l.alias as string).slice(OWNER_PREFIX.length) }));
+    const rules = (await this.firewall.list())
+      .filter((r) => r.owner.startsWith('net:') || r.owner.startsWith('ep:'))
+      .map((r) => ({ kind: 'rule', name: r.line, owner: r.owner, handle: r }));
+    return [...links, ...rules];
+  }
+
+  async removeOwned(resource: OwnedResource): Promise<void> {
+    if (resource.kind === 'link') await linkDel(this.host, resource.name);
+    else if (resource.kind === 'rule') await this.firewall.del([resource.handle as OwnedRule]);
+    else if (resource.kind === 'chains') await removeBase(this.firewall);
+  }
+
+  async sharedResources(): Promise<OwnedResource[]> {
+    const chains = (await this.firewall.chains()).filter((c) => c.chain.startsWith('NETCTL-'));
+    if (!chains.length) return [];
+    const names = [...new Set(chains.map((c) => c.chain))].join(' ');
+    return [{ kind: 'chains', name: names, owner: 'base' }];
+  }
+
+  async missing(network: Network): Promise<string[]> {
+    const config = parseBridgeOptions(network);
+    const found: string[] = [];
+    const bridge = await this.bridgeLink(config);
+    if (!bridge) found.push(`bridge ${config.bridgeName}`);
+    else if (!bridge.up) found.push(`bridge ${config.bridgeName} is down`);
+    const rules = await this.firewall.check(networkRules(this.firewallNetwork(network, config)));
+    if (rules.length) found.push(`${rules.length} firewall rule(s)`);
+    return found;
+  }
+
+  async restoreNetwork(network: Network, endpoints: Endpoint[]): Promise<void> {
+    const config = parseBridgeOptions(network);
+    const mac = network.driverData.mac ?? randomMac();
+    await runSteps({ network, config, mac }, this.steps());
+    for (const endpoint of endpoints) {
+      if (endpoint.portMappings.length)
+        await this.programExternalConnectivity(network, endpoint, endpoint.portMappings);
+    }
+  }
+}
