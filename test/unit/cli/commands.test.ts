@@ -417,12 +417,4 @@ describe('exit statuses by error class', () => {
     api.failNext.set('listSandboxes', new TypeError('x is undefined'));
     expect(await netctl(['sandbox', 'ls'])).toMatchObject({ status: 1, stderr: 'netctl: x is undefined\n' });
   });
-
-  it('daemon is a placeholder on this branch: 5', async () => {
-    const { netctl } = harness();
-    expect(await netctl(['daemon'])).toMatchObject({
-      status: 5,
-      stderr: 'netctl: netctl daemon at daemon is not answering: not wired yet\n',
-    });
-  });
 });

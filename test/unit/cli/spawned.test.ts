@@ -86,9 +86,10 @@ describe('netctl, spawned', () => {
     expect(api.calls.length).toBe(before);
   });
 
-  it('no daemon and no in-process controller yet: 5', async () => {
-    const r = await netctl(['--socket', join(dir, 'none.sock'), 'sandbox', 'ls']);
-    expect(r.status).toBe(5);
-    expect(r.stderr).toContain('in-process mode is not wired yet');
+  it('runs the controller in its own process when no daemon answers', async () => {
+    const r = await netctl(['--socket', join(dir, 'none.sock'), 'sandbox', 'ls', '--format', 'json'], {
+      NETCTL_STATE_DIR: join(dir, 'state'),
+    });
+    expect(r).toMatchObject({ status: 0, stdout: '[]\n' });
   });
 });

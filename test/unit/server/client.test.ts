@@ -181,11 +181,13 @@ describe('no daemon', () => {
     await backend.close();
     const viaEnv = await openApi({ env: { NETCTL_SOCKET: socket } });
     expect(viaEnv.mode).toBe('daemon');
-    // The in-process controller is the lead's; on this branch it says so.
-    await expect(openApi({ socket: join(dir, 'none.sock') })).rejects.toMatchObject({
-      code: 'NETCTL_DAEMON_UNAVAILABLE',
-      message: expect.stringContaining('in-process mode is not wired yet'),
-    });
+    const local = await openApi({ socket: join(dir, 'none.sock'), kv: `lmdb://${join(dir, 'state.lmdb')}` });
+    try {
+      expect(local.mode).toBe('local');
+      expect(await local.api.listNetworks()).toEqual([]);
+    } finally {
+      await local.close();
+    }
   });
 });
 
