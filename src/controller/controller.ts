@@ -173,6 +173,7 @@ export class Controller implements NetctlApi {
     for (const c of configs) checkPoolConfig(c);
 
     const id = newId();
+    driver.checkOptions?.({ id, options: req.options, internal: req.internal });
     const owner = networkOwner(id);
     const scope = driver.capability().dataScope;
     const pools: { poolId: string; reservations: Reservation[] }[] = [];

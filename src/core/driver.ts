@@ -20,6 +20,8 @@ export interface Capability {
 export interface Driver {
   readonly type: string;
   capability(): Capability;
+  /** Refuse options the driver cannot honour, before anything is reserved or made. */
+  checkOptions?(network: Pick<Network, 'id' | 'options' | 'internal'>): void;
   /** Validate options and set up the network on this host (idempotent). */
   createNetwork(network: NetworkInfo): Promise<void>;
   /** Tear down everything createNetwork made; absent pieces are fine. */

@@ -88,6 +88,10 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     return { dataScope: 'local', connectivityScope: 'local' };
   }
 
+  checkOptions(network: Pick<Network, 'id' | 'options' | 'internal'>): void {
+    parseBridgeOptions(network);
+  }
+
   private subnets(network: Network) {
     return network.ipam.config.map((c) => ({ cidr: c.subnet, family: parsePrefix(c.subnet).family }));
   }

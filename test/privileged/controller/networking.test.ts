@@ -1,0 +1,219 @@
+/**
+ * Single-host networking end to end (issue 5): real controller, real
+ * kernel, real packets, in the test run's private namespace.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  echoPeerServer,
+  fetchFrom,
+  httpGetArgv,
+  inSandbox,
+  inventory,
+  ping,
+  startInSandbox,
+  type World,
+  world,
+} from './fixture.js';
+
+let w: World;
+let empty: Awaited<ReturnType<typeof inventory>>;
+
+beforeEach(async () => {
+  w = await world();
+  empty = await inventory(w.api);
+});
+
+afterEach(async () => {
+  for (const s of await w.api.listSandboxes()) await w.api.deleteSandbox(s.id);
+  for (const n of await w.api.listNetworks()) await w.api.deleteNetwork(n.id);
+  const left = await inventory(w.api);
+  await w.close();
+  expect(left).toEqual(empty);
+});
+
+async function sandboxOn(network: string, name: string, extra: { ipv4?: string; ports?: string } = {}) {
+  const sandbox = await w.api.createSandbox({ name });
+  await w.api.connect({
+    network,
+    sandbox: name,
+    ...(extra.ipv4 ? { ipv4: extra.ipv4 } : {}),
+    ...(extra.ports
+      ? {
+          portMappings: [
+            {
+              proto: 'tcp',
+              hostPort: Number(extra.ports.split(':')[0]),
+              containerPort: Number(extra.ports.split(':')[1]),
+            },
+          ],
+        }
+      : {}),
+  });
+  return sandbox;
+}
+
+describe('a bridge network', () => {
+  it('connects its sandboxes to each other, by address and by name, and isolates other networks', async () => {
+    await w.api.createNetwork({ name: 'front', ipam: { config: [{ subnet: '10.61.0.0/24' }] } });
+    await w.api.createNetwork({ name: 'back', ipam: { config: [{ subnet: '10.62.0.0/24' }] } });
+    const a = await sandboxOn('front', 'a');
+    const b = await sandboxOn('front', 'b', { ipv4: '10.61.0.20' });
+    const c = await sandboxOn('back', 'c');
+    expect(await ping(a, '10.61.0.20')).toBe(true);
+    expect(await ping(b, 'a')).toBe(true); // /etc/hosts of the sandbox names its peers
+    const cAddr = (await w.api.inspectSandbox('c')).endpoints[0]?.ipv4?.split('/')[0] as string;
+    expect(cAddr).toMatch(/^10\.62\.0\./);
+    expect(await ping(a, cAddr)).toBe(false);
+    expect(await ping(c, '10.61.0.20')).toBe(false);
+    // Each reaches its own gateway.
+    expect(await ping(c, '10.62.0.1')).toBe(true);
+  });
+
+  it('masquerades traffic leaving the host: the outside sees the host address', async () => {
+    await w.api.createNetwork({ name: 'out', ipam: { config: [{ subnet: '10.63.0.0/24' }] } });
+    const a = await sandboxOn('out', 'a');
+    const server = echoPeerServer(w.ext.path, 9000);
+    try {
+      const r = await inSandbox(a, ['busybox', 'nc', '-w', '2', '192.0.2.2', '9000']);
+      expect(r.stdout.trim()).toBe('192.0.2.1');
+    } finally {
+      server.stop();
+    }
+  });
+
+  it('publishes a port to the outside, to the host itself (127.0.0.1 and its address) and back to the sandbox (hairpin)', async () => {
+    await w.api.createNetwork({ name: 'web', ipam: { config: [{ subnet: '10.64.0.0/24' }] } });
+    const web = await sandboxOn('web', 'web', { ports: '8080:80' });
+    const httpd = startInSandbox(web, ['busybox', 'httpd', '-f', '-p', '80', '-h', '/etc']);
+    try {
+      await expect
+        .poll(() => fetchFrom(web.key, 'http://127.0.0.1/hostname'), { timeout: 3000 })
+        .toBe('web\n');
+      expect(await fetchFrom(w.ext.path, 'http://192.0.2.1:8080/hostname')).toBe('web\n');
+      expect(await fetchFrom(undefined, 'http://127.0.0.1:8080/hostname')).toBe('web\n');
+      expect(await fetchFrom(undefined, 'http://192.0.2.1:8080/hostname')).toBe('web\n');
+      const hairpin = await inSandbox(web, httpGetArgv('http://192.0.2.1:8080/hostname'));
+      expect(hairpin.stdout).toBe('web\n');
+      // An unpublished port stays closed from outside.
+      expect(await fetchFrom(w.ext.path, 'http://192.0.2.1:8081/hostname')).toBeUndefined();
+    } finally {
+      await httpd.stop();
+    }
+  });
+
+  it('has no way out when internal, while its members still reach each other', async () => {
+    await w.api.createNetwork({
+      name: 'vault',
+      internal: true,
+      ipam: { config: [{ subnet: '10.65.0.0/24' }] },
+    });
+    const a = await sandboxOn('vault', 'a');
+    const b = await sandboxOn('vault', 'b');
+    const bAddr = (await w.api.inspectSandbox('b')).endpoints[0]?.ipv4?.split('/')[0] as string;
+    expect(await ping(a, bAddr)).toBe(true);
+    expect(await ping(a, '192.0.2.2')).toBe(false);
+    const routes = await inSandbox(b, ['ip', 'route']);
+    expect(routes.stdout).not.toMatch(/^default/m);
+  });
+
+  it('honours a static address and refuses a duplicate without changing anything', async () => {
+    await w.api.createNetwork({ name: 'fixed', ipam: { config: [{ subnet: '10.66.0.0/24' }] } });
+    await sandboxOn('fixed', 'a', { ipv4: '10.66.0.50' });
+    expect((await w.api.inspectSandbox('a')).endpoints[0]?.ipv4).toBe('10.66.0.50/24');
+    await w.api.createSandbox({ name: 'b' });
+    const before = await inventory(w.api);
+    await expect(w.api.connect({ network: 'fixed', sandbox: 'b', ipv4: '10.66.0.50' })).rejects.toMatchObject(
+      {
+        code: 'ipam.address_in_use',
+      },
+    );
+    await expect(w.api.connect({ network: 'fixed', sandbox: 'b', ipv4: '10.99.0.5' })).rejects.toMatchObject({
+      code: 'NETCTL_ADDRESS_OUT_OF_RANGE',
+    });
+    expect(await inventory(w.api)).toEqual(before);
+  });
+
+  it('connects and disconnects a second network', async () => {
+    await w.api.createNetwork({ name: 'one', ipam: { config: [{ subnet: '10.67.0.0/24' }] } });
+    await w.api.createNetwork({ name: 'two', ipam: { config: [{ subnet: '10.68.0.0/24' }] } });
+    const a = await sandboxOn('one', 'a');
+    await sandboxOn('two', 'b');
+    const bAddr = (await w.api.inspectSandbox('b')).endpoints[0]?.ipv4?.split('/')[0] as string;
+    expect(await ping(a, bAddr)).toBe(false);
+    await w.api.connect({ network: 'two', sandbox: 'a' });
+    const links = await inSandbox(a, ['ip', '-br', 'addr']);
+    expect(links.stdout).toMatch(/^eth1\S*\s+UP\s+10\.68\.0\./m);
+    expect(await ping(a, bAddr)).toBe(true);
+    await w.api.disconnect('two', 'a');
+    expect((await inSandbox(a, ['ip', '-br', 'link'])).stdout).not.toMatch(/^eth1/m);
+    expect(await ping(a, bAddr)).toBe(false);
+    expect(await ping(a, '10.67.0.1')).toBe(true);
+  });
+
+  it('refuses to remove a network that has endpoints, and keeps it working', async () => {
+    await w.api.createNetwork({ name: 'busy', ipam: { config: [{ subnet: '10.69.0.0/24' }] } });
+    const a = await sandboxOn('busy', 'a');
+    await expect(w.api.deleteNetwork('busy')).rejects.toMatchObject({
+      code: 'NETCTL_NETWORK_IN_USE',
+      message: 'network busy has active endpoints (a): disconnect them first',
+    });
+    expect(await ping(a, '10.69.0.1')).toBe(true);
+  });
+
+  it('leaves nothing behind once everything is removed', async () => {
+    await w.api.createNetwork({ name: 'tmp', ipam: { config: [{ subnet: '10.70.0.0/24' }] } });
+    await sandboxOn('tmp', 'a', { ports: '9090:90' });
+    await sandboxOn('tmp', 'b');
+    const busy = await inventory(w.api);
+    expect(busy.links.length).toBe(3); // the bridge and two host-side veths
+    expect(busy.reservations.length).toBe(3); // gateway and two endpoints
+    expect(busy.rules.some((r) => r.includes('--dport 9090'))).toBe(true);
+    await w.api.deleteSandbox('a');
+    await w.api.deleteSandbox('b');
+    await w.api.deleteNetwork('tmp');
+    expect(await inventory(w.api)).toEqual(empty);
+  });
+});
+
+describe('bad input', () => {
+  it('is refused with a clear error and changes nothing', async () => {
+    await w.api.createNetwork({ name: 'base', ipam: { config: [{ subnet: '10.71.0.0/24' }] } });
+    await w.api.createSandbox({ name: 's' });
+    const before = await inventory(w.api);
+    const cases: [Promise<unknown>, string, RegExp][] = [
+      [w.api.createNetwork({ name: '-bad' }), 'NETCTL_INVALID_REQUEST', /not a valid name/],
+      [
+        w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '10.0.0.300/24' }] } }),
+        'NETCTL_INVALID_REQUEST',
+        /not a valid CIDR/,
+      ],
+      [
+        w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '10.71.0.0/25' }] } }),
+        'ipam.pool_overlap',
+        /10\.71\.0\.0/,
+      ],
+      [
+        w.api.createNetwork({
+          name: 'x',
+          ipam: { config: [{ subnet: '10.72.0.0/24', gateway: '10.73.0.1' }] },
+        }),
+        'NETCTL_GATEWAY_OUTSIDE_SUBNET',
+        /10\.73\.0\.1/,
+      ],
+      [w.api.createNetwork({ name: 'base' }), 'NETCTL_NETWORK_EXISTS', /base/],
+      [w.api.createNetwork({ name: 'x', driver: 'nope' }), 'NETCTL_DRIVER_NOT_FOUND', /nope/],
+      [
+        w.api.createNetwork({ name: 'x', options: { 'com.docker.network.driver.mtu': 'big' } }),
+        'NETCTL_INVALID_OPTION',
+        /mtu/,
+      ],
+      [w.api.connect({ network: 'nowhere', sandbox: 's' }), 'NETCTL_NETWORK_NOT_FOUND', /nowhere/],
+      [w.api.connect({ network: 'base', sandbox: 'nobody' }), 'NETCTL_SANDBOX_NOT_FOUND', /nobody/],
+      [w.api.deleteNetwork('nowhere'), 'NETCTL_NETWORK_NOT_FOUND', /nowhere/],
+    ];
+    for (const [call, code, message] of cases) {
+      await expect(call).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
+    }
+    expect(await inventory(w.api)).toEqual(before);
+  });
+});
