@@ -129,6 +129,22 @@ Napi::Value CreateAnonymousNetns(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// pinNetns(source, path): pin the netns behind source (e.g. /proc/self/ns/net)
+// with a bind mount at path, like `ip netns attach`. EEXIST if path exists.
+void PinNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string source = stringArg(info, 0);
+  std::string path = stringArg(info, 1);
+  int fd = open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+  if (fd < 0) throw errnoError(env, errno, "open", path);
+  close(fd);
+  if (mount(source.c_str(), path.c_str(), "none", MS_BIND, nullptr) != 0) {
+    int err = errno;
+    unlink(path.c_str());
+    throw errnoError(env, err, "mount", path);
+  }
+}
+
 // deleteNamedNetns(path): lazily unmount and remove the pin, like `ip netns
 // del`. ENOENT is reported so callers can treat "already gone" as success.
 void DeleteNamedNetns(const Napi::CallbackInfo& info) {
@@ -322,6 +338,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createNamedNetns", Napi::Function::New(env, CreateNamedNetns));
   exports.Set("createAnonymousNetns", Napi::Function::New(env, CreateAnonymousNetns));
   exports.Set("deleteNamedNetns", Napi::Function::New(env, DeleteNamedNetns));
+  exports.Set("pinNetns", Napi::Function::New(env, PinNetns));
   exports.Set("setNetns", Napi::Function::New(env, SetNetns));
   exports.Set("namespaceType", Napi::Function::New(env, NamespaceType));
   exports.Set("CLONE_NEWNET", Napi::Number::New(env, CLONE_NEWNET));

@@ -18,10 +18,12 @@ import type { CliContext } from './context.js';
  * a CNI runtime's) is only entered.
  */
 export function netctlExecArgs(sandbox: Sandbox, command: string[]): string[] {
+  // A sandbox sharing another's namespace sees that one's hosts and resolv.conf, as in Docker.
+  const etcOf = sandbox.ownsNetns ? sandbox.id : sandbox.netnsOf !== 'host' ? sandbox.netnsOf : undefined;
   return [
     '--netns',
     sandbox.key,
-    ...(sandbox.ownsNetns ? ['--etc', sandboxEtcDir(sandbox.id), '--hostname', sandbox.hostname] : []),
+    ...(etcOf ? ['--etc', sandboxEtcDir(etcOf), '--hostname', sandbox.hostname] : []),
     '--',
     ...command,
   ];

@@ -32,6 +32,7 @@ import {
   netnsPath,
   openNetns,
   parsePrefix,
+  pinCurrentNetns,
   randomMac,
 } from '../kernel/index.js';
 import { log } from '../log.js';
@@ -51,6 +52,9 @@ export const sandboxOwner = (id: string) => `sb:${id}`;
 
 /** Named netns netctl makes for its own sandboxes. */
 export const sandboxNetnsName = (name: string) => `netctl-${name}`;
+
+/** Where the host's own namespace is pinned for sandboxes on the host network. */
+export const HOST_NETNS_PIN = '/run/netctl/host.netns';
 
 export interface ControllerOptions {
   state: State;
@@ -163,7 +167,7 @@ export class Controller implements NetctlApi {
     const req = parseRequest(createNetworkSchema, input);
     const driver = this.driver(req.driver);
     if (await this.state.networkIdByName(req.name)) throw new Errors.NetworkExists(req.name);
-    const nullIpam = req.ipam.driver === NULL_IPAM;
+    const nullIpam = req.ipam.driver === NULL_IPAM || driver.capability().addressing === false;
     if (nullIpam && req.ipam.config.length)
       throw new Errors.InvalidRequest('the null IPAM driver takes no subnets');
     const configs: PoolConfigRequest[] = nullIpam ? [] : req.ipam.config.length ? req.ipam.config : [{}];
@@ -309,9 +313,11 @@ export class Controller implements NetctlApi {
   async createSandbox(input: CreateSandboxRequest): Promise<Sandbox> {
     const req = parseRequest(createSandboxSchema, input);
     if (await this.state.sandboxIdByName(req.name)) throw new Errors.SandboxExists(req.name);
+    if (req.key && req.netnsOf) throw new Errors.InvalidRequest('give either key or netnsOf, not both');
     const id = newId();
-    const ownsNetns = req.key === undefined;
-    const key = req.key ?? netnsPath(sandboxNetnsName(req.name));
+    const shared = req.netnsOf ? await this.sharedNetns(req.netnsOf) : undefined;
+    const ownsNetns = req.key === undefined && shared === undefined;
+    const key = req.key ?? shared?.key ?? netnsPath(sandboxNetnsName(req.name));
     return this.withIntent(
       'createSandbox',
       'create',
@@ -338,6 +344,7 @@ export class Controller implements NetctlApi {
           netnsInode: inode,
           bootId: bootId(),
           ownsNetns,
+          ...(shared ? { netnsOf: shared.of } : {}),
           hostname,
           endpointIds: [],
           labels: req.labels,
@@ -353,6 +360,16 @@ export class Controller implements NetctlApi {
         removeSandboxEtc(id);
       },
     );
+  }
+
+  /** The namespace a sandbox shares: the host's (pinned once) or another sandbox's. */
+  private async sharedNetns(netnsOf: string): Promise<{ key: string; of: string }> {
+    if (netnsOf === 'host') return { key: pinCurrentNetns(HOST_NETNS_PIN), of: 'host' };
+    const target = await this.findSandbox(netnsOf.slice('container:'.length));
+    if (target.netnsOf && target.netnsOf !== 'host') {
+      return this.sharedNetns(`container:${target.netnsOf}`); // share with the owner, not a sharer
+    }
+    return { key: target.key, of: target.netnsOf ?? target.id };
   }
 
   async deleteSandbox(ref: string): Promise<Sandbox> {
@@ -401,6 +418,18 @@ export class Controller implements NetctlApi {
     const network = await this.findNetwork(req.network);
     const sandbox = await this.findSandbox(req.sandbox);
     const driver = this.driver(network.driver);
+    if (sandbox.netnsOf && sandbox.netnsOf !== 'host') {
+      throw new Errors.InvalidRequest(
+        `sandbox ${sandbox.name} shares another sandbox's network namespace: connect that one`,
+      );
+    }
+    if ((sandbox.netnsOf === 'host') !== (network.driver === 'host')) {
+      throw new Errors.InvalidRequest(
+        sandbox.netnsOf === 'host'
+          ? `sandbox ${sandbox.name} uses the host's network namespace: it can only join host networks`
+          : `only sandboxes in the host's namespace (--network host) can join host network ${network.name}`,
+      );
+    }
     const all = await this.state.endpoints();
     if (all.some((e) => e.networkId === network.id && e.sandboxId === sandbox.id)) {
       throw new Errors.EndpointExists(sandbox.name, network.name);

@@ -15,6 +15,8 @@ export interface Capability {
   dataScope: Scope;
   /** Whether endpoints reach each other across hosts. */
   connectivityScope: Scope;
+  /** False for drivers whose endpoints get no addresses (host, none): their networks use the null IPAM. */
+  addressing?: boolean;
 }
 
 export interface Driver {

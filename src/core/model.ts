@@ -80,6 +80,8 @@ export interface Sandbox {
   bootId: string;
   /** netctl made the netns (and removes it with the sandbox). */
   ownsNetns: boolean;
+  /** Shares the host's namespace ('host') or another sandbox's (its id). */
+  netnsOf?: string;
   hostname: string;
   endpointIds: string[];
   /** Process started by `netctl run`, stopped with the sandbox. */

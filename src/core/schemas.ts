@@ -110,7 +110,18 @@ export const createSandboxSchema = z.strictObject({
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$/)
     .optional(),
   /** Attach to an existing netns (CNI, Docker) instead of making one. */
-  key: z.string().startsWith('/').optional(),
+  key: z
+    .string()
+    .startsWith('/')
+    .refine(
+      (k) => !/^\/proc\/(self|thread-self)\//.test(k),
+      'a /proc/self path names whoever reads it: use /proc/PID/ns/net',
+    )
+    .optional(),
+  /** Share a namespace instead: the host's ('host') or another sandbox's ('container:NAME'), as `docker run --network`. */
+  netnsOf: z
+    .union([z.literal('host'), z.string().regex(/^container:[a-zA-Z0-9][a-zA-Z0-9_.-]*$/)])
+    .optional(),
   labels: labelsSchema.default({}),
 });
 export type CreateSandboxRequest = z.input<typeof createSandboxSchema>;

@@ -9,6 +9,8 @@ export interface NativeAddon {
   createNamedNetns(path: string): void;
   /** Create a netns held only by the returned fd. */
   createAnonymousNetns(): number;
+  /** Pin the netns behind source with a bind mount at path, like `ip netns attach`. */
+  pinNetns(source: string, path: string): void;
   /** Unmount and remove a pinned netns; throws ENOENT if absent. */
   deleteNamedNetns(path: string): void;
   /** setns(fd, CLONE_NEWNET) on the calling thread. */

@@ -8,8 +8,8 @@
  * socket created inside the window, which stays bound to that namespace
  * (as vishvananda/netlink GetNetlinkSocketAt and CNI's ns.Do do).
  */
-import { closeSync, fstatSync, openSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { hasErrorCode, KernelError, NetnsNotFoundError, NotANetnsError } from './errors.js';
 import { native } from './native.js';
 
@@ -128,6 +128,30 @@ export function createNetns(name: string): string {
     native.createNamedNetns(path);
   } catch (err) {
     throw asKernelError(err);
+  }
+  return path;
+}
+
+/**
+ * Pin the namespace this thread is in at path (a file on a shared mount,
+ * like `ip netns attach NAME $$`), so other processes can name it; an
+ * existing pin of that same namespace is kept. Returns path.
+ */
+export function pinCurrentNetns(path: string): string {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  const here = currentNetns();
+  try {
+    try {
+      native.pinNetns('/proc/thread-self/ns/net', path);
+    } catch (err) {
+      if (!hasErrorCode(err, 'EEXIST')) throw asKernelError(err);
+      const pinned = openNetns(path);
+      const same = pinned.inode === here.inode;
+      pinned.close();
+      if (!same) throw new KernelError(-17, 'pinNetns', path);
+    }
+  } finally {
+    here.close();
   }
   return path;
 }

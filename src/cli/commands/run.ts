@@ -21,6 +21,8 @@ import { hostname } from './sandbox.js';
 
 /** `--network none` (Docker's name for loopback only) connects nothing. */
 export const NO_NETWORK = 'none';
+/** `--network host`: run in the host's own network namespace. */
+export const HOST_NETWORK = 'host';
 const NAME_ATTEMPTS = 5;
 
 interface RunFlags {
@@ -46,7 +48,13 @@ export function runPlan(
       'cannot be combined with --detach: nothing would wait for the command',
     );
   const requested = options.network ?? [];
-  const networks = requested.filter((n) => n !== NO_NETWORK);
+  // host and container:NAME share a namespace instead of making one (Docker's modes).
+  const sharing = requested.find((n) => n === HOST_NETWORK || n.startsWith('container:'));
+  if (sharing && requested.length > 1)
+    throw new Errors.InvalidOption('--network', `${sharing} cannot be combined with other networks`);
+  if (sharing && options.hostname)
+    throw new Errors.InvalidOption('--hostname', `cannot be set with --network ${sharing}`);
+  const networks = sharing ? [] : requested.filter((n) => n !== NO_NETWORK);
   if (networks.length && networks.length !== requested.length)
     throw new Errors.InvalidOption('--network', `${NO_NETWORK} cannot be combined with other networks`);
   for (const [flag, given] of [
@@ -58,6 +66,7 @@ export function runPlan(
   const sandbox: CreateSandboxRequest = {
     name,
     ...(options.hostname ? { hostname: options.hostname } : {}),
+    ...(sharing ? { netnsOf: sharing } : {}),
     labels: flags.toRecord(options.label),
   };
   parseRequest(createSandboxSchema, sandbox);
@@ -106,8 +115,10 @@ export function runCommand(cli: Cli, program: Command): Command {
     .option('--name <name>', 'sandbox name (default: a generated one)', flags.name)
     .option(
       '--network <network>',
-      'connect to this network (repeatable; default none: loopback only)',
-      flags.repeatable((v) => (v === NO_NETWORK ? v : flags.name(v))),
+      'connect to this network (repeatable; default none: loopback only; host or container:NAME to share a namespace)',
+      flags.repeatable((v) =>
+        v.startsWith('container:') ? `container:${flags.name(v.slice(10))}` : flags.name(v),
+      ),
     )
     .option('--ip <address>', 'IPv4 address on the first network', flags.ipv4)
     .option('--ip6 <address>', 'IPv6 address on the first network', flags.ipv6)

@@ -14,7 +14,7 @@ export class HostDriver implements Driver {
   constructor(private readonly hostNetns = '/proc/self/ns/net') {}
 
   capability(): Capability {
-    return { dataScope: 'local', connectivityScope: 'local' };
+    return { dataScope: 'local', connectivityScope: 'local', addressing: false };
   }
 
   async createNetwork(): Promise<void> {}

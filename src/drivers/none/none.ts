@@ -8,7 +8,7 @@ export class NoneDriver implements Driver {
   readonly type = 'none';
 
   capability(): Capability {
-    return { dataScope: 'local', connectivityScope: 'local' };
+    return { dataScope: 'local', connectivityScope: 'local', addressing: false };
   }
 
   async createNetwork(): Promise<void> {}

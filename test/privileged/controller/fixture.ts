@@ -9,6 +9,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { netctlExecArgs } from '../../../src/cli/exec.js';
 import type { Controller } from '../../../src/controller/controller.js';
 import { createLocalApi } from '../../../src/controller/local.js';
 import type { Sandbox } from '../../../src/core/model.js';
@@ -48,7 +49,7 @@ export async function world(): Promise<World> {
 
 /** Run argv inside the sandbox (with its /etc files), as `netctl sandbox exec` does. */
 export async function inSandbox(sandbox: Sandbox, argv: string[], timeoutMs = 5000) {
-  const args = ['--netns', sandbox.key, '--etc', `/run/netctl/sandboxes/${sandbox.id}/etc`, '--', ...argv];
+  const args = netctlExecArgs(sandbox, argv);
   try {
     const { stdout } = await execFileAsync(NETCTL_EXEC, args, { timeout: timeoutMs });
     return { ok: true, stdout };
@@ -59,7 +60,7 @@ export async function inSandbox(sandbox: Sandbox, argv: string[], timeoutMs = 50
 
 /** Start argv in the sandbox in the background; stop() kills it by its PID. */
 export function startInSandbox(sandbox: Sandbox, argv: string[]): { stop(): Promise<void> } {
-  const args = ['--netns', sandbox.key, '--etc', `/run/netctl/sandboxes/${sandbox.id}/etc`, '--', ...argv];
+  const args = netctlExecArgs(sandbox, argv);
   const child = spawn(NETCTL_EXEC, args, { stdio: 'ignore' });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {

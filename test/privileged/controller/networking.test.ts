@@ -175,6 +175,40 @@ describe('a bridge network', () => {
   });
 });
 
+describe('sandbox network modes', () => {
+  it("shares another sandbox's namespace (container:NAME), the host's (host), or has loopback only", async () => {
+    await w.api.createNetwork({ name: 'm', ipam: { config: [{ subnet: '10.74.0.0/24' }] } });
+    const a = await sandboxOn('m', 'a');
+    const side = await w.api.createSandbox({ name: 'side', netnsOf: 'container:a' });
+    expect(side).toMatchObject({ key: a.key, ownsNetns: false, netnsOf: a.id });
+    expect((await inSandbox(side, ['ip', '-br', 'addr'])).stdout).toMatch(
+      /^eth0\S*\s+UP\s+10\.74\.0\.2\/24/m,
+    );
+    await expect(w.api.connect({ network: 'm', sandbox: 'side' })).rejects.toMatchObject({
+      code: 'NETCTL_INVALID_REQUEST',
+      message: expect.stringMatching(/shares another sandbox/),
+    });
+
+    const h = await w.api.createSandbox({ name: 'h', netnsOf: 'host' });
+    const hostLinks = (await inSandbox(h, ['ip', '-br', 'link'])).stdout;
+    expect(hostLinks).toMatch(/^ext0@/m); // the host's own links
+    await expect(w.api.connect({ network: 'm', sandbox: 'h' })).rejects.toMatchObject({
+      message: expect.stringMatching(/can only join host networks/),
+    });
+    await w.api.createNetwork({ name: 'hostnet', driver: 'host' });
+    await w.api.connect({ network: 'hostnet', sandbox: 'h' });
+    await expect(w.api.connect({ network: 'hostnet', sandbox: 'a' })).rejects.toMatchObject({
+      message: expect.stringMatching(/only sandboxes in the host's namespace/),
+    });
+
+    const lonely = await w.api.createSandbox({ name: 'lonely' });
+    expect((await inSandbox(lonely, ['ip', '-br', 'link'])).stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^lo\s+UNKNOWN/),
+    ]);
+    await w.api.disconnect('hostnet', 'h');
+  });
+});
+
 describe('bad input', () => {
   it('is refused with a clear error and changes nothing', async () => {
     await w.api.createNetwork({ name: 'base', ipam: { config: [{ subnet: '10.71.0.0/24' }] } });
@@ -210,6 +244,8 @@ describe('bad input', () => {
       [w.api.connect({ network: 'nowhere', sandbox: 's' }), 'NETCTL_NETWORK_NOT_FOUND', /nowhere/],
       [w.api.connect({ network: 'base', sandbox: 'nobody' }), 'NETCTL_SANDBOX_NOT_FOUND', /nobody/],
       [w.api.deleteNetwork('nowhere'), 'NETCTL_NETWORK_NOT_FOUND', /nowhere/],
+      [w.api.createSandbox({ name: 'p', key: '/proc/self/ns/net' }), 'NETCTL_INVALID_REQUEST', /\/proc\/PID/],
+      [w.api.createSandbox({ name: 'q', netnsOf: 'container:nobody' }), 'NETCTL_SANDBOX_NOT_FOUND', /nobody/],
     ];
     for (const [call, code, message] of cases) {
       await expect(call).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
