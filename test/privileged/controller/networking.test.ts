@@ -69,6 +69,22 @@ describe('a bridge network', () => {
     expect(await ping(c, '10.62.0.1')).toBe(true);
   });
 
+  it('carries IPv6 beside IPv4 on a dual-stack network', async () => {
+    await w.api.createNetwork({
+      name: 'dual',
+      enableIPv6: true,
+      ipam: { config: [{ subnet: '10.75.0.0/24' }, { subnet: 'fd00:75::/64' }] },
+    });
+    const a = await sandboxOn('dual', 'a');
+    await sandboxOn('dual', 'b', { ipv4: '10.75.0.9' });
+    const [endpoint] = (await w.api.inspectSandbox('b')).endpoints;
+    expect(endpoint?.ipv6).toMatch(/^fd00:75::[0-9a-f]+\/64$/);
+    const bAddr6 = endpoint?.ipv6?.split('/')[0] as string;
+    expect(await ping(a, bAddr6)).toBe(true);
+    expect(await ping(a, 'fd00:75::1')).toBe(true); // the gateway on the bridge
+    expect((await inSandbox(a, ['ip', '-6', 'route'])).stdout).toMatch(/^default via fd00:75::1/m);
+  });
+
   it('masquerades traffic leaving the host: the outside sees the host address', async () => {
     await w.api.createNetwork({ name: 'out', ipam: { config: [{ subnet: '10.63.0.0/24' }] } });
     const a = await sandboxOn('out', 'a');
