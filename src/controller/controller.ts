@@ -459,8 +459,7 @@ export class Controller implements NetctlApi {
           await driver.programExternalConnectivity(network, endpoint, req.portMappings);
         }
         crashPoint('connect.record');
-        await this.state.putEndpoint(endpoint);
-        await this.state.updateSandbox(sandbox.id, (s) => ({ ...s, endpointIds: [...s.endpointIds, id] }));
+        await this.state.addEndpoint(endpoint);
         await this.refreshHosts(network.id);
         return endpoint;
       },
@@ -519,13 +518,7 @@ export class Controller implements NetctlApi {
           }
         }
         crashPoint('disconnect.release');
-        await this.state.deleteEndpoint(endpoint.id);
-        if (endpoint.sandboxId) {
-          await this.state.updateSandbox(endpoint.sandboxId, (s) => ({
-            ...s,
-            endpointIds: s.endpointIds.filter((e) => e !== endpoint.id),
-          }));
-        }
+        await this.state.removeEndpoint(endpoint);
         if (network) await this.refreshHosts(network.id);
       },
       async () => undefined,
