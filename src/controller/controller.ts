@@ -39,6 +39,7 @@ import { packageVersion } from '../paths.js';
 import { removeSandboxEtc, writeSandboxEtc } from '../sandbox/etc.js';
 import { bootId, netnsInode } from '../sandbox/identity.js';
 import { configureInterface } from '../sandbox/iface.js';
+import { claimNetns } from '../sandbox/owner.js';
 import type { GcReport, Health, NetctlApi, NetworkDetails, SandboxDetails } from './api.js';
 import { crashPoint, type Intent, newIntent } from './intents.js';
 import { collectGarbage } from './reconcile.js';
@@ -311,13 +312,17 @@ export class Controller implements NetctlApi {
     const id = newId();
     const ownsNetns = req.key === undefined;
     const key = req.key ?? netnsPath(sandboxNetnsName(req.name));
+    let madeNetns = false;
     return this.withIntent(
       'createSandbox',
       'create',
       [sandboxOwner(id)],
       async () => {
         if (ownsNetns) {
+          // Its owner tag first, so gc can find the netns should we die before the record.
+          claimNetns(id, key);
           createNetns(sandboxNetnsName(req.name));
+          madeNetns = true;
           const h = Netlink.open(key);
           try {
             await linkSetUp(h, 'lo');
@@ -348,7 +353,8 @@ export class Controller implements NetctlApi {
         return sandbox;
       },
       async () => {
-        if (ownsNetns) deleteNetns(key);
+        // Only a netns made here: the name may have been taken by someone else's (EEXIST).
+        if (madeNetns) deleteNetns(key);
         removeSandboxEtc(id);
       },
     );
