@@ -37,7 +37,7 @@ import {
 import { log } from '../log.js';
 import { packageVersion } from '../paths.js';
 import { removeSandboxEtc, writeSandboxEtc } from '../sandbox/etc.js';
-import { bootId, netnsInode } from '../sandbox/identity.js';
+import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
 import { configureInterface } from '../sandbox/iface.js';
 import { claimNetns } from '../sandbox/owner.js';
 import type { GcReport, Health, NetctlApi, NetworkDetails, SandboxDetails } from './api.js';
@@ -377,8 +377,11 @@ export class Controller implements NetctlApi {
     for (const endpoint of (await this.state.endpoints()).filter((e) => e.sandboxId === sandbox.id)) {
       await this.removeEndpoint(endpoint);
     }
-    if (sandbox.pid) stopProcess(sandbox.pid);
-    if (sandbox.ownsNetns) deleteNetns(sandbox.key);
+    // After a reboot or with a reused path, the pid and the netns at the
+    // path are others' now: stop and delete only what is still the sandbox's.
+    if (sandbox.pid && sandbox.bootId === bootId() && processStart(sandbox.pid) === sandbox.pidStart)
+      stopProcess(sandbox.pid);
+    if (sandbox.ownsNetns && !isStale(sandbox)) deleteNetns(sandbox.key);
     removeSandboxEtc(sandbox.id);
     await this.state.deleteSandbox(sandbox);
   }
@@ -394,7 +397,12 @@ export class Controller implements NetctlApi {
 
   async setSandboxPid(ref: string, pid: number): Promise<Sandbox> {
     const sandbox = await this.findSandbox(ref);
-    const updated = await this.state.updateSandbox(sandbox.id, (s) => ({ ...s, pid }));
+    const pidStart = processStart(pid);
+    const updated = await this.state.updateSandbox(sandbox.id, (s) => ({
+      ...s,
+      pid,
+      ...(pidStart !== undefined ? { pidStart } : {}),
+    }));
     if (!updated) throw new Errors.SandboxNotFound(ref);
     return updated;
   }
