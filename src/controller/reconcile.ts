@@ -168,9 +168,9 @@ export async function collectGarbage(controller: Controller, dryRun: boolean): P
   for (const network of networks.values()) {
     const driver = drivers.get(network.driver);
     if (!driver || !hasReconciler(driver) || !driver.restoreNetwork) continue;
-    const missing = await driver.missing?.(network);
-    if (!missing?.length) continue;
     const onNetwork = endpoints.filter((e) => e.networkId === network.id);
+    const missing = await driver.missing?.(network, onNetwork);
+    if (!missing?.length) continue;
     await act(
       {
         kind: 'network',
