@@ -41,6 +41,7 @@ import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.j
 import { configureInterface } from '../sandbox/iface.js';
 import { claimNetns } from '../sandbox/owner.js';
 import type { GcReport, Health, NetctlApi, NetworkDetails, SandboxDetails } from './api.js';
+import { Gate } from './gate.js';
 import { crashPoint, type Intent, newIntent } from './intents.js';
 import { collectGarbage } from './reconcile.js';
 import type { State } from './state.js';
@@ -69,6 +70,8 @@ export class Controller implements NetctlApi {
   readonly ipam: IpamDriver;
   readonly drivers: Map<string, Driver>;
   private readonly storeName: string;
+  /** Operations side by side, gc alone (gate.ts). */
+  private readonly gate = new Gate();
 
   constructor(options: ControllerOptions) {
     this.state = options.state;
@@ -94,7 +97,7 @@ export class Controller implements NetctlApi {
   }
 
   gc(options: { dryRun: boolean }): Promise<GcReport> {
-    return collectGarbage(this, options.dryRun);
+    return this.gate.exclusive(() => collectGarbage(this, options.dryRun));
   }
 
   private driver(type: string): Driver {
@@ -110,22 +113,24 @@ export class Controller implements NetctlApi {
     run: () => Promise<T>,
     undo: () => Promise<void>,
   ): Promise<T> {
-    const intent = newIntent(op, kind, owners);
-    await this.state.putIntent(intent);
-    try {
-      const result = await run();
-      await this.state.deleteIntent(intent.id);
-      return result;
-    } catch (err) {
+    return this.gate.shared(async () => {
+      const intent = newIntent(op, kind, owners);
+      await this.state.putIntent(intent);
       try {
-        await undo();
+        const result = await run();
         await this.state.deleteIntent(intent.id);
-      } catch (undoErr) {
-        // Leave the intent: reconcile retries the undo later.
-        log.error({ err: undoErr, op, owners }, 'undo failed; reconcile will finish it');
+        return result;
+      } catch (err) {
+        try {
+          await undo();
+          await this.state.deleteIntent(intent.id);
+        } catch (undoErr) {
+          // Leave the intent: reconcile retries the undo later.
+          log.error({ err: undoErr, op, owners }, 'undo failed; reconcile will finish it');
+        }
+        throw err;
       }
-      throw err;
-    }
+    });
   }
 
   // ---------------------------------------------------------------- networks
