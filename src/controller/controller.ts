@@ -387,6 +387,7 @@ export class Controller implements NetctlApi {
     if (sandbox.pid && sandbox.bootId === bootId() && processStart(sandbox.pid) === sandbox.pidStart)
       stopProcess(sandbox.pid);
     if (sandbox.ownsNetns && !isStale(sandbox)) deleteNetns(sandbox.key);
+    crashPoint('deleteSandbox.netns');
     removeSandboxEtc(sandbox.id);
     await this.state.deleteSandbox(sandbox);
   }
