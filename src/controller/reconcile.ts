@@ -20,6 +20,8 @@
  * even when that operation runs concurrently (`netctl gc` against a busy
  * daemon). Read the other way round, an object made in between would look
  * ownerless and be swept from under the operation making it.
+ *
+ * docs/reconcile.md has the owner tags, the steps and the report's kinds.
  */
 import { join } from 'node:path';
 import { hasReconciler } from '../core/driver.js';
