@@ -21,7 +21,8 @@
  * daemon). Read the other way round, an object made in between would look
  * ownerless and be swept from under the operation making it.
  *
- * docs/reconcile.md has the owner tags, the steps and the report's kinds.
+ * docs/controller.md has the owners and the steps; docs/reconcile.md how gc
+ * plans, acts and reports.
  */
 import { join } from 'node:path';
 import { hasReconciler } from '../core/driver.js';

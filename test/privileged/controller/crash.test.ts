@@ -21,7 +21,7 @@ import {
   ping,
   testDir,
   withLocal,
-} from './fixture.js';
+} from './daemon-fixture.js';
 
 beforeAll(assertBuilt);
 

@@ -32,7 +32,7 @@ import {
   records,
   testDir,
   withLocal,
-} from './fixture.js';
+} from './daemon-fixture.js';
 
 beforeAll(assertBuilt);
 
