@@ -313,11 +313,11 @@ export class Controller implements NetctlApi {
 
   async createSandbox(input: CreateSandboxRequest): Promise<Sandbox> {
     const req = parseRequest(createSandboxSchema, input);
+    let madeNetns = false; // the undo deletes only a netns made here
     if (await this.state.sandboxIdByName(req.name)) throw new Errors.SandboxExists(req.name);
     const id = newId();
     const ownsNetns = req.key === undefined;
     const key = req.key ?? netnsPath(sandboxNetnsName(req.name));
-    let madeNetns = false;
     return this.withIntent(
       'createSandbox',
       'create',
