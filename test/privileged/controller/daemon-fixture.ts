@@ -187,21 +187,26 @@ export async function gcCli(dir: string, dryRun: boolean): Promise<GcActionJson[
 }
 
 /**
- * `busybox ping` from inside a netns, by netctl-exec; true when a reply came
- * within `seconds` (one echo a second: a neighbour entry still probing
- * from an earlier failure may take a second to resolve).
+ * `busybox ping` from inside a netns, by netctl-exec: true as soon as one
+ * echo is answered, trying again for up to `seconds` (a neighbour entry left
+ * failed by an earlier unreachable try, on a loaded machine, may cost the
+ * first echo).
  */
 export function ping(netns: string, ip: string, seconds = 3): boolean {
-  try {
-    execFileSync(EXEC, ['--netns', netns, '--', 'busybox', 'ping', '-c1', '-W1', `-w${seconds}`, ip], {
-      stdio: 'ignore',
-      // Without a neighbour answer busybox may wait far past -w; stop it.
-      timeout: seconds * 1000 + 500,
-    });
-    return true;
-  } catch {
-    return false;
-  }
+  const deadline = Date.now() + seconds * 1000;
+  do {
+    try {
+      execFileSync(EXEC, ['--netns', netns, '--', 'busybox', 'ping', '-c1', '-W1', ip], {
+        stdio: 'ignore',
+        // Without a neighbour answer busybox may wait past -W; stop it.
+        timeout: 1500,
+      });
+      return true;
+    } catch {
+      // no answer (or stopped): try again until the deadline
+    }
+  } while (Date.now() < deadline);
+  return false;
 }
 
 // ------------------------------------------------------------------ inventory
