@@ -532,28 +532,47 @@ export function actionKeys(actions: GcActionJson[]): string[] {
  * themselves; this only keeps a failed test from breaking the next one.
  */
 export async function cleanupAll(): Promise<void> {
-  for (const proc of [...running]) {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL');
-      await new Promise((r) => proc.once('exit', r));
-    }
-  }
-  running.clear();
-  for (const ns of listDir('/run/netns')) execFileSync('ip', ['netns', 'del', ns]);
-  for (let tries = 0; tries < 100; tries++) {
-    const link = ipJson<IpLink[]>(['link', 'show']).find((l) => l.ifname !== 'lo');
-    if (!link) break;
+  const errors: unknown[] = [];
+  // Every phase runs even when an earlier one fails; the first error is reported after.
+  const phase = async (fn: () => unknown) => {
     try {
-      execFileSync('ip', ['link', 'del', link.ifname], { stdio: 'ignore' });
-    } catch {
-      // Gone meanwhile: a veth goes with its peer's netns.
+      await fn();
+    } catch (err) {
+      errors.push(err);
     }
-  }
-  for (const [, restore] of SAVES) {
-    execFileSync(restore, { input: '*filter\nCOMMIT\n*nat\nCOMMIT\n*mangle\nCOMMIT\n*raw\nCOMMIT\n' });
-  }
-  rmSync(SANDBOX_RUN_DIR, { recursive: true, force: true });
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  };
+  await phase(async () => {
+    for (const proc of [...running]) {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    }
+    running.clear();
+  });
+  await phase(() => {
+    for (const ns of listDir('/run/netns')) execFileSync('ip', ['netns', 'del', ns]);
+  });
+  await phase(() => {
+    for (let tries = 0; tries < 100; tries++) {
+      const link = ipJson<IpLink[]>(['link', 'show']).find((l) => l.ifname !== 'lo');
+      if (!link) break;
+      try {
+        execFileSync('ip', ['link', 'del', link.ifname], { stdio: 'ignore' });
+      } catch {
+        // Gone meanwhile: a veth goes with its peer's netns.
+      }
+    }
+  });
+  await phase(() => {
+    for (const [, restore] of SAVES) {
+      execFileSync(restore, { input: '*filter\nCOMMIT\n*nat\nCOMMIT\n*mangle\nCOMMIT\n*raw\nCOMMIT\n' });
+    }
+  });
+  await phase(() => rmSync(SANDBOX_RUN_DIR, { recursive: true, force: true }));
+  for (const dir of dirs.splice(0)) await phase(() => rmSync(dir, { recursive: true, force: true }));
+  if (errors.length) throw errors[0];
 }
 
 afterEach(cleanupAll, 30_000);
