@@ -38,9 +38,11 @@ import {
 import { log } from '../log.js';
 import { packageVersion } from '../paths.js';
 import { removeSandboxEtc, writeSandboxEtc } from '../sandbox/etc.js';
-import { bootId, netnsInode } from '../sandbox/identity.js';
+import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
 import { configureInterface } from '../sandbox/iface.js';
+import { claimNetns } from '../sandbox/owner.js';
 import type { GcReport, Health, NetctlApi, NetworkDetails, SandboxDetails } from './api.js';
+import { Gate } from './gate.js';
 import { crashPoint, type Intent, newIntent } from './intents.js';
 import { collectGarbage } from './reconcile.js';
 import type { State } from './state.js';
@@ -72,6 +74,8 @@ export class Controller implements NetctlApi {
   readonly ipam: IpamDriver;
   readonly drivers: Map<string, Driver>;
   private readonly storeName: string;
+  /** Operations side by side, gc alone (gate.ts). */
+  private readonly gate = new Gate();
 
   constructor(options: ControllerOptions) {
     this.state = options.state;
@@ -97,7 +101,7 @@ export class Controller implements NetctlApi {
   }
 
   gc(options: { dryRun: boolean }): Promise<GcReport> {
-    return collectGarbage(this, options.dryRun);
+    return this.gate.exclusive(() => collectGarbage(this, options.dryRun));
   }
 
   private driver(type: string): Driver {
@@ -113,22 +117,24 @@ export class Controller implements NetctlApi {
     run: () => Promise<T>,
     undo: () => Promise<void>,
   ): Promise<T> {
-    const intent = newIntent(op, kind, owners);
-    await this.state.putIntent(intent);
-    try {
-      const result = await run();
-      await this.state.deleteIntent(intent.id);
-      return result;
-    } catch (err) {
+    return this.gate.shared(async () => {
+      const intent = newIntent(op, kind, owners);
+      await this.state.putIntent(intent);
       try {
-        await undo();
+        const result = await run();
         await this.state.deleteIntent(intent.id);
-      } catch (undoErr) {
-        // Leave the intent: reconcile retries the undo later.
-        log.error({ err: undoErr, op, owners }, 'undo failed; reconcile will finish it');
+        return result;
+      } catch (err) {
+        try {
+          await undo();
+          await this.state.deleteIntent(intent.id);
+        } catch (undoErr) {
+          // Leave the intent: reconcile retries the undo later.
+          log.error({ err: undoErr, op, owners }, 'undo failed; reconcile will finish it');
+        }
+        throw err;
       }
-      throw err;
-    }
+    });
   }
 
   // ---------------------------------------------------------------- networks
@@ -312,6 +318,7 @@ export class Controller implements NetctlApi {
 
   async createSandbox(input: CreateSandboxRequest): Promise<Sandbox> {
     const req = parseRequest(createSandboxSchema, input);
+    let madeNetns = false; // the undo deletes only a netns made here
     if (await this.state.sandboxIdByName(req.name)) throw new Errors.SandboxExists(req.name);
     if (req.key && req.netnsOf) throw new Errors.InvalidRequest('give either key or netnsOf, not both');
     const id = newId();
@@ -324,7 +331,10 @@ export class Controller implements NetctlApi {
       [sandboxOwner(id)],
       async () => {
         if (ownsNetns) {
+          // Its owner tag first, so gc can find the netns should we die before the record.
+          claimNetns(id, key);
           createNetns(sandboxNetnsName(req.name));
+          madeNetns = true;
           const h = Netlink.open(key);
           try {
             await linkSetUp(h, 'lo');
@@ -356,7 +366,8 @@ export class Controller implements NetctlApi {
         return sandbox;
       },
       async () => {
-        if (ownsNetns) deleteNetns(key);
+        // Only a netns made here: the name may have been taken by someone else's (EEXIST).
+        if (madeNetns) deleteNetns(key);
         removeSandboxEtc(id);
       },
     );
@@ -389,8 +400,12 @@ export class Controller implements NetctlApi {
     for (const endpoint of (await this.state.endpoints()).filter((e) => e.sandboxId === sandbox.id)) {
       await this.removeEndpoint(endpoint);
     }
-    if (sandbox.pid) stopProcess(sandbox.pid);
-    if (sandbox.ownsNetns) deleteNetns(sandbox.key);
+    // After a reboot or with a reused path, the pid and the netns at the
+    // path are others' now: stop and delete only what is still the sandbox's.
+    if (sandbox.pid && sandbox.bootId === bootId() && processStart(sandbox.pid) === sandbox.pidStart)
+      stopProcess(sandbox.pid);
+    if (sandbox.ownsNetns && !isStale(sandbox)) deleteNetns(sandbox.key);
+    crashPoint('deleteSandbox.netns');
     removeSandboxEtc(sandbox.id);
     await this.state.deleteSandbox(sandbox);
   }
@@ -406,7 +421,12 @@ export class Controller implements NetctlApi {
 
   async setSandboxPid(ref: string, pid: number): Promise<Sandbox> {
     const sandbox = await this.findSandbox(ref);
-    const updated = await this.state.updateSandbox(sandbox.id, (s) => ({ ...s, pid }));
+    const pidStart = processStart(pid);
+    const updated = await this.state.updateSandbox(sandbox.id, (s) => ({
+      ...s,
+      pid,
+      ...(pidStart !== undefined ? { pidStart } : {}),
+    }));
     if (!updated) throw new Errors.SandboxNotFound(ref);
     return updated;
   }
@@ -489,8 +509,7 @@ export class Controller implements NetctlApi {
           await driver.programExternalConnectivity(network, endpoint, req.portMappings);
         }
         crashPoint('connect.record');
-        await this.state.putEndpoint(endpoint);
-        await this.state.updateSandbox(sandbox.id, (s) => ({ ...s, endpointIds: [...s.endpointIds, id] }));
+        await this.state.addEndpoint(endpoint);
         await this.refreshHosts(network.id);
         return endpoint;
       },
@@ -549,13 +568,7 @@ export class Controller implements NetctlApi {
           }
         }
         crashPoint('disconnect.release');
-        await this.state.deleteEndpoint(endpoint.id);
-        if (endpoint.sandboxId) {
-          await this.state.updateSandbox(endpoint.sandboxId, (s) => ({
-            ...s,
-            endpointIds: s.endpointIds.filter((e) => e !== endpoint.id),
-          }));
-        }
+        await this.state.removeEndpoint(endpoint);
         if (network) await this.refreshHosts(network.id);
       },
       async () => undefined,

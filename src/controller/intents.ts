@@ -8,8 +8,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { bootId } from '../sandbox/identity.js';
+import { bootId, processStart } from '../sandbox/identity.js';
 
 export type IntentKind = 'create' | 'delete';
 
@@ -24,17 +23,6 @@ export interface Intent {
   pidStart: number;
   bootId: string;
   started: string;
-}
-
-function processStart(pid: number): number | undefined {
-  try {
-    // Field 22 of /proc/PID/stat; the command name (field 2) may contain spaces, so split after its ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
 }
 
 export function newIntent(op: string, kind: IntentKind, owners: string[]): Intent {

@@ -2,206 +2,333 @@
  * Reconcile (at daemon start) and `netctl gc`: make the records, the IPAM
  * and the kernel agree, after a crash at any point or a runtime that never
  * sent its DEL. Every kernel object and reservation names its owner
- * (`net:<id>`, `ep:<id>`, `sb:<id>`), so each is kept only while its
- * owner's record exists or an operation that is still running holds it.
+ * (`net:<id>`, `ep:<id>`, `sb:<id>`; a netns through its sandbox's run dir,
+ * src/sandbox/owner.ts), so each is kept only while its owner's record
+ * exists or an operation that is still running holds it.
  *
- * Order matters: finish or undo dead operations first, then drop sandboxes
- * whose namespace is gone (which frees their endpoints), then sweep what
- * has no owner left, then put back what an existing network is missing.
+ * gc first plans, then acts, so a dry run reports exactly what a real run
+ * does: the plan is made from one snapshot, and it models the records the
+ * earlier steps remove. Order matters: finish or undo dead operations
+ * first, then drop sandboxes whose namespace is gone (which frees their
+ * endpoints), then sweep what has no owner left, then put back what an
+ * existing network is missing.
+ *
+ * The snapshot lists kernel objects, reservations and run dirs *before*
+ * it reads intents and records. An operation writes its intent before its
+ * first side effect and its record before it drops the intent, so whatever
+ * the listing saw, the reads after it find its owner's intent or record —
+ * even when that operation runs concurrently (`netctl gc` against a busy
+ * daemon). Read the other way round, an object made in between would look
+ * ownerless and be swept from under the operation making it.
+ *
+ * docs/controller.md has the owners and the steps; docs/reconcile.md how gc
+ * plans, acts and reports.
  */
+import { join } from 'node:path';
 import { hasReconciler } from '../core/driver.js';
+import type { Endpoint, Network, Sandbox } from '../core/model.js';
+import { deleteNetns } from '../kernel/index.js';
 import { log } from '../log.js';
-import { bootId, isStale } from '../sandbox/identity.js';
+import { removeSandboxEtc, SANDBOX_RUN_DIR } from '../sandbox/etc.js';
+import { netnsInode, staleReason } from '../sandbox/identity.js';
+import { listSandboxRunDirs } from '../sandbox/owner.js';
 import type { GcAction, GcReport } from './api.js';
 import type { Controller } from './controller.js';
-import { isLive } from './intents.js';
+import { type Intent, isLive } from './intents.js';
 
-type Act = (action: GcAction, run: () => Promise<void>) => Promise<void>;
+/** Something an owner holds (kernel object, reservation, run dir), and how to remove it alone. */
+interface Holding {
+  kind: string;
+  name: string;
+  owner: string;
+  remove: () => Promise<void>;
+}
+
+interface Snapshot {
+  holdings: Holding[];
+  /** Setup shared by all networks of a driver (its base chains). */
+  shared: { driver: string; holding: Holding }[];
+  intents: Intent[];
+  networks: Map<string, Network>;
+  endpoints: Map<string, Endpoint>;
+  sandboxes: Map<string, Sandbox>;
+}
+
+interface Step {
+  action: GcAction;
+  /** What carries it out; absent for the parts of a teardown that an earlier step's run removes. */
+  run?: () => Promise<void>;
+}
 
 export async function collectGarbage(controller: Controller, dryRun: boolean): Promise<GcReport> {
-  const { state, ipam, drivers } = controller;
   const actions: GcAction[] = [];
-  const act: Act = async (action, run) => {
-    actions.push(action);
-    if (dryRun) return;
-    try {
-      await run();
-    } catch (err) {
-      log.error({ err, action }, 'gc action failed');
-      action.reason += ` (failed: ${(err as Error).message})`;
+  const reported = new Set<string>();
+  const keyOf = (a: GcAction) => `${a.kind} ${a.name} ${a.owner} ${a.action}`;
+  // A teardown (finishing a delete, removing a stale sandbox or endpoint) is
+  // the controller's own removal code; if it missed something, a second
+  // pass over a fresh snapshot sweeps it, so one gc always ends clean.
+  for (let pass = 0; pass < 2; pass++) {
+    const steps = await plan(controller, await snapshot(controller));
+    const fresh = steps.filter((s) => !reported.has(keyOf(s.action)));
+    for (const { action } of fresh) {
+      reported.add(keyOf(action));
+      actions.push(action);
+    }
+    if (dryRun) break;
+    for (const { action, run } of steps) {
+      if (!run) continue;
+      try {
+        await run();
+      } catch (err) {
+        log.error({ err, action }, 'gc action failed');
+        action.reason += ` (failed: ${(err as Error).message})`;
+      }
+    }
+    if (!steps.some((s) => s.action.kind === 'intent' || s.run === undefined)) break;
+  }
+  return { dryRun, actions };
+}
+
+async function snapshot(controller: Controller): Promise<Snapshot> {
+  const { state, ipam, drivers } = controller;
+  // Kernel objects, reservations and run dirs first (see the file comment).
+  const holdings: Holding[] = [];
+  const shared: Snapshot['shared'] = [];
+  for (const driver of drivers.values()) {
+    if (!hasReconciler(driver)) continue;
+    for (const resource of (await driver.sharedResources?.()) ?? []) {
+      shared.push({
+        driver: driver.type,
+        holding: { ...resource, remove: () => driver.removeOwned(resource) },
+      });
+    }
+    for (const resource of await driver.listOwned()) {
+      holdings.push({
+        kind: resource.kind,
+        name: resource.name,
+        owner: resource.owner,
+        remove: () => driver.removeOwned(resource),
+      });
+    }
+  }
+  for (const pool of await ipam.listPools()) {
+    const reservations = await ipam.listReservations(pool.poolId);
+    for (const r of reservations) {
+      holdings.push({
+        kind: 'address',
+        name: r.address,
+        owner: r.owner,
+        remove: () => releaseHeld(controller, r.poolId, r.address, r.owner),
+      });
+    }
+    holdings.push({
+      kind: 'pool',
+      name: pool.pool,
+      owner: pool.owner,
+      remove: async () => {
+        for (const r of await ipam.listReservations(pool.poolId))
+          await ipam.releaseAddress(pool.poolId, r.address);
+        await ipam.releasePool(pool.poolId);
+      },
+    });
+  }
+  const runDirs = listSandboxRunDirs();
+
+  const intents = await state.intents();
+  const networks = new Map((await state.networks()).map((n) => [n.id, n]));
+  const endpoints = new Map((await state.endpoints()).map((e) => [e.id, e]));
+  const sandboxes = new Map((await state.sandboxes()).map((s) => [s.id, s]));
+
+  // A sandbox's netns, known by the path its run dir claims. Never one that
+  // a sandbox record names as its key: that path belongs to that sandbox now.
+  const keys = new Set([...sandboxes.values()].map((s) => s.key));
+  for (const dir of runDirs) {
+    const owner = `sb:${dir.id}`;
+    const runDir = join(SANDBOX_RUN_DIR, dir.id);
+    const netns = dir.netns;
+    const ownNetns =
+      netns !== undefined &&
+      netnsInode(netns) !== undefined &&
+      (!keys.has(netns) || sandboxes.get(dir.id)?.key === netns);
+    holdings.push(
+      ownNetns
+        ? {
+            kind: 'netns',
+            name: netns,
+            owner,
+            remove: async () => {
+              deleteNetns(netns);
+              removeSandboxEtc(dir.id);
+            },
+          }
+        : { kind: 'run-dir', name: runDir, owner, remove: async () => removeSandboxEtc(dir.id) },
+    );
+  }
+  return { holdings, shared, intents, networks, endpoints, sandboxes };
+}
+
+async function plan(controller: Controller, snap: Snapshot): Promise<Step[]> {
+  const { state } = controller;
+  const { holdings, shared, intents, networks, endpoints, sandboxes } = snap;
+  const steps: Step[] = [];
+  const live = new Set(intents.filter(isLive).flatMap((i) => i.owners));
+  /** Owners whose records this gc removes: everything they hold goes with them. */
+  const gone = new Set<string>();
+
+  const recordOf = (owner: string): { kind: string; name: string } | undefined => {
+    const [kind, id = ''] = owner.split(':');
+    if (kind === 'net')
+      return networks.has(id) ? { kind: 'network', name: networks.get(id)?.name ?? id } : undefined;
+    if (kind === 'ep')
+      return endpoints.has(id) ? { kind: 'endpoint', name: endpoints.get(id)?.name ?? id } : undefined;
+    if (kind === 'sb')
+      return sandboxes.has(id) ? { kind: 'sandbox', name: sandboxes.get(id)?.name ?? id } : undefined;
+    return undefined;
+  };
+
+  /**
+   * Plan the removal of owner's record by `run` (or by an earlier step's
+   * run when absent), and report what it holds as going with it.
+   */
+  const teardown = (owner: string, reason: string, run?: () => Promise<void>) => {
+    if (gone.has(owner)) return;
+    gone.add(owner);
+    const record = recordOf(owner);
+    if (record)
+      steps.push({ action: { ...record, owner, action: 'remove', reason }, ...(run ? { run } : {}) });
+    const [kind, id = ''] = owner.split(':');
+    const sandbox = kind === 'sb' ? sandboxes.get(id) : undefined;
+    if (sandbox) {
+      for (const e of endpoints.values()) {
+        if (e.sandboxId === sandbox.id)
+          teardown(`ep:${e.id}`, `its sandbox ${sandbox.name} is removed: ${reason}`);
+      }
+    }
+    for (const h of holdings) {
+      if (h.owner !== owner) continue;
+      // removeSandbox leaves a netns that is not (or no longer) the sandbox's own.
+      if (h.kind === 'netns' && sandbox && !(sandbox.ownsNetns && !staleReason(sandbox))) continue;
+      steps.push({ action: { kind: h.kind, name: h.name, owner, action: 'remove', reason } });
     }
   };
 
   // 1. Operations whose process died: finish deletes, undo creates.
-  const intents = await state.intents();
-  const held = new Set(intents.filter(isLive).flatMap((i) => i.owners));
   for (const intent of intents.filter((i) => !isLive(i))) {
+    const died = `pid ${intent.pid} died mid-${intent.op}`;
     const owners = intent.owners.join(' ');
     if (intent.kind === 'delete') {
-      await act(
-        {
-          kind: 'intent',
-          name: intent.op,
-          owner: owners,
-          action: 'finish',
-          reason: `pid ${intent.pid} died mid-delete`,
-        },
-        async () => {
+      steps.push({
+        action: { kind: 'intent', name: intent.op, owner: owners, action: 'finish', reason: died },
+        run: async () => {
           for (const owner of intent.owners) await finishDelete(controller, owner);
           await state.deleteIntent(intent.id);
         },
-      );
+      });
+      for (const owner of intent.owners) teardown(owner, `finishing ${intent.op}: ${died}`);
     } else {
       // What it made is swept below: its owners have no record (or, if the
       // record was written, the operation had completed).
-      await act(
-        {
-          kind: 'intent',
-          name: intent.op,
-          owner: owners,
-          action: 'undo',
-          reason: `pid ${intent.pid} died mid-create`,
-        },
-        () => state.deleteIntent(intent.id),
-      );
+      steps.push({
+        action: { kind: 'intent', name: intent.op, owner: owners, action: 'undo', reason: died },
+        run: () => state.deleteIntent(intent.id),
+      });
     }
   }
 
-  // 2. Sandboxes whose namespace is gone or from an earlier boot: the
-  //    runtime will never send the DEL (host-local's classic leak).
-  for (const sandbox of await state.sandboxes()) {
-    if (held.has(`sb:${sandbox.id}`) || !isStale(sandbox)) continue;
-    await act(
-      {
-        kind: 'sandbox',
-        name: sandbox.name,
-        owner: `sb:${sandbox.id}`,
-        action: 'remove',
-        reason: sandbox.bootId !== bootId() ? 'made before the last boot' : `netns ${sandbox.key} is gone`,
-      },
-      () => controller.removeSandbox(sandbox),
-    );
+  // 2. Sandboxes whose namespace is gone, reused or from an earlier boot:
+  //    the runtime will never send the DEL (host-local's classic leak).
+  for (const sandbox of sandboxes.values()) {
+    const owner = `sb:${sandbox.id}`;
+    if (live.has(owner) || gone.has(owner)) continue;
+    const stale = staleReason(sandbox);
+    if (stale) teardown(owner, stale, () => controller.removeSandbox(sandbox));
   }
 
-  // Records as they are now (after the steps above, unless dry run).
-  const networks = new Map((await state.networks()).map((n) => [n.id, n]));
-  const sandboxes = new Set((await state.sandboxes()).map((s) => s.id));
-  const endpoints = await state.endpoints();
-  const endpointIds = new Set(endpoints.map((e) => e.id));
   const exists = (owner: string): boolean => {
-    if (held.has(owner)) return true;
-    const [kind, id = ''] = owner.split(':');
-    if (kind === 'net') return networks.has(id);
-    if (kind === 'ep') return endpointIds.has(id);
-    if (kind === 'sb') return sandboxes.has(id);
+    if (live.has(owner)) return true;
+    if (gone.has(owner)) return false;
+    const [kind] = owner.split(':');
+    if (kind === 'net' || kind === 'ep' || kind === 'sb') return recordOf(owner) !== undefined;
     return true; // 'base' and anything not per-object
   };
 
   // 3. Endpoints whose network or sandbox record is gone.
-  for (const endpoint of endpoints) {
-    if (held.has(`ep:${endpoint.id}`)) continue;
-    const lost = !networks.has(endpoint.networkId)
+  for (const endpoint of endpoints.values()) {
+    const owner = `ep:${endpoint.id}`;
+    if (live.has(owner) || gone.has(owner)) continue;
+    const lost = !exists(`net:${endpoint.networkId}`)
       ? 'its network is gone'
-      : endpoint.sandboxId && !sandboxes.has(endpoint.sandboxId)
+      : endpoint.sandboxId && !exists(`sb:${endpoint.sandboxId}`)
         ? 'its sandbox is gone'
         : undefined;
-    if (!lost) continue;
-    await act(
-      { kind: 'endpoint', name: endpoint.name, owner: `ep:${endpoint.id}`, action: 'remove', reason: lost },
-      () => controller.removeEndpoint(endpoint),
-    );
+    if (lost) teardown(owner, lost, () => controller.removeEndpoint(endpoint));
   }
 
-  // 4. Kernel objects whose owner has no record.
-  for (const driver of drivers.values()) {
-    if (!hasReconciler(driver)) continue;
-    for (const resource of await driver.listOwned()) {
-      if (exists(resource.owner)) continue;
-      await act(
-        {
-          kind: resource.kind,
-          name: resource.name,
-          owner: resource.owner,
-          action: 'remove',
-          reason: `${resource.owner} has no record`,
-        },
-        () => driver.removeOwned(resource),
-      );
-    }
+  // 4. Kernel objects, run dirs, addresses and pools whose owner has no
+  //    record. Addresses before pools: a pool goes once it holds nothing.
+  const order = (h: Holding) => (h.kind === 'pool' ? 1 : 0);
+  for (const h of [...holdings].sort((a, b) => order(a) - order(b))) {
+    if (gone.has(h.owner) || exists(h.owner)) continue;
+    steps.push({
+      action: {
+        kind: h.kind,
+        name: h.name,
+        owner: h.owner,
+        action: 'remove',
+        reason: `${h.owner} has no record`,
+      },
+      run: h.remove,
+    });
   }
 
-  // 5. Addresses and pools whose owner has no record.
-  for (const pool of await ipam.listPools()) {
-    if (!exists(pool.owner)) {
-      await act(
-        {
-          kind: 'pool',
-          name: pool.pool,
-          owner: pool.owner,
-          action: 'remove',
-          reason: `${pool.owner} has no record`,
-        },
-        async () => {
-          for (const r of await ipam.listReservations(pool.poolId))
-            await ipam.releaseAddress(pool.poolId, r.address);
-          await ipam.releasePool(pool.poolId);
-        },
-      );
-      continue;
-    }
-    for (const r of await ipam.listReservations(pool.poolId)) {
-      if (exists(r.owner)) continue;
-      await act(
-        {
-          kind: 'address',
-          name: r.address,
-          owner: r.owner,
-          action: 'remove',
-          reason: `${r.owner} has no record`,
-        },
-        () => ipam.releaseAddress(pool.poolId, r.address),
-      );
-    }
-  }
-
-  // 6. Networks whose kernel side is missing (a reboot, a bridge deleted by hand).
+  // 5. Networks whose kernel side is missing (a reboot, a bridge deleted by hand).
   for (const network of networks.values()) {
-    const driver = drivers.get(network.driver);
-    if (!driver || !hasReconciler(driver) || !driver.restoreNetwork) continue;
-    const missing = await driver.missing?.(network);
-    if (!missing?.length) continue;
-    const onNetwork = endpoints.filter((e) => e.networkId === network.id);
-    await act(
-      {
+    const owner = `net:${network.id}`;
+    if (live.has(owner) || gone.has(owner)) continue;
+    const driver = controller.drivers.get(network.driver);
+    if (!driver || !hasReconciler(driver) || !driver.restoreNetwork || !driver.missing) continue;
+    // Not an endpoint that goes, or that an operation elsewhere is changing.
+    const onNetwork = [...endpoints.values()].filter(
+      (e) => e.networkId === network.id && !gone.has(`ep:${e.id}`) && !live.has(`ep:${e.id}`),
+    );
+    const missing = await driver.missing(network, onNetwork);
+    if (!missing.length) continue;
+    const restore = driver.restoreNetwork.bind(driver);
+    steps.push({
+      action: {
         kind: 'network',
         name: network.name,
-        owner: `net:${network.id}`,
+        owner,
         action: 'restore',
         reason: `missing: ${missing.join(', ')}`,
       },
-      () => driver.restoreNetwork?.(network, onNetwork) ?? Promise.resolve(),
-    );
+      run: () => restore(network, onNetwork),
+    });
   }
 
-  // 7. Setup shared by a driver's networks (base chains) once none is left.
-  for (const driver of drivers.values()) {
-    if (!hasReconciler(driver) || !driver.sharedResources) continue;
-    if ([...networks.values()].some((n) => n.driver === driver.type)) continue;
-    for (const resource of await driver.sharedResources()) {
-      await act(
-        {
-          kind: resource.kind,
-          name: resource.name,
-          owner: resource.owner,
-          action: 'remove',
-          reason: `no ${driver.type} network left`,
-        },
-        () => driver.removeOwned(resource),
-      );
-    }
+  // 6. Setup shared by a driver's networks (base chains) once none is left.
+  for (const { driver, holding } of shared) {
+    if ([...networks.values()].some((n) => n.driver === driver && !gone.has(`net:${n.id}`))) continue;
+    steps.push({
+      action: {
+        kind: holding.kind,
+        name: holding.name,
+        owner: holding.owner,
+        action: 'remove',
+        reason: `no ${driver} network left`,
+      },
+      run: holding.remove,
+    });
   }
+  return steps;
+}
 
-  return { dryRun, actions };
+/** Release an address only while `owner` still holds it (it may have been freed and given out again). */
+async function releaseHeld(controller: Controller, poolId: string, address: string, owner: string) {
+  const held = (await controller.ipam.listReservations(poolId)).some(
+    (r) => r.address === address && r.owner === owner,
+  );
+  if (held) await controller.ipam.releaseAddress(poolId, address);
 }
 
 /** Finish deleting whatever record owner names, if it still exists. */

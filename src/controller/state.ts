@@ -11,7 +11,7 @@
  */
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
-import { type JsonValue, KvConflictError, type KvStore } from '../kv/index.js';
+import { type JsonValue, KvConflictError, type KvOp, type KvStore } from '../kv/index.js';
 import type { Intent } from './intents.js';
 
 const ROOT = 'netctl/v1';
@@ -39,14 +39,49 @@ export class State {
     await this.kv.put(k, value as unknown as JsonValue);
   }
 
-  /** Claim a unique name (a create-only write); false if it is taken. */
-  private async claimName(k: string, id: string): Promise<boolean> {
+  /**
+   * Write a record and claim its unique name in one transaction: a crash
+   * between two writes would leave a name pointing at nothing (and the name
+   * taken for good) or a record no name finds. False if the name is taken.
+   */
+  private async createNamed(
+    recordKey: string,
+    nameKey: string,
+    id: string,
+    record: object,
+  ): Promise<boolean> {
     try {
-      await this.kv.cas(k, 0, id);
+      await this.kv.txn(
+        [
+          { key: nameKey, version: 0 },
+          { key: recordKey, version: 0 },
+        ],
+        [
+          { type: 'put', key: nameKey, value: id },
+          { type: 'put', key: recordKey, value: record as unknown as JsonValue },
+        ],
+      );
       return true;
     } catch (err) {
       if (err instanceof KvConflictError) return false;
       throw err;
+    }
+  }
+
+  /** Delete a record and its name (if the name is still its own) in one transaction. */
+  private async deleteNamed(recordKey: string, nameKey: string, id: string): Promise<void> {
+    for (;;) {
+      const name = await this.kv.get(nameKey);
+      const ours = name?.value === id;
+      try {
+        await this.kv.txn(ours && name ? [{ key: nameKey, version: name.version }] : [], [
+          { type: 'delete', key: recordKey },
+          ...(ours ? [{ type: 'delete' as const, key: nameKey }] : []),
+        ]);
+        return;
+      } catch (err) {
+        if (!(err instanceof KvConflictError)) throw err;
+      }
     }
   }
 
@@ -64,10 +99,11 @@ export class State {
   }
 
   async createNetwork(network: Network): Promise<void> {
-    if (!(await this.claimName(key.networkName(network.name), network.id))) {
+    if (
+      !(await this.createNamed(key.network(network.id), key.networkName(network.name), network.id, network))
+    ) {
       throw new Errors.NetworkExists(network.name);
     }
-    await this.write(key.network(network.id), network);
   }
 
   async putNetwork(network: Network): Promise<void> {
@@ -75,9 +111,7 @@ export class State {
   }
 
   async deleteNetwork(network: Network): Promise<void> {
-    await this.kv.delete(key.network(network.id));
-    if ((await this.networkIdByName(network.name)) === network.id)
-      await this.kv.delete(key.networkName(network.name));
+    await this.deleteNamed(key.network(network.id), key.networkName(network.name), network.id);
   }
 
   // Endpoints
@@ -97,6 +131,51 @@ export class State {
     await this.kv.delete(key.endpoint(id));
   }
 
+  /**
+   * Write an endpoint record and add it to its sandbox's list in one
+   * transaction (retried on a concurrent change of the sandbox), so a crash
+   * never leaves the two disagreeing. Without a sandbox record, only the endpoint.
+   */
+  async addEndpoint(endpoint: Endpoint): Promise<void> {
+    await this.withSandbox(
+      endpoint,
+      { type: 'put', key: key.endpoint(endpoint.id), value: endpoint as unknown as JsonValue },
+      (ids) => [...ids.filter((id) => id !== endpoint.id), endpoint.id],
+    );
+  }
+
+  /** Delete an endpoint record and drop it from its sandbox's list in one transaction. */
+  async removeEndpoint(endpoint: Endpoint): Promise<void> {
+    await this.withSandbox(endpoint, { type: 'delete', key: key.endpoint(endpoint.id) }, (ids) =>
+      ids.filter((id) => id !== endpoint.id),
+    );
+  }
+
+  private async withSandbox(
+    endpoint: Endpoint,
+    op: KvOp,
+    endpointIds: (ids: string[]) => string[],
+  ): Promise<void> {
+    for (;;) {
+      const entry = endpoint.sandboxId ? await this.kv.get(key.sandbox(endpoint.sandboxId)) : undefined;
+      if (!entry) {
+        await this.kv.txn([], [op]);
+        return;
+      }
+      const sandbox = entry.value as unknown as Sandbox;
+      const updated = { ...sandbox, endpointIds: endpointIds(sandbox.endpointIds) };
+      try {
+        await this.kv.txn(
+          [{ key: entry.key, version: entry.version }],
+          [op, { type: 'put', key: entry.key, value: updated as unknown as JsonValue }],
+        );
+        return;
+      } catch (err) {
+        if (!(err instanceof KvConflictError)) throw err;
+      }
+    }
+  }
+
   // Sandboxes
   sandboxes(): Promise<Sandbox[]> {
     return this.all<Sandbox>(`${ROOT}/sandboxes/`);
@@ -111,10 +190,11 @@ export class State {
   }
 
   async createSandbox(sandbox: Sandbox): Promise<void> {
-    if (!(await this.claimName(key.sandboxName(sandbox.name), sandbox.id))) {
+    if (
+      !(await this.createNamed(key.sandbox(sandbox.id), key.sandboxName(sandbox.name), sandbox.id, sandbox))
+    ) {
       throw new Errors.SandboxExists(sandbox.name);
     }
-    await this.write(key.sandbox(sandbox.id), sandbox);
   }
 
   /** Read-modify-write of a sandbox record, retried on concurrent change; undefined if it is gone. */
@@ -133,9 +213,7 @@ export class State {
   }
 
   async deleteSandbox(sandbox: Sandbox): Promise<void> {
-    await this.kv.delete(key.sandbox(sandbox.id));
-    if ((await this.sandboxIdByName(sandbox.name)) === sandbox.id)
-      await this.kv.delete(key.sandboxName(sandbox.name));
+    await this.deleteNamed(key.sandbox(sandbox.id), key.sandboxName(sandbox.name), sandbox.id);
   }
 
   // Intents

@@ -67,8 +67,8 @@ export interface Reconciler {
   removeOwned(resource: OwnedResource): Promise<void>;
   /** Setup shared by all of the driver's networks (base chains), removed when none is left. */
   sharedResources?(): Promise<OwnedResource[]>;
-  /** What of the network's kernel side is missing now (empty: nothing). */
-  missing?(network: Network): Promise<string[]>;
+  /** What of the network's kernel side (its own, and its endpoints' on this host) is missing now (empty: nothing). */
+  missing?(network: Network, endpoints: Endpoint[]): Promise<string[]>;
   /** Make the kernel match a network that should exist (after a crash or a hand-made mess). Idempotent. */
   restoreNetwork?(network: Network, endpoints: Endpoint[]): Promise<void>;
 }

@@ -86,6 +86,8 @@ export interface Sandbox {
   endpointIds: string[];
   /** Process started by `netctl run`, stopped with the sandbox. */
   pid?: number;
+  /** Its start time (clock ticks since boot): a later process with the same pid is not it. */
+  pidStart?: number;
   labels: Record<string, string>;
   created: string;
 }

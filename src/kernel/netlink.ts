@@ -4,7 +4,8 @@
  * - error replies are decoded to their errno (KernelError), never left as
  *   the package's "Request rejected: EEXIST" text;
  * - dumps flagged NLM_F_DUMP_INTR (the table changed mid-dump) are retried,
- *   as CNI's netlinksafe does.
+ *   as CNI's netlinksafe does;
+ * - a dump has its socket to itself (see Netlink.request).
  */
 import {
   AttrStream,
@@ -62,6 +63,11 @@ export function toBuffer(data: StreamData): Buffer {
  * kernel verb takes one. Close it when done; it pins its namespace.
  */
 export class Netlink {
+  /** Requests in flight other than dumps. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** The dump in flight, if any. */
+  private dumping: Promise<unknown> | undefined;
+
   private constructor(
     private readonly socket: NetlinkSocket,
     /** The namespace this handle's socket lives in. */
@@ -93,7 +99,9 @@ export class Netlink {
   async request(type: number, payload: Payload, flags = 0): Promise<NetlinkMessage[]> {
     const out = new AttrStream();
     payload(out);
-    const [messages] = await this.socket.request(type, out.bufs, { flags, checkError: false });
+    const [messages] = await this.turn((flags & FlagsGet.DUMP) === FlagsGet.DUMP, () =>
+      this.socket.request(type, out.bufs, { flags, checkError: false }),
+    );
     for (const message of messages) {
       if (message.type === NlmsgType.ERROR) {
         const { errno } = parseError(message.data, message.flags);
@@ -101,6 +109,34 @@ export class Netlink {
       }
     }
     return messages.filter((m) => m.type !== NlmsgType.ERROR);
+  }
+
+  /**
+   * Wait until this request may go on the socket, then send it. A dump
+   * goes alone: the kernel runs one dump per socket at a time (EBUSY), and
+   * answers other requests between a dump's datagrams, while the `netlink`
+   * package groups a multipart reply from consecutive messages only — any
+   * other reply in between ends it ("Multipart message not terminated
+   * properly"). Other requests (single-message replies, matched by
+   * sequence number) run side by side.
+   */
+  private async turn<T>(dump: boolean, send: () => Promise<T>): Promise<T> {
+    // Re-check after every wait: the check and the send below run in one
+    // synchronous step, so no request slips in between.
+    for (;;) {
+      if (this.dumping) await this.dumping.catch(() => undefined);
+      else if (dump && this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+      else break;
+    }
+    const sent = send();
+    if (dump) this.dumping = sent;
+    else this.inFlight.add(sent);
+    try {
+      return await sent;
+    } finally {
+      if (this.dumping === sent) this.dumping = undefined;
+      this.inFlight.delete(sent);
+    }
   }
 
   /**

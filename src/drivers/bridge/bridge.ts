@@ -39,6 +39,7 @@ import {
   linkIndex,
   linkList,
   linkSetHairpin,
+  linkSetMaster,
   linkSetUp,
   Netlink,
   type NetnsRef,
@@ -311,14 +312,26 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     return [{ kind: 'chains', name: names, owner: 'base' }];
   }
 
-  async missing(network: Network): Promise<string[]> {
+  async missing(network: Network, endpoints: Endpoint[]): Promise<string[]> {
     const config = parseBridgeOptions(network);
     const found: string[] = [];
     const bridge = await this.bridgeLink(config);
     if (!bridge) found.push(`bridge ${config.bridgeName}`);
     else if (!bridge.up) found.push(`bridge ${config.bridgeName} is down`);
-    const rules = await this.firewall.check(networkRules(this.firewallNetwork(network, config)));
+    const rules = await this.firewall.check([
+      ...networkRules(this.firewallNetwork(network, config)),
+      ...endpoints.flatMap((e) => this.endpointPortRules(network, e, e.portMappings)),
+    ]);
     if (rules.length) found.push(`${rules.length} firewall rule(s)`);
+    // A bridge deleted and made again has no ports: its endpoints' veths
+    // outlive it, detached. (A veth that is gone is the sandbox's loss: its
+    // netns went, and the sandbox is swept as stale.)
+    const links = new Map((await linkList(this.host)).map((l) => [l.name, l]));
+    for (const endpoint of endpoints) {
+      const veth = links.get(endpoint.driverData.hostIfname ?? hostVethName(endpoint.id));
+      if (veth && (!bridge || veth.masterIndex !== bridge.index || !veth.up))
+        found.push(`${veth.name} not up on the bridge`);
+    }
     return found;
   }
 
@@ -326,7 +339,16 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     const config = parseBridgeOptions(network);
     const mac = network.driverData.mac ?? randomMac();
     await runSteps({ network, config, mac }, this.steps());
+    const master = await linkIndex(this.host, config.bridgeName);
     for (const endpoint of endpoints) {
+      const hostIfname = endpoint.driverData.hostIfname ?? hostVethName(endpoint.id);
+      try {
+        await linkSetMaster(this.host, hostIfname, master);
+        await linkSetUp(this.host, hostIfname);
+        await linkSetHairpin(this.host, hostIfname, true);
+      } catch (err) {
+        if (!(err instanceof LinkNotFoundError)) throw err;
+      }
       if (endpoint.portMappings.length)
         await this.programExternalConnectivity(network, endpoint, endpoint.portMappings);
     }

@@ -292,3 +292,23 @@ describe('ensureLink and linkList', () => {
     expect(links.length).toBe(ipLinkNames(ns.path).length);
   });
 });
+
+describe('one handle, many requests at once', () => {
+  // A dump comes back in several datagrams; the kernel answers another
+  // request on the same socket in between. The `netlink` package groups a
+  // multipart reply from consecutive messages only, so without care that
+  // ACK cut the dump short ("Multipart message not terminated properly").
+  it('dumps while other requests are in flight, and they all complete', async () => {
+    const ns = testNetns();
+    const names = Array.from({ length: 40 }, (_, i) => `v${i}`);
+    for (const name of names) await linkAdd(ns.nl, { kind: 'veth', name, peer: { name: `${name}p` } });
+    const results = await Promise.all(
+      names.flatMap((name) => [linkList(ns.nl), linkSetUp(ns.nl, name), linkByName(ns.nl, `${name}p`)]),
+    );
+    for (const [i, result] of results.entries()) {
+      if (i % 3 === 0) expect((result as unknown[]).length).toBe(81);
+    }
+    const up = ipJson<IpLink[]>(['link', 'show'], ns.path).filter((l) => l.flags.includes('UP'));
+    expect(up.map((l) => l.ifname).sort()).toEqual([...names].sort());
+  });
+});

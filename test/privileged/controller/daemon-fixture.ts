@@ -1,0 +1,578 @@
+/**
+ * Fixtures for tests of the real daemon: `node bin/netctl.js daemon` as a
+ * child process with its own socket and state dir (a temp dir per test),
+ * driven over its socket with HttpApi or through the CLI, and an inventory
+ * of everything netctl can leave behind — in the kernel (links, rules,
+ * chains, netns, sandbox run dirs) and in the store (pools, addresses,
+ * records, intents) — to compare before and after a crash.
+ *
+ * Everything a test starts is killed by PID and everything it made is
+ * removed in afterEach, even when the test fails; the namespace is the
+ * private one of scripts/isolate.sh, shared with no other test file at the
+ * same time (the privileged project runs files one by one).
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { afterEach, expect } from 'vitest';
+import { HttpApi } from '../../../src/cli/client.js';
+import type { NetctlApi } from '../../../src/controller/api.js';
+import { createLocalApi } from '../../../src/controller/local.js';
+import { State } from '../../../src/controller/state.js';
+import type { Endpoint, Network, Sandbox } from '../../../src/core/model.js';
+import { Ipam } from '../../../src/ipam/ipam.js';
+import { openStore } from '../../../src/kv/index.js';
+import { packageRoot } from '../../../src/paths.js';
+import { SANDBOX_RUN_DIR } from '../../../src/sandbox/etc.js';
+import { probeSocket } from '../../../src/server/listen.js';
+
+const BIN = join(packageRoot, 'bin', 'netctl.js');
+const EXEC = join(packageRoot, 'native', 'build', 'Release', 'netctl-exec');
+
+/**
+ * The daemon runs from dist/ (built by `npm test`'s ensure step or `npm run
+ * build`): every source file must have been built at least once.
+ */
+export function assertBuilt(): void {
+  const missing = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+      const p = join(dir, entry.name);
+      if (entry.isDirectory()) return missing(p);
+      if (!entry.name.endsWith('.ts')) return [];
+      const built = join(packageRoot, 'dist', relative(packageRoot, p)).replace(/\.ts$/, '.js');
+      return existsSync(built) ? [] : [p];
+    });
+  const unbuilt = missing(join(packageRoot, 'src'));
+  if (unbuilt.length)
+    throw new Error(`dist/ lacks ${unbuilt[0]}: run \`npm run build\` first (npm test does)`);
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+const running = new Set<ChildProcess>();
+const dirs: string[] = [];
+
+/** A temp dir for one test: the daemon's socket and its state (LMDB). Removed after the test. */
+export function testDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'netctl-crash-'));
+  dirs.push(dir);
+  return dir;
+}
+
+const socketOf = (dir: string) => join(dir, 'api.sock');
+const stateDirOf = (dir: string) => join(dir, 'state');
+
+export class Daemon {
+  readonly api: HttpApi;
+  readonly exited: Promise<Exit>;
+  stderr = '';
+
+  private constructor(
+    readonly dir: string,
+    readonly proc: ChildProcess,
+  ) {
+    this.api = new HttpApi(socketOf(dir));
+    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+    proc.stderr?.on('data', (chunk) => {
+      this.stderr += chunk;
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid as number;
+  }
+
+  /** Start a daemon on dir's socket and state; resolves once it answers (after its start-up reconcile). */
+  static async start(dir: string, options: { crashAt?: string } = {}): Promise<Daemon> {
+    const proc = spawn(process.execPath, [BIN, 'daemon', '--socket', socketOf(dir)], {
+      env: {
+        PATH: process.env.PATH,
+        NETCTL_STATE_DIR: stateDirOf(dir),
+        NETCTL_LOG_LEVEL: 'info',
+        ...(options.crashAt ? { NETCTL_CRASH_AT: options.crashAt } : {}),
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    running.add(proc);
+    proc.once('exit', () => running.delete(proc));
+    const daemon = new Daemon(dir, proc);
+    let gone = false;
+    void daemon.exited.then(() => {
+      gone = true;
+    });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (gone) throw new Error(`daemon exited before it answered:\n${daemon.stderr}`);
+      if (existsSync(socketOf(dir)) && (await probeSocket(socketOf(dir), 200)) === 'live') return daemon;
+      if (Date.now() > deadline) throw new Error(`daemon did not answer within 10 s:\n${daemon.stderr}`);
+      await sleep(10);
+    }
+  }
+
+  /** What its start-up reconcile did (logged one action per line). */
+  reconcileActions(): { kind: string; name: string; owner: string; action: string; reason: string }[] {
+    return this.stderr
+      .split('\n')
+      .filter((l) => l.includes('"msg":"reconcile"'))
+      .map((l) => JSON.parse(l).action);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<Exit> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
+    return this.exited;
+  }
+}
+
+/**
+ * Run fn against a controller in this process over dir's store: the same
+ * code as the daemon, without its ~1 s start, for setting up preconditions.
+ */
+export async function withLocal<T>(dir: string, fn: (api: NetctlApi) => Promise<T>): Promise<T> {
+  const local = await createLocalApi({ kv: `lmdb://${stateDirOf(dir)}/state.lmdb` });
+  try {
+    return await fn(local.api);
+  } finally {
+    await local.close();
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Run the real `netctl` CLI against dir's socket and state; no daemon needs to run. */
+export function netctl(
+  dir: string,
+  args: string[],
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, '--socket', socketOf(dir), ...args], {
+      env: { PATH: process.env.PATH, NETCTL_STATE_DIR: stateDirOf(dir), NETCTL_LOG_LEVEL: 'warn' },
+    });
+    running.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (status) => {
+      running.delete(child);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+export interface GcActionJson {
+  kind: string;
+  name: string;
+  owner: string;
+  action: string;
+  reason: string;
+}
+
+/** `netctl gc [--dry-run] --format json`, parsed; fails the test on a non-zero exit. */
+export async function gcCli(dir: string, dryRun: boolean): Promise<GcActionJson[]> {
+  const r = await netctl(dir, ['gc', ...(dryRun ? ['--dry-run'] : []), '--format', 'json']);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const report = JSON.parse(r.stdout) as { dryRun: boolean; actions: GcActionJson[] };
+  expect(report.dryRun).toBe(dryRun);
+  return report.actions;
+}
+
+/**
+ * `busybox ping` from inside a netns, by netctl-exec: true as soon as one
+ * echo is answered, trying again for up to `seconds` (a neighbour entry left
+ * failed by an earlier unreachable try, on a loaded machine, may cost the
+ * first echo).
+ */
+export function ping(netns: string, ip: string, seconds = 3): boolean {
+  const deadline = Date.now() + seconds * 1000;
+  do {
+    try {
+      execFileSync(EXEC, ['--netns', netns, '--', 'busybox', 'ping', '-c1', '-W1', ip], {
+        stdio: 'ignore',
+        // Without a neighbour answer busybox may wait past -W; stop it.
+        timeout: 1500,
+      });
+      return true;
+    } catch {
+      // no answer (or stopped): try again until the deadline
+    }
+  } while (Date.now() < deadline);
+  return false;
+}
+
+// ------------------------------------------------------------------ inventory
+
+/**
+ * Everything netctl can leave behind, as sorted strings (so a failed
+ * comparison shows the difference line by line). Kernel objects are named
+ * with their owner tag where they have one; store entries with their owner.
+ */
+export interface Inventory {
+  /** `<name> <alias or -> master=<master or ->` for every link in the host namespace but lo. */
+  links: string[];
+  /** `<netns> <ifname> <addresses>` for every link but lo inside each named netns. */
+  netnsLinks: string[];
+  /** Every netctl-tagged rule, `<tool> <table> <line>`, both families, both iptables flavours. */
+  rules: string[];
+  /** Every non-builtin chain, `<tool> <table> <chain>`. */
+  chains: string[];
+  /** Named netns in /run/netns. */
+  netns: string[];
+  /** Sandbox run dirs (/run/netctl/sandboxes/<id>). */
+  sandboxDirs: string[];
+  /** `<subnet> owner=<owner> allocated=<n>` per IPAM pool. */
+  pools: string[];
+  /** `<cidr> owner=<owner>` per IPAM reservation. */
+  addresses: string[];
+  /** Raw IPAM keys of addresses and the owner index (both must go together). */
+  ipamKeys: string[];
+  /** `<op> <kind> <owners>` of intents in the store. */
+  intents: string[];
+  networks: string[];
+  endpoints: string[];
+  sandboxes: string[];
+}
+
+function ipJson<T>(args: string[], netns?: string): T {
+  const argv = netns ? ['-n', netns, '-j', ...args] : ['-j', ...args];
+  const out = execFileSync('ip', argv, { encoding: 'utf8' });
+  return JSON.parse(out || '[]') as T;
+}
+
+interface IpLink {
+  ifname: string;
+  ifalias?: string;
+  master?: string;
+  operstate?: string;
+  addr_info?: { local: string; prefixlen: number; scope: string }[];
+}
+
+const SAVES = [
+  ['iptables-save', 'iptables-restore'],
+  ['ip6tables-save', 'ip6tables-restore'],
+  ['iptables-legacy-save', 'iptables-legacy-restore'],
+  ['ip6tables-legacy-save', 'ip6tables-legacy-restore'],
+] as const;
+
+const BUILTIN = /^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) /;
+
+function firewallInventory(): { rules: string[]; chains: string[] } {
+  const rules: string[] = [];
+  const chains: string[] = [];
+  for (const [save] of SAVES) {
+    let table = '';
+    for (const line of execFileSync(save, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(
+      '\n',
+    )) {
+      if (line.startsWith('*')) table = line.slice(1);
+      else if (line.startsWith('-A ')) rules.push(`${save} ${table} ${line}`);
+      else if (line.startsWith(':') && !BUILTIN.test(line))
+        chains.push(`${save} ${table} ${line.slice(1).split(' ')[0]}`);
+    }
+  }
+  return { rules: rules.sort(), chains: chains.sort() };
+}
+
+const listDir = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);
+
+export async function inventory(dir: string): Promise<Inventory> {
+  const links = ipJson<IpLink[]>(['link', 'show'])
+    .filter((l) => l.ifname !== 'lo')
+    .map((l) => `${l.ifname} ${l.ifalias ?? '-'} master=${l.master ?? '-'}`)
+    .sort();
+  const netns = listDir('/run/netns');
+  const netnsLinks = netns
+    .flatMap((ns) =>
+      ipJson<IpLink[]>(['addr', 'show'], ns)
+        .filter((l) => l.ifname !== 'lo')
+        .map(
+          (l) =>
+            `${ns} ${l.ifname} ${(l.addr_info ?? [])
+              .filter((a) => a.scope === 'global')
+              .map((a) => `${a.local}/${a.prefixlen}`)
+              .join(',')}`,
+        ),
+    )
+    .sort();
+  const kv = await openStore(undefined, { stateDir: stateDirOf(dir) });
+  try {
+    const state = new State(kv);
+    const ipam = new Ipam(kv);
+    const pools = (await ipam.listPools())
+      .map((p) => `${p.subnet} owner=${p.owner ?? '-'} allocated=${p.allocated}`)
+      .sort();
+    const addresses = (await ipam.listAllocations()).map((a) => `${a.cidr} owner=${a.owner}`).sort();
+    const ipamKeys = [
+      ...(await kv.list('netctl/v1/ipam/addrs/')),
+      ...(await kv.list('netctl/v1/ipam/owners/')),
+    ]
+      .map((e) => e.key)
+      .sort();
+    const intents = (await state.intents()).map((i) => `${i.op} ${i.kind} ${i.owners.join(',')}`).sort();
+    const networks = (await state.networks()).map((n) => `${n.name} net:${n.id}`).sort();
+    const endpoints = (await state.endpoints())
+      .map((e) => `ep:${e.id} net:${e.networkId} sb:${e.sandboxId ?? '-'} ${e.ipv4 ?? '-'}`)
+      .sort();
+    const sandboxes = (await state.sandboxes())
+      .map((s) => `${s.name} sb:${s.id} ${s.key} endpoints=${[...s.endpointIds].sort().join(',')}`)
+      .sort();
+    return {
+      links,
+      netnsLinks,
+      ...firewallInventory(),
+      netns,
+      sandboxDirs: listDir(SANDBOX_RUN_DIR),
+      pools,
+      addresses,
+      ipamKeys,
+      intents,
+      networks,
+      endpoints,
+      sandboxes,
+    };
+  } finally {
+    await kv.close();
+  }
+}
+
+/** The records (for expectations derived from them). */
+export async function records(
+  dir: string,
+): Promise<{ networks: Network[]; endpoints: Endpoint[]; sandboxes: Sandbox[] }> {
+  const kv = await openStore(undefined, { stateDir: stateDirOf(dir) });
+  try {
+    const state = new State(kv);
+    return {
+      networks: await state.networks(),
+      endpoints: await state.endpoints(),
+      sandboxes: await state.sandboxes(),
+    };
+  } finally {
+    await kv.close();
+  }
+}
+
+/**
+ * The kernel and the IPAM hold exactly what the records say, no more, no
+ * less: a bridge (with its rules and pool and gateway) per bridge network,
+ * a veth on that bridge and an address per endpoint (and rules per
+ * published port), a netns and run dir per sandbox netctl made, no intent.
+ * `others` are the links and netns the test made itself, which are not netctl's.
+ */
+export async function expectMatchesRecords(
+  dir: string,
+  others: { links?: string[]; netns?: string[] } = {},
+): Promise<void> {
+  const inv = await inventory(dir);
+  const { networks, endpoints, sandboxes } = await records(dir);
+  const bridges = new Map(
+    networks.filter((n) => n.driver === 'bridge').map((n) => [n.id, n.driverData.bridge as string]),
+  );
+  const prefix = (cidr: string) => cidr.slice(cidr.indexOf('/'));
+  const plugged = endpoints.filter((e) => bridges.has(e.networkId));
+  expect(inv.links.filter((l) => !others.links?.includes(l.split(' ')[0] as string))).toEqual(
+    [
+      ...[...bridges].map(([id, name]) => `${name} netctl:net:${id} master=-`),
+      ...plugged.map(
+        (e) => `${e.driverData.hostIfname} netctl:ep:${e.id} master=${bridges.get(e.networkId)}`,
+      ),
+    ].sort(),
+  );
+  expect(inv.netns.filter((n) => !others.netns?.includes(n))).toEqual(
+    sandboxes
+      .filter((s) => s.ownsNetns)
+      .map((s) => s.key.replace('/run/netns/', ''))
+      .sort(),
+  );
+  expect(inv.sandboxDirs).toEqual(
+    sandboxes
+      .filter((s) => s.ownsNetns)
+      .map((s) => s.id)
+      .sort(),
+  );
+  expect(inv.addresses).toEqual(
+    [
+      ...networks.flatMap((n) =>
+        n.ipam.config.map((c) => `${c.gateway}${prefix(c.subnet)} owner=net:${n.id}`),
+      ),
+      ...endpoints.filter((e) => e.ipv4).map((e) => `${e.ipv4} owner=ep:${e.id}`),
+    ].sort(),
+  );
+  expect(inv.pools).toEqual(
+    networks
+      .flatMap((n) =>
+        n.ipam.config.map(
+          (c) =>
+            `${c.subnet} owner=net:${n.id} allocated=${1 + endpoints.filter((e) => e.networkId === n.id).length}`,
+        ),
+      )
+      .sort(),
+  );
+  const ruleOwners = new Set(
+    inv.rules
+      .map((r) => /--comment "?netctl:([^/]+)\//.exec(r)?.[1])
+      .filter((o) => o !== undefined && o !== 'base'),
+  );
+  expect([...ruleOwners].sort()).toEqual(
+    [
+      ...[...bridges.keys()].map((id) => `net:${id}`),
+      ...plugged.filter((e) => e.portMappings.length).map((e) => `ep:${e.id}`),
+    ].sort(),
+  );
+  expect(inv.chains.length > 0).toBe(bridges.size > 0);
+  expect(inv.intents).toEqual([]);
+  for (const s of sandboxes) {
+    expect([...s.endpointIds].sort()).toEqual(
+      endpoints
+        .filter((e) => e.sandboxId === s.id)
+        .map((e) => e.id)
+        .sort(),
+    );
+  }
+}
+
+/** An inventory with nothing in it: what every test must end with. */
+export const EMPTY: Inventory = {
+  links: [],
+  netnsLinks: [],
+  rules: [],
+  chains: [],
+  netns: [],
+  sandboxDirs: [],
+  pools: [],
+  addresses: [],
+  ipamKeys: [],
+  intents: [],
+  networks: [],
+  endpoints: [],
+  sandboxes: [],
+};
+
+/** The inventory lines that are in `after` but not in `before`, per field. */
+export function added(before: Inventory, after: Inventory): Partial<Inventory> {
+  const out: Partial<Inventory> = {};
+  for (const k of Object.keys(before) as (keyof Inventory)[]) {
+    const extra = after[k].filter((line) => !before[k].includes(line));
+    if (extra.length) out[k] = extra;
+  }
+  return out;
+}
+
+/**
+ * What gc must report for the leftovers `after` holds beyond `before`, one
+ * key per thing: `<kind> <name>` for kernel objects and reservations,
+ * `<kind> <owner>` for records. A sandbox's run dir goes with its netns (or
+ * alone, as kind run-dir); the sandbox side of a veth goes with the host side.
+ */
+export function leftoverKeys(before: Inventory, after: Inventory): string[] {
+  const extra = added(before, after);
+  const known = (lines: string[], token: string) => lines.some((l) => l.includes(token));
+  const keys = [
+    ...(extra.links ?? []).map((l) => `link ${l.split(' ')[0]}`),
+    // netctl's base rules (jumps into its chains) go with the chains.
+    ...(extra.rules ?? [])
+      .filter((l) => !l.includes('"netctl:base/'))
+      .map((l) => `rule ${l.slice(l.indexOf('-A '))}`),
+    ...(extra.chains?.length ? ['chains'] : []),
+    ...(extra.netns ?? []).map((n) => `netns /run/netns/${n}`),
+    ...(extra.sandboxDirs ?? []).map((id) => `dir sb:${id}`),
+    // A pool whose count only changed is not a leftover: its addresses are.
+    ...(extra.pools ?? [])
+      .map((l) => l.split(' ')[0] as string)
+      .filter((subnet) => !known(before.pools, `${subnet} `))
+      .map((subnet) => `pool ${subnet}`),
+    ...(extra.addresses ?? []).map((l) => `address ${l.split(' ')[0]}`),
+    ...(extra.intents ?? []).map((l) => `intent ${l.split(' ')[0]}`),
+    ...(extra.networks ?? []).map((l) => `network ${l.split(' ')[1]}`),
+    ...(extra.endpoints ?? []).map((l) => `endpoint ${l.split(' ')[0]}`),
+    // A sandbox whose record only changed (its endpoint list) is not a leftover.
+    ...(extra.sandboxes ?? [])
+      .map((l) => l.split(' ')[1] as string)
+      .filter((owner) => !known(before.sandboxes, owner))
+      .map((owner) => `sandbox ${owner}`),
+  ];
+  return keys.sort();
+}
+
+/** The same keys for what a gc report lists. */
+export function actionKeys(actions: GcActionJson[]): string[] {
+  const keys = actions.flatMap((a) => {
+    switch (a.kind) {
+      case 'network':
+      case 'endpoint':
+      case 'sandbox':
+        return a.action === 'remove' ? [`${a.kind} ${a.owner}`] : [`${a.kind} ${a.action} ${a.owner}`];
+      case 'chains':
+        return ['chains'];
+      case 'netns':
+        return [`netns ${a.name}`, `dir ${a.owner}`];
+      case 'run-dir':
+        return [`dir ${a.owner}`];
+      default:
+        return [`${a.kind} ${a.name}`];
+    }
+  });
+  return keys.sort();
+}
+
+// ------------------------------------------------------------------ cleanup
+
+/**
+ * Kill what the test started (by PID), then remove whatever is left in the
+ * run's namespace and the temp dirs. The tests assert an empty inventory
+ * themselves; this only keeps a failed test from breaking the next one.
+ */
+export async function cleanupAll(): Promise<void> {
+  const errors: unknown[] = [];
+  // Every phase runs even when an earlier one fails; the first error is reported after.
+  const phase = async (fn: () => unknown) => {
+    try {
+      await fn();
+    } catch (err) {
+      errors.push(err);
+    }
+  };
+  await phase(async () => {
+    for (const proc of [...running]) {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    }
+    running.clear();
+  });
+  await phase(() => {
+    for (const ns of listDir('/run/netns')) execFileSync('ip', ['netns', 'del', ns]);
+  });
+  await phase(() => {
+    for (let tries = 0; tries < 100; tries++) {
+      const link = ipJson<IpLink[]>(['link', 'show']).find((l) => l.ifname !== 'lo');
+      if (!link) break;
+      try {
+        execFileSync('ip', ['link', 'del', link.ifname], { stdio: 'ignore' });
+      } catch {
+        // Gone meanwhile: a veth goes with its peer's netns.
+      }
+    }
+  });
+  await phase(() => {
+    for (const [, restore] of SAVES) {
+      execFileSync(restore, { input: '*filter\nCOMMIT\n*nat\nCOMMIT\n*mangle\nCOMMIT\n*raw\nCOMMIT\n' });
+    }
+  });
+  await phase(() => rmSync(SANDBOX_RUN_DIR, { recursive: true, force: true }));
+  for (const dir of dirs.splice(0)) await phase(() => rmSync(dir, { recursive: true, force: true }));
+  if (errors.length) throw errors[0];
+}
+
+afterEach(cleanupAll, 30_000);
