@@ -13,6 +13,12 @@
       "type": "executable",
       "sources": ["exec/netctl-exec.c"],
       "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "netctl-cni",
+      "type": "executable",
+      "sources": ["cni/netctl-cni.c"],
+      "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"]
     }
   ]
 }
