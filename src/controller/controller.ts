@@ -569,8 +569,13 @@ export class Controller implements NetctlApi {
    */
   private refreshHosts(networkId: string, leaving?: string): Promise<void> {
     const run = this.hostsLane.then(async () => {
-      const members = await this.state.hostsFileSandboxes(networkId);
-      if (leaving && !members.includes(leaving)) members.push(leaving);
+      const ids = await this.state.hostsFileSandboxes(networkId);
+      if (leaving && !ids.includes(leaving)) ids.push(leaving);
+      const members: Sandbox[] = [];
+      for (const id of ids) {
+        const sandbox = await this.state.sandbox(id);
+        if (sandbox?.ownsNetns) members.push(sandbox);
+      }
       if (!members.length) return;
       const endpoints = await this.state.endpoints();
       const onNetwork = new Map<string, Endpoint[]>();
@@ -587,14 +592,12 @@ export class Controller implements NetctlApi {
         // An endpoint is named after its sandbox when it joins (connect).
         if (e.ipv4) entries.set(e.id, { ip: parsePrefix(e.ipv4).ip, names: [e.name, ...e.aliases] });
       }
-      for (const sandboxId of members) {
-        const sandbox = await this.state.sandbox(sandboxId);
-        if (!sandbox?.ownsNetns) continue;
+      for (const sandbox of members) {
         const peers: HostEntry[] = [];
-        for (const own of ofSandbox.get(sandboxId) ?? []) {
+        for (const own of ofSandbox.get(sandbox.id) ?? []) {
           for (const e of onNetwork.get(own.networkId) ?? []) {
             const entry = entries.get(e.id);
-            if (entry && e.sandboxId !== sandboxId) peers.push(entry);
+            if (entry && e.sandboxId !== sandbox.id) peers.push(entry);
           }
         }
         writeSandboxHosts(sandbox.id, sandbox.hostname, peers);

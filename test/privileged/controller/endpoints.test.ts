@@ -15,10 +15,10 @@ import { BridgeDriver } from '../../../src/drivers/bridge/bridge.js';
 import { fakeFirewall } from '../../../src/firewall/testing/fake.js';
 import { KvIpamDriver } from '../../../src/ipam/driver.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
-import { linkList } from '../../../src/kernel/index.js';
+import { linkList, sysctlGet } from '../../../src/kernel/index.js';
 import { createMemoryStore } from '../../../src/kv/testing/memory.js';
 import { removeSandboxEtc, sandboxEtcDir } from '../../../src/sandbox/etc.js';
-import { testNetns, uniqueName } from '../harness.js';
+import { ipJson, testNetns, uniqueName } from '../harness.js';
 
 function setup() {
   const host = testNetns('host');
@@ -51,8 +51,15 @@ function setup() {
     made.sandboxes.push(s.id);
     return s;
   };
-  return { host, controller, network, sandbox, done };
+  return { host, kv, controller, network, sandbox, done };
 }
+
+/** IPv6 addresses on dev in the netns at path. */
+const inet6 = (path: string, dev: string) =>
+  ipJson<{ addr_info: { family: string; local: string }[] }[]>(['addr', 'show', 'dev', dev], path)
+    .flatMap((l) => l.addr_info)
+    .filter((a) => a.family === 'inet6')
+    .map((a) => a.local);
 
 const hosts = (sandbox: Sandbox) => readFileSync(join(sandboxEtcDir(sandbox.id), 'hosts'), 'utf8');
 
@@ -78,6 +85,36 @@ describe('Controller endpoints', () => {
       await expect(controller.disconnect(a.id, box.id)).rejects.toMatchObject({
         code: 'NETCTL_ENDPOINT_NOT_FOUND',
       });
+    } finally {
+      await done();
+    }
+  });
+
+  it('IPv6 is off on both ends of an IPv4-only endpoint, on for an endpoint with an IPv6 address', async () => {
+    const { host, controller, network, sandbox, done } = setup();
+    try {
+      const v4 = await network('10.218.0.0/24');
+      const box = await sandbox();
+      const e = await controller.connect({ network: v4.id, sandbox: box.name });
+      const hostSide = e.driverData.hostIfname as string;
+      expect(sysctlGet(`net/ipv6/conf/${hostSide}/disable_ipv6`, host.path)).toBe('1');
+      expect(sysctlGet('net/ipv6/conf/eth0/disable_ipv6', box.key)).toBe('1');
+      expect(inet6(box.key, 'eth0')).toEqual([]);
+
+      const dual = await controller.createNetwork({
+        name: uniqueName('n'),
+        enableIPv6: true,
+        ipam: { config: [{ subnet: '10.219.0.0/24' }, { subnet: 'fd00:219::/64' }] },
+      });
+      try {
+        const e6 = await controller.connect({ network: dual.id, sandbox: box.name });
+        expect(e6.ipv6).toBe('fd00:219::2/64');
+        expect(sysctlGet('net/ipv6/conf/eth1/disable_ipv6', box.key)).toBe('0');
+        expect(inet6(box.key, 'eth1')).toContain('fd00:219::2');
+        await controller.disconnect(dual.id, box.id);
+      } finally {
+        await controller.deleteNetwork(dual.id);
+      }
     } finally {
       await done();
     }
@@ -153,6 +190,33 @@ describe('Controller endpoints', () => {
         expect(await controller.state.hostsFileSandboxes(net.id)).toEqual([]);
       } finally {
         await controller.deleteSandbox(runtime.id);
+      }
+    } finally {
+      await done();
+    }
+  });
+
+  it("join and leave of runtimes' sandboxes never list every endpoint (flat cost per endpoint)", async () => {
+    const { kv, controller, network, done } = setup();
+    try {
+      const net = await network('10.220.0.0/24');
+      const nss = [testNetns('rt'), testNetns('rt')];
+      const boxes = [];
+      for (const ns of nss)
+        boxes.push(await controller.createSandbox({ name: uniqueName('r'), key: ns.path }));
+      try {
+        const listed: string[] = [];
+        const list = kv.list.bind(kv);
+        kv.list = (prefix, options) => {
+          listed.push(prefix);
+          return list(prefix, options);
+        };
+        for (const box of boxes) await controller.connect({ network: net.id, sandbox: box.name });
+        for (const box of boxes) await controller.disconnect(net.id, box.id);
+        kv.list = list;
+        expect(listed.filter((prefix) => /\/(endpoints|sandboxes)\/$/.test(prefix))).toEqual([]);
+      } finally {
+        for (const box of boxes) await controller.deleteSandbox(box.id);
       }
     } finally {
       await done();
