@@ -239,8 +239,11 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     // A bridge port needs no address of its own, and IPv6 autoconfiguration
     // on hundreds of ports floods the bridge (see disableIpv6).
     disableIpv6(hostIfname, this.host.netns);
-    // A container reaching its own published port through the host comes back in on its own port.
-    await linkSetHairpin(this.host, hostIfname, true);
+    // A container reaching its own published port through the host comes
+    // back in on its own port (a neighbour's port needs no hairpin): only an
+    // endpoint that publishes ports needs it, and each request costs a join
+    // more on a bridge with many ports.
+    if (endpoint.portMappings.length) await linkSetHairpin(this.host, hostIfname, true);
     await linkSetUp(this.host, hostIfname);
     join.setPlugged();
     if (!inPlace) join.setInterfaceName(peerName, 'eth');

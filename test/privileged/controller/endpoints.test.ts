@@ -18,7 +18,7 @@ import { Ipam } from '../../../src/ipam/ipam.js';
 import { linkList, sysctlGet } from '../../../src/kernel/index.js';
 import { createMemoryStore } from '../../../src/kv/testing/memory.js';
 import { removeSandboxEtc, sandboxEtcDir } from '../../../src/sandbox/etc.js';
-import { ipJson, testNetns, uniqueName } from '../harness.js';
+import { ipJson, run, testNetns, uniqueName } from '../harness.js';
 
 function setup() {
   const host = testNetns('host');
@@ -115,6 +115,30 @@ describe('Controller endpoints', () => {
       } finally {
         await controller.deleteNetwork(dual.id);
       }
+    } finally {
+      await done();
+    }
+  });
+
+  it('hairpin mode only on the bridge port of an endpoint that publishes ports', async () => {
+    const { host, controller, network, sandbox, done } = setup();
+    try {
+      const net = await network('10.221.0.0/24');
+      const [plain, web] = [await sandbox(), await sandbox()];
+      const a = await controller.connect({ network: net.id, sandbox: plain.name });
+      const b = await controller.connect({
+        network: net.id,
+        sandbox: web.name,
+        portMappings: [{ proto: 'tcp', hostPort: 8080, containerPort: 80 }],
+      });
+      const hairpin = (port: string) =>
+        (
+          JSON.parse(run('bridge', ['-j', '-d', 'link', 'show', 'dev', port], { netns: host.path })) as {
+            hairpin: boolean;
+          }[]
+        )[0]?.hairpin;
+      expect(hairpin(a.driverData.hostIfname as string)).toBe(false);
+      expect(hairpin(b.driverData.hostIfname as string)).toBe(true);
     } finally {
       await done();
     }
