@@ -18,8 +18,12 @@ const STOP_TIMEOUT_MS = 10_000;
 const LOG_TAIL = 8_192;
 
 export interface Memory {
-  /** Resident set size now, MiB (VmRSS). */
+  /** Resident set size now, MiB (VmRSS = RssAnon + RssFile + RssShmem). */
   rssMiB: number;
+  /** Anonymous memory resident: the JS heap, native allocations, stacks. */
+  anonMiB: number;
+  /** File pages mapped and resident: the node binary and libraries, the LMDB file. */
+  fileMiB: number;
   /** Peak resident set size, MiB (VmHWM). */
   hwmMiB: number;
 }
@@ -44,7 +48,12 @@ export function processMemory(pid: number): Memory {
     if (!m) throw new Error(`no ${field} in /proc/${pid}/status`);
     return Number(m[1]);
   };
-  return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024 };
+  return {
+    rssMiB: kb('VmRSS') / 1024,
+    anonMiB: kb('RssAnon') / 1024,
+    fileMiB: kb('RssFile') / 1024,
+    hwmMiB: kb('VmHWM') / 1024,
+  };
 }
 
 function exited(child: ChildProcess): Promise<string> {
@@ -55,12 +64,19 @@ function exited(child: ChildProcess): Promise<string> {
 
 /**
  * Start `netctl daemon` with NETCTL_STATE_DIR=stateDir and its API socket in
- * stateDir, and wait until it answers GET /v1/health.
+ * stateDir, and wait until it answers GET /v1/health. nodeOptions, if any,
+ * becomes the daemon's NODE_OPTIONS (and only the daemon's).
  */
-export async function startDaemon(stateDir: string): Promise<Daemon> {
+export async function startDaemon(stateDir: string, nodeOptions?: string): Promise<Daemon> {
   const socket = join(stateDir, 'api.sock');
+  const { NODE_OPTIONS: _ours, ...env } = process.env;
   const child = spawn(process.execPath, [join(packageRoot, 'bin/netctl.js'), 'daemon', '--socket', socket], {
-    env: { ...process.env, NETCTL_STATE_DIR: stateDir, NETCTL_SOCKET: socket },
+    env: {
+      ...env,
+      ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
+      NETCTL_STATE_DIR: stateDir,
+      NETCTL_SOCKET: socket,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let tail = '';
