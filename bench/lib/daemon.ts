@@ -70,7 +70,8 @@ function exited(child: ChildProcess): Promise<string> {
 export async function startDaemon(stateDir: string, nodeOptions?: string): Promise<Daemon> {
   const socket = join(stateDir, 'api.sock');
   const { NODE_OPTIONS: _ours, ...env } = process.env;
-  const child = spawn(process.execPath, [join(packageRoot, 'bin/netctl.js'), 'daemon', '--socket', socket], {
+  // The executable itself, as a user runs it: its #! line sets the daemon's V8 flags.
+  const child = spawn(join(packageRoot, 'bin/netctl.js'), ['daemon', '--socket', socket], {
     env: {
       ...env,
       ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
