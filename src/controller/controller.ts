@@ -27,6 +27,7 @@ import {
   createNetns,
   deleteNetns,
   linkSetUp,
+  macFromIpv4,
   matchCidr,
   Netlink,
   netnsPath,
@@ -487,7 +488,7 @@ export class Controller implements NetctlApi {
           networkId: network.id,
           name: sandbox.name,
           sandboxId: sandbox.id,
-          mac: req.mac?.toLowerCase() ?? randomMac(),
+          mac: req.mac?.toLowerCase() ?? (addresses.ipv4 ? macFromIpv4(addresses.ipv4) : randomMac()),
           ...addresses,
           portMappings: req.portMappings,
           aliases: req.aliases,
@@ -507,7 +508,7 @@ export class Controller implements NetctlApi {
         );
         crashPoint('connect.join');
         if (join.plugged)
-          await this.configureSandbox(sandbox.key, ifname, addresses, join, sandboxEndpoints.length > 0);
+          await this.configureSandbox(sandbox.key, ifname, endpoint, join, sandboxEndpoints.length > 0);
         if (req.portMappings.length && hasExternalConnectivity(driver)) {
           await driver.programExternalConnectivity(network, endpoint, req.portMappings);
         }
@@ -587,7 +588,7 @@ export class Controller implements NetctlApi {
   private async configureSandbox(
     key: string,
     ifname: string,
-    addresses: { ipv4?: string; ipv6?: string },
+    endpoint: Endpoint,
     join: JoinInfo,
     hasGateway: boolean,
   ): Promise<void> {
@@ -596,7 +597,10 @@ export class Controller implements NetctlApi {
       // The first network with a gateway gives the sandbox its default route, as in Docker.
       await configureInterface(h, {
         ifname,
-        ...addresses,
+        ...(endpoint.ipv4 ? { ipv4: endpoint.ipv4 } : {}),
+        ...(endpoint.ipv6 ? { ipv6: endpoint.ipv6 } : {}),
+        // A MAC that follows the address needs no announcing (macFromIpv4).
+        announce: !endpoint.ipv4 || endpoint.mac !== macFromIpv4(endpoint.ipv4),
         ...(join.gateway4 && !hasGateway ? { gateway4: join.gateway4 } : {}),
         ...(join.gateway6 && !hasGateway ? { gateway6: join.gateway6 } : {}),
         routes: join.staticRoutes,
