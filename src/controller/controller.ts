@@ -484,6 +484,7 @@ export class Controller implements NetctlApi {
           networkId: network.id,
           name: sandbox.name,
           sandboxId: sandbox.id,
+          ifname,
           mac: req.mac?.toLowerCase() ?? randomMac(),
           ...addresses,
           portMappings: req.portMappings,

@@ -292,6 +292,7 @@ export class FakeApi implements NetctlApi {
       networkId: network.id,
       name: sandbox.name,
       sandboxId: sandbox.id,
+      ifname: r.ifname ?? `eth${sandbox.endpointIds.length}`,
       mac: r.mac ?? `02:42:${[...randomBytes(4)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`,
       ...(ipv4 ? { ipv4 } : {}),
       ...(ipv6 ? { ipv6 } : {}),
