@@ -41,7 +41,16 @@ import { removeSandboxEtc, writeSandboxEtc } from '../sandbox/etc.js';
 import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
 import { configureInterface } from '../sandbox/iface.js';
 import { claimNetns } from '../sandbox/owner.js';
-import type { GcReport, Health, NetctlApi, NetworkDetails, SandboxDetails } from './api.js';
+import type {
+  CheckReport,
+  GcAction,
+  GcReport,
+  Health,
+  NetctlApi,
+  NetworkDetails,
+  SandboxDetails,
+} from './api.js';
+import { checkNetwork, repairNetworks } from './check.js';
 import { Gate } from './gate.js';
 import { crashPoint, type Intent, newIntent } from './intents.js';
 import { collectGarbage } from './reconcile.js';
@@ -102,6 +111,16 @@ export class Controller implements NetctlApi {
 
   gc(options: { dryRun: boolean }): Promise<GcReport> {
     return this.gate.exclusive(() => collectGarbage(this, options.dryRun));
+  }
+
+  // check and repair (check.ts): CNI CHECK and `netctl repair`.
+  check(network: string, sandbox?: string): Promise<CheckReport> {
+    return checkNetwork(this, network, sandbox);
+  }
+
+  /** Alone, like gc: an operation changing the network meanwhile would race the restored rules. */
+  repair(network?: string): Promise<GcAction[]> {
+    return this.gate.exclusive(() => repairNetworks(this, network));
   }
 
   private driver(type: string): Driver {

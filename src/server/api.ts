@@ -10,10 +10,12 @@ import { createNetworkSchema, createSandboxSchema } from '../core/schemas.js';
 import { createServer, type ServerOptions } from './app.js';
 import { DEFAULT_BODY_LIMIT, netctlErrorHandler } from './errors.js';
 import {
+  checkQuerySchema,
   connectBodySchema,
   disconnectBodySchema,
   gcBodySchema,
   refParamsSchema,
+  repairBodySchema,
   sandboxPidBodySchema,
 } from './schemas.js';
 
@@ -71,6 +73,14 @@ export const netctlApiPlugin: FastifyPluginAsyncZod<NetctlApiPluginOptions> = as
   );
 
   app.post('/gc', { schema: { body: gcBodySchema } }, (request) => api.gc({ dryRun: request.body.dryRun }));
+  app.get(
+    '/networks/:ref/check',
+    { schema: { params: refParamsSchema, querystring: checkQuerySchema } },
+    (request) => api.check(request.params.ref, request.query.sandbox),
+  );
+  app.post('/repair', { schema: { body: repairBodySchema } }, async (request) => ({
+    actions: await api.repair(request.body.network),
+  }));
 };
 
 /** The daemon's API server: the shared fastify setup with the netctl REST area at /v1. */

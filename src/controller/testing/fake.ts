@@ -20,7 +20,15 @@ import {
 import { parseRequest } from '../../core/validate.js';
 import { Errors } from '../../errors.js';
 import { matchCidr } from '../../kernel/inet.js';
-import type { GcAction, GcReport, Health, NetctlApi, NetworkDetails, SandboxDetails } from '../api.js';
+import type {
+  CheckReport,
+  GcAction,
+  GcReport,
+  Health,
+  NetctlApi,
+  NetworkDetails,
+  SandboxDetails,
+} from '../api.js';
 
 export const FAKE_DRIVERS = ['bridge', 'overlay', 'host', 'none'] as const;
 
@@ -65,6 +73,8 @@ export class FakeApi implements NetctlApi {
   readonly networks = new Map<string, Network>();
   readonly sandboxes = new Map<string, Sandbox>();
   readonly endpoints = new Map<string, Endpoint>();
+  /** What check reports missing per network id (as if a bridge or rules were deleted by hand); repair clears it. */
+  readonly missing = new Map<string, string[]>();
   /** What the next gc would report; cleared by a gc that is not a dry run. */
   pendingGc: GcAction[] = [];
   /** Make the next call of a method fail with this error (then forget it). */
@@ -322,6 +332,38 @@ export class FakeApi implements NetctlApi {
     const report = { dryRun: options.dryRun, actions: clone(this.pendingGc) };
     if (!options.dryRun) this.pendingGc = [];
     return report;
+  }
+
+  async check(network: string, sandbox?: string): Promise<CheckReport> {
+    this.record('check', [network, sandbox]);
+    const n = this.network(network);
+    const s = sandbox === undefined ? undefined : this.sandbox(sandbox);
+    if (s && !this.endpointsOf(n.id).some((e) => e.sandboxId === s.id))
+      throw new Errors.EndpointNotFound(`${s.name} on network ${n.name}`);
+    return {
+      network: n.name,
+      problems: [...(this.missing.get(n.id) ?? [])],
+      ...(s ? { sandbox: s.name, sandboxProblems: [] } : {}),
+    };
+  }
+
+  async repair(network?: string): Promise<GcAction[]> {
+    this.record('repair', [network]);
+    const networks = network === undefined ? [...this.networks.values()] : [this.network(network)];
+    const actions: GcAction[] = [];
+    for (const n of networks) {
+      const missing = this.missing.get(n.id);
+      if (!missing?.length) continue;
+      this.missing.delete(n.id);
+      actions.push({
+        kind: 'network',
+        name: n.name,
+        owner: `net:${n.id}`,
+        action: 'restore',
+        reason: `missing: ${missing.join(', ')}`,
+      });
+    }
+    return actions;
   }
 
   async health(): Promise<Health> {
