@@ -20,6 +20,7 @@ import {
 import { parseRequest } from '../../core/validate.js';
 import { Errors } from '../../errors.js';
 import { matchCidr } from '../../kernel/inet.js';
+import { bootId, netnsInode } from '../../sandbox/identity.js';
 import type {
   CheckReport,
   GcAction,
@@ -50,6 +51,16 @@ function nthAddress(cidr: string, n: number): string {
   value = ((value >> hostBits) << hostBits) + BigInt(n);
   const out = bytes.map((_, i) => Number((value >> BigInt((bytes.length - 1 - i) * 8)) & 0xffn));
   return ipaddr.fromByteArray(out).toString();
+}
+
+/** The nsfs inode behind a path when this process may stat it; the fake makes one up otherwise. */
+function inodeOf(key: string): number | undefined {
+  try {
+    return netnsInode(key);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EACCES') return undefined;
+    throw err;
+  }
 }
 
 function prefixLength(cidr: string): number {
@@ -211,8 +222,9 @@ export class FakeApi implements NetctlApi {
       id,
       name: r.name,
       key: r.key ?? `/run/netns/netctl-${id.slice(0, 12)}`,
-      netnsInode: this.nextInode++,
-      bootId: '00000000-0000-4000-8000-000000000000',
+      // As the controller records them, so a caller's staleness check (CNI's) sees a live sandbox.
+      netnsInode: (r.key ? inodeOf(r.key) : undefined) ?? this.nextInode++,
+      bootId: bootId(),
       ownsNetns: r.key === undefined,
       hostname: r.hostname ?? r.name,
       endpointIds: [],
