@@ -5,9 +5,11 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { CniBackend } from '../cni/plugins.js';
 import type { NetctlApi } from '../controller/api.js';
 import { createNetworkSchema, createSandboxSchema } from '../core/schemas.js';
 import { createServer, type ServerOptions } from './app.js';
+import { cniPlugin } from './cni.js';
 import { DEFAULT_BODY_LIMIT, netctlErrorHandler } from './errors.js';
 import {
   checkQuerySchema,
@@ -83,13 +85,19 @@ export const netctlApiPlugin: FastifyPluginAsyncZod<NetctlApiPluginOptions> = as
   }));
 };
 
+export interface ApiServerOptions extends ServerOptions {
+  /** Serve CNI calls forwarded by the netctl-cni shim (POST /v1/cni, src/server/cni.ts) against this backend. */
+  cni?: CniBackend;
+}
+
 /** The daemon's API server: the shared fastify setup with the netctl REST area at /v1. */
-export function buildApiServer(api: NetctlApi, options: ServerOptions = {}): FastifyInstance {
+export function buildApiServer(api: NetctlApi, options: ApiServerOptions = {}): FastifyInstance {
   const app = createServer(options);
   app.register(netctlApiPlugin, {
     api,
     prefix: '/v1',
     ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
   });
+  if (options.cni) app.register(cniPlugin, { backend: options.cni, prefix: '/v1' });
   return app;
 }
