@@ -160,7 +160,9 @@ describe('netctl REST API: routes', () => {
     api.missing.set(web.id, ['bridge nc-1']);
     expect(await post('/v1/repair', { network: 'web' })).toMatchObject({
       status: 200,
-      body: { actions: [{ kind: 'network', name: 'web', action: 'restore', reason: 'missing: bridge nc-1' }] },
+      body: {
+        actions: [{ kind: 'network', name: 'web', action: 'restore', reason: 'missing: bridge nc-1' }],
+      },
     });
     expect(await post('/v1/repair')).toEqual(expect.objectContaining({ status: 200, body: { actions: [] } }));
     expect(api.calls.filter((c) => c.method === 'repair').map((c) => c.args)).toEqual([['web'], [undefined]]);
