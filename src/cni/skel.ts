@@ -77,7 +77,7 @@ export class CniError extends Error {
 }
 
 /** How each class of the registry's errors is reported to a runtime (docs/errors.md). */
-const CODE_OF_CLASS: Record<ErrorClass, number> = {
+export const CODE_OF_CLASS: Record<ErrorClass, number> = {
   badRequest: CniCode.INVALID_CONFIG,
   notFound: CniCode.INVALID_CONFIG,
   conflict: CniCode.CONFLICT,

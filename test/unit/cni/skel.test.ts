@@ -3,11 +3,14 @@
  * version checks, error codes and exit statuses, result conversion — the
  * parts of the spec that do not need a controller.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   type CmdArgs,
   CniCode,
   CniError,
+  CODE_OF_CLASS,
   dispatch,
   type Handlers,
   toCniError,
@@ -15,6 +18,7 @@ import {
 import { CURRENT_VERSION, type Result } from '../../../src/cni/types.js';
 import { Errors } from '../../../src/errors.js';
 import { PoolOverlapError } from '../../../src/ipam/errors.js';
+import { packageRoot } from '../../../src/paths.js';
 
 const RESULT: Result = {
   cniVersion: CURRENT_VERSION,
@@ -294,6 +298,17 @@ describe('errors', () => {
     expect((await run(BASE_ENV, conf(), failing(new Errors.NetworkNotFound('web')))).out.details).toBe(
       'NETCTL_NETWORK_NOT_FOUND',
     );
+  });
+
+  it('the CNI column of docs/errors.md, class by class', () => {
+    const doc = readFileSync(join(packageRoot, 'docs', 'errors.md'), 'utf8');
+    const documented = Object.fromEntries(
+      [...doc.matchAll(/^\| (\w+) \| [^|]+ \| [^|]+ \| (\d+)[^|]* \| \d+ \|$/gm)].map((m) => [
+        m[1],
+        Number(m[2]),
+      ]),
+    );
+    expect(documented).toEqual(CODE_OF_CLASS);
   });
 
   it('a CniError as it is', async () => {
