@@ -3,7 +3,7 @@
  * command, the binary spawned directly with its argument vector (never a
  * shell string), waited for until it exits.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 
 export class CommandError extends Error {
   override readonly name = 'CommandError';
@@ -27,6 +27,25 @@ export function runCommand(file: string, args: readonly string[]): Promise<strin
         resolve(stdout);
       }
     });
+  });
+}
+
+/** Run file with args and input on stdin (e.g. `iptables-restore`); resolves with stdout. */
+export function runCommandWithInput(file: string, args: readonly string[], input: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, [...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.on('error', (err) => reject(new CommandError([file, ...args], null, err.message)));
+    child.on('close', (code) => {
+      if (code === 0) resolve(Buffer.concat(stdout).toString('utf8'));
+      else reject(new CommandError([file, ...args], code, Buffer.concat(stderr).toString('utf8')));
+    });
+    // A child that died early closes stdin; its exit status says why.
+    child.stdin.on('error', () => {});
+    child.stdin.end(input);
   });
 }
 

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { type Driver, hasExternalConnectivity } from '../core/driver.js';
 import { EndpointInfo, JoinInfo, type NetworkInfo } from '../core/info.js';
-import type { IpamDriver, Reservation } from '../core/ipam.js';
+import { type IpamDriver, type Reservation, releasesByOwner } from '../core/ipam.js';
 import type { Endpoint, Network, PortMapping, Sandbox } from '../core/model.js';
 import {
   type ConnectRequest,
@@ -37,7 +37,7 @@ import {
 } from '../kernel/index.js';
 import { log } from '../log.js';
 import { packageVersion } from '../paths.js';
-import { removeSandboxEtc, writeSandboxEtc } from '../sandbox/etc.js';
+import { type HostEntry, removeSandboxEtc, writeSandboxEtc, writeSandboxHosts } from '../sandbox/etc.js';
 import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
 import { configureInterface } from '../sandbox/iface.js';
 import { claimNetns } from '../sandbox/owner.js';
@@ -85,6 +85,8 @@ export class Controller implements NetctlApi {
   private readonly storeName: string;
   /** Operations side by side, gc alone (gate.ts). */
   private readonly gate = new Gate();
+  /** /etc/hosts refreshes, one at a time (see refreshHosts). */
+  private hostsLane: Promise<unknown> = Promise.resolve();
 
   constructor(options: ControllerOptions) {
     this.state = options.state;
@@ -416,9 +418,7 @@ export class Controller implements NetctlApi {
 
   /** Idempotent teardown of a sandbox, its endpoints and its process. */
   async removeSandbox(sandbox: Sandbox): Promise<void> {
-    for (const endpoint of (await this.state.endpoints()).filter((e) => e.sandboxId === sandbox.id)) {
-      await this.removeEndpoint(endpoint);
-    }
+    for (const endpoint of await this.state.sandboxEndpoints(sandbox)) await this.removeEndpoint(endpoint);
     // After a reboot or with a reused path, the pid and the netns at the
     // path are others' now: stop and delete only what is still the sandbox's.
     if (sandbox.pid && sandbox.bootId === bootId() && processStart(sandbox.pid) === sandbox.pidStart)
@@ -469,12 +469,15 @@ export class Controller implements NetctlApi {
           : `only sandboxes in the host's namespace (--network host) can join host network ${network.name}`,
       );
     }
-    const all = await this.state.endpoints();
-    if (all.some((e) => e.networkId === network.id && e.sandboxId === sandbox.id)) {
+    // Only the sandbox's own endpoints: listing every endpoint here would make
+    // each join cost more than the one before it.
+    const sandboxEndpoints = await this.state.sandboxEndpoints(sandbox);
+    if (sandboxEndpoints.some((e) => e.networkId === network.id)) {
       throw new Errors.EndpointExists(sandbox.name, network.name);
     }
-    checkPortConflicts(req.portMappings, all);
-    const sandboxEndpoints = all.filter((e) => e.sandboxId === sandbox.id);
+    // Host ports are shared by every network: a request that publishes some
+    // is checked against all endpoints (it lists the firewall's rules anyway).
+    if (req.portMappings.length) checkPortConflicts(req.portMappings, await this.state.endpoints());
     const ifname = req.ifname ?? `eth${sandboxEndpoints.length}`;
 
     const id = newId();
@@ -543,9 +546,7 @@ export class Controller implements NetctlApi {
   async disconnect(networkRef: string, sandboxRef: string): Promise<Endpoint> {
     const network = await this.findNetwork(networkRef);
     const sandbox = await this.findSandbox(sandboxRef);
-    const endpoint = (await this.state.endpoints()).find(
-      (e) => e.networkId === network.id && e.sandboxId === sandbox.id,
-    );
+    const endpoint = (await this.state.sandboxEndpoints(sandbox)).find((e) => e.networkId === network.id);
     if (!endpoint) throw new Errors.EndpointNotFound(`${sandbox.name} on ${network.name}`);
     await this.removeEndpoint(endpoint);
     return endpoint;
@@ -578,21 +579,29 @@ export class Controller implements NetctlApi {
         if (network) {
           await this.unplug(network, endpoint);
           crashPoint('disconnect.unplug');
-          for (const [i, poolId] of network.ipam.poolIds.entries()) {
-            const address = i === 0 ? endpoint.ipv4 : endpoint.ipv6;
-            for (const r of await this.ipam.listReservations(poolId)) {
-              if (r.owner === endpointOwner(endpoint.id) || r.address === address) {
-                await this.ipam.releaseAddress(poolId, r.address);
-              }
-            }
-          }
+          await this.releaseEndpointAddresses(network, endpoint);
         }
         crashPoint('disconnect.release');
-        await this.state.removeEndpoint(endpoint);
-        if (network) await this.refreshHosts(network.id);
+        await this.state.deleteEndpoint(endpoint);
+        if (network) await this.refreshHosts(network.id, endpoint.sandboxId);
       },
       async () => undefined,
     );
+  }
+
+  /** Every reservation the endpoint holds (one per pool of the network). */
+  private async releaseEndpointAddresses(network: Network, endpoint: Endpoint): Promise<void> {
+    const owner = endpointOwner(endpoint.id);
+    if (releasesByOwner(this.ipam)) {
+      await this.ipam.releaseOwner(owner);
+      return;
+    }
+    for (const [i, poolId] of network.ipam.poolIds.entries()) {
+      const address = i === 0 ? endpoint.ipv4 : endpoint.ipv6;
+      for (const r of await this.ipam.listReservations(poolId)) {
+        if (r.owner === owner || r.address === address) await this.ipam.releaseAddress(poolId, r.address);
+      }
+    }
   }
 
   private async configureSandbox(
@@ -617,25 +626,55 @@ export class Controller implements NetctlApi {
     }
   }
 
-  /** Rewrite /etc/hosts of every netctl sandbox on the network, so names resolve both ways. */
-  private async refreshHosts(networkId: string): Promise<void> {
-    const endpoints = await this.state.endpoints();
-    const sandboxes = new Map((await this.state.sandboxes()).map((s) => [s.id, s]));
-    const onNetwork = new Set(endpoints.filter((e) => e.networkId === networkId).map((e) => e.sandboxId));
-    for (const sandboxId of onNetwork) {
-      const sandbox = sandboxId ? sandboxes.get(sandboxId) : undefined;
-      if (!sandbox?.ownsNetns) continue;
-      const peersNetworks = new Set(
-        endpoints.filter((e) => e.sandboxId === sandbox.id).map((e) => e.networkId),
-      );
-      const entries = endpoints
-        .filter((e) => e.sandboxId !== sandbox.id && peersNetworks.has(e.networkId) && e.ipv4)
-        .map((e) => ({
-          ip: parsePrefix(e.ipv4 as string).ip,
-          names: [sandboxes.get(e.sandboxId ?? '')?.name ?? e.name, ...e.aliases],
-        }));
-      writeSandboxEtc(sandbox.id, sandbox.hostname, entries);
-    }
+  /**
+   * Rewrite /etc/hosts of netctl's own sandboxes on the network, so names
+   * resolve both ways; one refresh at a time, each from one reading of the
+   * records. The sandboxes are found through the hostsfiles index: a network
+   * without any (CNI and Docker sandboxes keep their runtime's /etc) costs
+   * one empty listing, whatever its size. With n of them, a change rewrites
+   * n files of n lines: /etc/hosts as service discovery cannot be flat
+   * (Docker replaced it with its embedded DNS in 1.10 for this reason,
+   * moby/libnetwork#767). A sandbox that just left the network is no longer
+   * in the index: pass it as leaving, its own file loses the network's peers.
+   */
+  private refreshHosts(networkId: string, leaving?: string): Promise<void> {
+    const run = this.hostsLane.then(async () => {
+      const ids = await this.state.hostsFileSandboxes(networkId);
+      if (leaving && !ids.includes(leaving)) ids.push(leaving);
+      const members: Sandbox[] = [];
+      for (const id of ids) {
+        const sandbox = await this.state.sandbox(id);
+        if (sandbox?.ownsNetns) members.push(sandbox);
+      }
+      if (!members.length) return;
+      const endpoints = await this.state.endpoints();
+      const onNetwork = new Map<string, Endpoint[]>();
+      const ofSandbox = new Map<string, Endpoint[]>();
+      const entries = new Map<string, HostEntry>();
+      const add = (map: Map<string, Endpoint[]>, k: string, e: Endpoint) => {
+        const list = map.get(k);
+        if (list) list.push(e);
+        else map.set(k, [e]);
+      };
+      for (const e of endpoints) {
+        add(onNetwork, e.networkId, e);
+        if (e.sandboxId) add(ofSandbox, e.sandboxId, e);
+        // An endpoint is named after its sandbox when it joins (connect).
+        if (e.ipv4) entries.set(e.id, { ip: parsePrefix(e.ipv4).ip, names: [e.name, ...e.aliases] });
+      }
+      for (const sandbox of members) {
+        const peers: HostEntry[] = [];
+        for (const own of ofSandbox.get(sandbox.id) ?? []) {
+          for (const e of onNetwork.get(own.networkId) ?? []) {
+            const entry = entries.get(e.id);
+            if (entry && e.sandboxId !== sandbox.id) peers.push(entry);
+          }
+        }
+        writeSandboxHosts(sandbox.id, sandbox.hostname, peers);
+      }
+    });
+    this.hostsLane = run.catch(() => undefined);
+    return run;
   }
 }
 

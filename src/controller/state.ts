@@ -5,13 +5,16 @@
  *   netctl/v1/networks/<id>            Network
  *   netctl/v1/names/networks/<name>    network id (created once: names are unique)
  *   netctl/v1/endpoints/<id>           Endpoint
- *   netctl/v1/sandboxes/<id>           Sandbox
+ *   netctl/v1/sandboxes/<id>           Sandbox (its endpointIds: exactly the endpoints joined to it)
  *   netctl/v1/names/sandboxes/<name>   sandbox id
  *   netctl/v1/intents/<id>             Intent (an operation in flight)
+ *   netctl/v1/hostsfiles/<net>/<sb>    endpoint id: netctl's own sandbox <sb> is on network
+ *                                      <net>, so its /etc/hosts follows who else is (an index,
+ *                                      written with the endpoint; none for runtimes' sandboxes)
  */
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
-import { type JsonValue, KvConflictError, type KvOp, type KvStore } from '../kv/index.js';
+import { type JsonValue, type KvCompare, KvConflictError, type KvOp, type KvStore } from '../kv/index.js';
 import type { Intent } from './intents.js';
 
 const ROOT = 'netctl/v1';
@@ -22,6 +25,8 @@ const key = {
   sandbox: (id: string) => `${ROOT}/sandboxes/${id}`,
   sandboxName: (name: string) => `${ROOT}/names/sandboxes/${name}`,
   intent: (id: string) => `${ROOT}/intents/${id}`,
+  hostsFiles: (networkId: string) => `${ROOT}/hostsfiles/${networkId}/`,
+  hostsFile: (networkId: string, sandboxId: string) => `${ROOT}/hostsfiles/${networkId}/${sandboxId}`,
 };
 
 export class State {
@@ -123,52 +128,76 @@ export class State {
     return this.value<Endpoint>(key.endpoint(id));
   }
 
-  async putEndpoint(endpoint: Endpoint): Promise<void> {
-    await this.write(key.endpoint(endpoint.id), endpoint);
+  /**
+   * Record a new endpoint and, in the same transaction, add it to its
+   * sandbox's endpointIds: the sandbox record then always lists exactly its
+   * endpoints, so they are found without listing every endpoint. A sandbox
+   * netctl made is also entered in the network's hostsfiles index. Throws
+   * SandboxNotFound if the sandbox is gone.
+   */
+  async addEndpoint(endpoint: Endpoint): Promise<void> {
+    const { sandboxId } = endpoint;
+    if (!sandboxId) {
+      await this.write(key.endpoint(endpoint.id), endpoint);
+      return;
+    }
+    await this.withSandbox(sandboxId, (sandbox) => {
+      if (!sandbox) throw new Errors.SandboxNotFound(sandboxId);
+      const ops: KvOp[] = [
+        { type: 'put', key: key.endpoint(endpoint.id), value: endpoint as unknown as JsonValue },
+      ];
+      if (sandbox.ownsNetns)
+        ops.push({ type: 'put', key: key.hostsFile(endpoint.networkId, sandboxId), value: endpoint.id });
+      return { sandbox: { ...sandbox, endpointIds: [...sandbox.endpointIds, endpoint.id] }, ops };
+    });
   }
 
-  async deleteEndpoint(id: string): Promise<void> {
-    await this.kv.delete(key.endpoint(id));
+  /** Delete an endpoint's record and drop it from its sandbox's endpointIds, in one transaction. */
+  async deleteEndpoint(endpoint: Pick<Endpoint, 'id' | 'networkId' | 'sandboxId'>): Promise<void> {
+    const ops: KvOp[] = [{ type: 'delete', key: key.endpoint(endpoint.id) }];
+    if (!endpoint.sandboxId) {
+      await this.kv.txn([], ops);
+      return;
+    }
+    // A sandbox joins a network once: its index entry goes with this endpoint.
+    ops.push({ type: 'delete', key: key.hostsFile(endpoint.networkId, endpoint.sandboxId) });
+    await this.withSandbox(endpoint.sandboxId, (sandbox) => ({
+      sandbox: sandbox?.endpointIds.includes(endpoint.id)
+        ? { ...sandbox, endpointIds: sandbox.endpointIds.filter((id) => id !== endpoint.id) }
+        : undefined,
+      ops,
+    }));
+  }
+
+  /** Ids of netctl's own sandboxes on a network (the hostsfiles index): whose /etc/hosts lists its endpoints. */
+  async hostsFileSandboxes(networkId: string): Promise<string[]> {
+    const prefix = key.hostsFiles(networkId);
+    return (await this.kv.list(prefix)).map((e) => e.key.slice(prefix.length));
+  }
+
+  /** The endpoints joined to a sandbox (from its record: one read per endpoint). */
+  async sandboxEndpoints(sandbox: Pick<Sandbox, 'endpointIds'>): Promise<Endpoint[]> {
+    const endpoints = await Promise.all(sandbox.endpointIds.map((id) => this.endpoint(id)));
+    return endpoints.filter((e): e is Endpoint => e !== undefined);
   }
 
   /**
-   * Write an endpoint record and add it to its sandbox's list in one
-   * transaction (retried on a concurrent change of the sandbox), so a crash
-   * never leaves the two disagreeing. Without a sandbox record, only the endpoint.
+   * Apply ops together with a change of a sandbox record (none when change
+   * returns no sandbox), on the version read: retried on a concurrent write.
    */
-  async addEndpoint(endpoint: Endpoint): Promise<void> {
-    await this.withSandbox(
-      endpoint,
-      { type: 'put', key: key.endpoint(endpoint.id), value: endpoint as unknown as JsonValue },
-      (ids) => [...ids.filter((id) => id !== endpoint.id), endpoint.id],
-    );
-  }
-
-  /** Delete an endpoint record and drop it from its sandbox's list in one transaction. */
-  async removeEndpoint(endpoint: Endpoint): Promise<void> {
-    await this.withSandbox(endpoint, { type: 'delete', key: key.endpoint(endpoint.id) }, (ids) =>
-      ids.filter((id) => id !== endpoint.id),
-    );
-  }
-
   private async withSandbox(
-    endpoint: Endpoint,
-    op: KvOp,
-    endpointIds: (ids: string[]) => string[],
+    id: string,
+    change: (sandbox: Sandbox | undefined) => { sandbox: Sandbox | undefined; ops: KvOp[] },
   ): Promise<void> {
     for (;;) {
-      const entry = endpoint.sandboxId ? await this.kv.get(key.sandbox(endpoint.sandboxId)) : undefined;
-      if (!entry) {
-        await this.kv.txn([], [op]);
-        return;
-      }
-      const sandbox = entry.value as unknown as Sandbox;
-      const updated = { ...sandbox, endpointIds: endpointIds(sandbox.endpointIds) };
+      const entry = await this.kv.get(key.sandbox(id));
+      const { sandbox, ops } = change(entry?.value as unknown as Sandbox | undefined);
+      const compare: KvCompare[] = [{ key: key.sandbox(id), version: entry?.version ?? 0 }];
+      const writes: KvOp[] = sandbox
+        ? [...ops, { type: 'put', key: key.sandbox(id), value: sandbox as unknown as JsonValue }]
+        : ops;
       try {
-        await this.kv.txn(
-          [{ key: entry.key, version: entry.version }],
-          [op, { type: 'put', key: entry.key, value: updated as unknown as JsonValue }],
-        );
+        await this.kv.txn(compare, writes);
         return;
       } catch (err) {
         if (!(err instanceof KvConflictError)) throw err;

@@ -55,3 +55,18 @@ export interface IpamDriver {
   /** Every reservation, for reconcile. */
   listReservations(poolId: string): Promise<Reservation[]>;
 }
+
+/**
+ * Optional: release everything one owner holds, found through an index kept
+ * by owner, so an endpoint's removal never lists its whole pool (the pool
+ * may hold thousands). Docker's remote IPAM protocol has no such call; the
+ * controller falls back to listing reservations without it.
+ */
+export interface ReleasesByOwner {
+  /** The reservations released; absent ones are success. */
+  releaseOwner(owner: string): Promise<Reservation[]>;
+}
+
+export function releasesByOwner(ipam: IpamDriver): ipam is IpamDriver & ReleasesByOwner {
+  return 'releaseOwner' in ipam && typeof ipam.releaseOwner === 'function';
+}

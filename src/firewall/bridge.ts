@@ -186,7 +186,7 @@ export function networkRules(net: NetworkFirewall): Rule[] {
  * loaded), a container reaching its own published port through the host
  * address needs hairpin mode on its bridge port (IFLA_BRPORT_MODE, `bridge
  * link set dev VETH hairpin on`), as dockerd and CNI's bridge plugin set
- * it; the bridge driver sets it per endpoint.
+ * it; the bridge driver sets it on each endpoint that publishes ports.
  */
 export function requiredSysctls(net: NetworkFirewall): RequiredSysctl[] {
   const { bridge, subnets } = checkNetwork(net);

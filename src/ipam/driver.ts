@@ -11,13 +11,14 @@ import type {
   IpamDriver,
   Pool,
   PoolRequest,
+  ReleasesByOwner,
   Reservation,
 } from '../core/ipam.js';
 import { InvalidAddressError } from './errors.js';
 import type { Ipam } from './ipam.js';
 import { parsePoolId } from './ipam.js';
 
-export class KvIpamDriver implements IpamDriver {
+export class KvIpamDriver implements IpamDriver, ReleasesByOwner {
   constructor(private readonly ipam: Ipam) {}
 
   async defaultAddressSpaces(): Promise<AddressSpaces> {
@@ -50,6 +51,15 @@ export class KvIpamDriver implements IpamDriver {
 
   async releaseAddress(poolId: string, address: string): Promise<void> {
     await this.ipam.releaseAddress(poolId, this.bare(poolId, address));
+  }
+
+  /** Through the IPAM's owner index: as many reads as the owner holds addresses. */
+  async releaseOwner(owner: string): Promise<Reservation[]> {
+    return (await this.ipam.releaseOwner(owner)).map((a) => ({
+      poolId: a.poolId,
+      address: a.cidr,
+      owner: a.owner,
+    }));
   }
 
   async listPools(): Promise<(Pool & { owner: string })[]> {

@@ -125,7 +125,7 @@ export class LmdbStore implements KvStore {
         root.openDB<number, string>({ name: 'meta', encoding: 'json' }),
         root.openDB<LogRecord, LogKey>({ name: 'log', encoding: 'json' }),
         root.openDB<number, [number, string]>({ name: 'expiry', encoding: 'json' }),
-        { pollMs: options.pollMs ?? 20, sweepMs: options.sweepMs ?? 500, logKeep: options.logKeep ?? 10_000 },
+        { pollMs: options.pollMs ?? 20, sweepMs: options.sweepMs ?? 500, logKeep: options.logKeep ?? 1_000 },
       );
     } catch (err) {
       throw new KvUnavailableError('lmdb', `cannot open ${path}: ${(err as Error).message}`, { cause: err });

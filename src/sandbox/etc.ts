@@ -54,6 +54,22 @@ export function writeSandboxEtc(sandboxId: string, hostname: string, entries: Ho
   return dir;
 }
 
+/**
+ * Rewrite only the hosts file of a sandbox (peers came or went; resolv.conf
+ * and hostname stay). Written in place, not renamed over: a running process
+ * has this very file bind-mounted. False when the sandbox has no /etc files
+ * (a reboot emptied /run, or it is being removed): nothing uses them then.
+ */
+export function writeSandboxHosts(sandboxId: string, hostname: string, entries: HostEntry[]): boolean {
+  try {
+    writeFileSync(join(sandboxEtcDir(sandboxId), 'hosts'), hostsFile(hostname, entries));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
 export function removeSandboxEtc(sandboxId: string): void {
   rmSync(join(SANDBOX_RUN_DIR, sandboxId), { recursive: true, force: true });
 }

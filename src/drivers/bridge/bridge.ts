@@ -29,6 +29,7 @@ import {
 } from '../../firewall/index.js';
 import {
   addrReplace,
+  disableIpv6,
   ensureLink,
   familyOf,
   hasErrorCode,
@@ -221,12 +222,12 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     const peerName = inPlace ? sandbox.ifname : `${hostIfname}c`.slice(0, 15);
     // In place, the peer is born in the sandbox with its final name: no
     // ~19 ms namespace move. Docker moves it itself ('host-side').
+    // Made down: its IPv6 goes off before it is up (disableIpv6).
     const veth: NewLink = {
       kind: 'veth',
       name: hostIfname,
       ...(endpoint.driverData.hostMac ? { mac: endpoint.driverData.hostMac } : {}),
       master,
-      up: true,
       alias: `${OWNER_PREFIX}${endpointOwner(endpoint.id)}`,
       ...(config.mtu ? { mtu: config.mtu } : {}),
       peer: {
@@ -244,8 +245,15 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
       await linkDel(this.host, hostIfname);
       await linkAdd(this.host, veth);
     }
-    // A container reaching its own published port through the host comes back in on its own port.
-    await linkSetHairpin(this.host, hostIfname, true);
+    // A bridge port needs no address of its own, and IPv6 autoconfiguration
+    // on hundreds of ports floods the bridge (see disableIpv6).
+    disableIpv6(hostIfname, this.host.netns);
+    // A container reaching its own published port through the host comes
+    // back in on its own port (a neighbour's port needs no hairpin): only an
+    // endpoint that publishes ports needs it, and each request costs a join
+    // more on a bridge with many ports.
+    if (endpoint.portMappings.length) await linkSetHairpin(this.host, hostIfname, true);
+    await linkSetUp(this.host, hostIfname);
     join.setPlugged();
     if (!inPlace) join.setInterfaceName(peerName, 'eth');
     if (!config.internal) {

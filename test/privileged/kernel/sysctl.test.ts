@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { sysctlGet, sysctlSet } from '../../../src/kernel/index.js';
-import { run, testNetns } from '../harness.js';
+import { disableIpv6, linkAdd, linkSetUp, sysctlGet, sysctlSet } from '../../../src/kernel/index.js';
+import { ipJson, run, testNetns } from '../harness.js';
 
 describe('sysctls', () => {
   it('writes and reads in one namespace without touching the current one', () => {
@@ -13,6 +13,22 @@ describe('sysctls', () => {
     expect(sysctlGet('net.ipv4.ip_forward', ns.path)).toBe(other);
     expect(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim()).toBe(here);
     expect(sysctlGet('net/ipv4/ip_forward')).toBe(here);
+  });
+
+  it('disableIpv6: a link turned off before it is up never gets a link-local address', async () => {
+    const ns = testNetns();
+    await linkAdd(ns.nl, { kind: 'veth', name: 'quiet0', peer: { name: 'loud0' } });
+    expect(disableIpv6('quiet0', ns.path)).toBe(true);
+    await linkSetUp(ns.nl, 'quiet0');
+    await linkSetUp(ns.nl, 'loud0');
+    expect(sysctlGet('net/ipv6/conf/quiet0/disable_ipv6', ns.path)).toBe('1');
+    const inet6 = (dev: string) =>
+      ipJson<{ addr_info: { family: string }[] }[]>(['addr', 'show', 'dev', dev], ns.path)
+        .flatMap((l) => l.addr_info)
+        .filter((a) => a.family === 'inet6');
+    expect(inet6('quiet0')).toEqual([]);
+    expect(inet6('loud0')).not.toEqual([]);
+    expect(() => disableIpv6('nosuch0', ns.path)).toThrow(/ENOENT/);
   });
 
   it('accepts slash form for names with dots and refuses anything outside net.*', () => {

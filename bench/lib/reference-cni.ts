@@ -1,0 +1,74 @@
+/**
+ * The reference CNI plugins (Debian containernetworking-plugins in
+ * /usr/lib/cni), exec'd the way a container runtime does: the CNI_*
+ * variables in the environment, the network configuration on stdin, the
+ * result on stdout (CNI spec, "Parameters" and "Execution protocol").
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+
+export const CNI_PATH = '/usr/lib/cni';
+
+export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'VERSION';
+
+export interface CniCall {
+  command: CniCommand;
+  containerId: string;
+  /** Netns path; may be empty for DEL (the spec makes it optional there). */
+  netns: string;
+  ifname: string;
+}
+
+export class CniPluginError extends Error {
+  override readonly name = 'CniPluginError';
+  constructor(
+    readonly plugin: string,
+    readonly call: CniCall,
+    readonly exitCode: number | null,
+    readonly output: string,
+  ) {
+    super(`${plugin} ${call.command} ${call.containerId} failed (${exitCode ?? 'signal'}): ${output.trim()}`);
+  }
+}
+
+/** True when the plugin binary is there and executable. */
+export function havePlugin(plugin: string): boolean {
+  try {
+    accessSync(join(CNI_PATH, plugin), constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Exec one plugin with config on stdin; resolves with its stdout (the result JSON for ADD). */
+export function execPlugin(plugin: string, config: object, call: CniCall): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(CNI_PATH, plugin), [], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        CNI_COMMAND: call.command,
+        CNI_CONTAINERID: call.containerId,
+        CNI_NETNS: call.netns,
+        CNI_IFNAME: call.ifname,
+        CNI_PATH,
+      },
+    });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.on('error', (err) => reject(new CniPluginError(plugin, call, null, err.message)));
+    child.on('close', (code) => {
+      const out = Buffer.concat(stdout).toString('utf8');
+      // Plugins report errors as a JSON object on stdout (spec "Error"), not on stderr.
+      if (code === 0) resolve(out);
+      else reject(new CniPluginError(plugin, call, code, `${out}${Buffer.concat(stderr).toString('utf8')}`));
+    });
+    // A plugin that died early closes stdin; its exit status and output say why.
+    child.stdin.on('error', () => {});
+    child.stdin.end(JSON.stringify(config));
+  });
+}
