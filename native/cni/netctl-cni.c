@@ -33,7 +33,8 @@
 
 /* CNI spec error codes (SPEC.md "Error"): 5 = I/O failure. */
 #define CNI_ERR_IO 5
-#define MAX_CONFIG (4 * 1024 * 1024)
+/* As src/cni/skel.ts MAX_CONFIG_BYTES. */
+#define MAX_CONFIG (1024 * 1024)
 
 static const char *const CNI_VARS[] = {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME",
                                        "CNI_ARGS",    "CNI_PATH",        NULL};
@@ -108,7 +109,11 @@ static struct buf read_stdin(void) {
     if (n < 0) cni_fail(CNI_ERR_IO, "cannot read the network configuration from stdin", strerror(errno));
     if (n == 0) break;
     put(&in, chunk, (size_t)n);
-    if (in.len > MAX_CONFIG) cni_fail(CNI_ERR_IO, "network configuration on stdin is too large", NULL);
+    if (in.len > MAX_CONFIG) {
+      char details[64];
+      snprintf(details, sizeof details, "more than %d bytes", MAX_CONFIG);
+      cni_fail(CNI_ERR_IO, "network configuration on stdin is too large", details);
+    }
   }
   if (!in.data) puts_(&in, "");
   return in;

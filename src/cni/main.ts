@@ -13,10 +13,17 @@ import type { Controller } from '../controller/controller.js';
 import type { Ipam } from '../ipam/ipam.js';
 import type { KvStore } from '../kv/store.js';
 import { type CniBackend, isPluginName, PLUGIN_NAMES, runPlugin } from './plugins.js';
+import { MAX_CONFIG_BYTES } from './skel.js';
 
+/** stdin, up to one byte past the limit: enough for dispatch to refuse it, never all of a flood. */
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  let length = 0;
+  for await (const chunk of process.stdin) {
+    chunks.push(chunk as Buffer);
+    length += (chunk as Buffer).length;
+    if (length > MAX_CONFIG_BYTES) break;
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 

@@ -64,6 +64,13 @@ export const CniCode = {
   CHECK_FAILED: 102,
 } as const;
 
+/**
+ * The most configuration a plugin reads from stdin. The spec sets no limit;
+ * real configurations are a few KiB, and a runtime that sends megabytes is
+ * broken. native/cni/netctl-cni.c stops reading at the same size.
+ */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
 /** An error as the spec's error result: `{cniVersion, code, msg, details}`. */
 export class CniError extends Error {
   override readonly name = 'CniError';
@@ -235,6 +242,13 @@ export async function dispatch(io: CniIo, handlersOf: Handlers | (() => Promise<
         CniCode.IO_FAILURE,
         'error reading the network configuration from stdin',
         String(err),
+      );
+    }
+    if (Buffer.byteLength(stdin) > MAX_CONFIG_BYTES) {
+      throw new CniError(
+        CniCode.IO_FAILURE,
+        'network configuration on stdin is too large',
+        `more than ${MAX_CONFIG_BYTES} bytes`,
       );
     }
     const config = decodeConfig(stdin);

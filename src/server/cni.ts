@@ -11,6 +11,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { type CniBackend, PLUGIN_NAMES, runPlugin } from '../cni/plugins.js';
+import { MAX_CONFIG_BYTES } from '../cni/skel.js';
 
 export const CNI_EXIT_HEADER = 'Netctl-Cni-Exit';
 
@@ -28,7 +29,11 @@ export interface CniPluginOptions {
 }
 
 export const cniPlugin: FastifyPluginAsyncZod<CniPluginOptions> = async (app, { backend }) => {
-  app.post('/cni', { schema: { body: cniRequestSchema } }, async (request, reply) => {
+  // The largest configuration a plugin takes, as the shim escapes it in
+  // JSON (a control character becomes six bytes), plus the CNI_* variables:
+  // refusing it is the dispatcher's job (error 5), not the HTTP layer's.
+  const bodyLimit = 6 * MAX_CONFIG_BYTES + 64 * 1024;
+  app.post('/cni', { schema: { body: cniRequestSchema }, bodyLimit }, async (request, reply) => {
     const { env, config, plugin } = request.body;
     let stdout = '';
     const status = await runPlugin(

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MAX_CONFIG_BYTES } from '../../../src/cni/skel.js';
 import { FakeApi } from '../../../src/controller/testing/fake.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
 import { MemoryStore } from '../../../src/kv/testing/memory.js';
@@ -84,6 +85,20 @@ describe('POST /v1/cni', () => {
       exit: '7',
       body: { code: 7 },
     });
+  });
+
+  it('a configuration over the limit is CNI error 5, even escaped past the API body limit; one under it is read', async () => {
+    // Control characters: each is six bytes once the shim escapes it in JSON.
+    const over = `{"cniVersion":"1.0.0","name":"web","pad":"${'\u0001'.repeat(MAX_CONFIG_BYTES)}"}`;
+    expect(await cni(ADD, over)).toMatchObject({
+      status: 200,
+      exit: '5',
+      body: { code: 5, msg: 'network configuration on stdin is too large' },
+    });
+    const under = `{"cniVersion":"1.0.0","name":"web","pad":"${'\u0001'.repeat(MAX_CONFIG_BYTES - 100)}"}`;
+    // Read and decoded: a control character in a JSON string is error 6, not 5.
+    expect(await cni(ADD, under)).toMatchObject({ status: 200, exit: '6', body: { code: 6 } });
+    expect(api.calls).toEqual([]);
   });
 
   it('netctl-ipam by name', async () => {
