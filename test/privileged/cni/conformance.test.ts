@@ -177,7 +177,7 @@ describe.each(MODES)('netctl-cni, $name', (mode) => {
       ),
     );
     expect(adds.filter((r) => r.code !== 0).map((r) => r.stdout)).toEqual([]);
-    const addresses = adds.map((r) => (r.json?.ips as { address: string }[])[0]?.address);
+    const addresses = adds.map((r) => (r.json?.ips as { address: string }[] | undefined)?.[0]?.address);
     expect(new Set(addresses).size).toBe(50);
     for (const [i, ns] of netns.entries()) {
       const [link] = ipJson(['addr', 'show', 'eth0'], ns) as {
@@ -208,7 +208,7 @@ describe('netctl-cni with a daemon', () => {
     const [ns1, ns2] = [container('cr1'), container('cr2')];
     const add = await cni({ command: 'ADD', containerId: 'r1', netns: ns1, ifname: 'eth0' }, config);
     await cni({ command: 'ADD', containerId: 'r2', netns: ns2, ifname: 'eth0' }, config);
-    const bridge = (add.json?.interfaces as { name: string }[])[0]?.name as string;
+    const bridge = (add.json?.interfaces as { name: string }[] | undefined)?.[0]?.name as string;
     const check = () =>
       cni(
         { command: 'CHECK', containerId: 'r1', netns: ns1, ifname: 'eth0' },
@@ -273,7 +273,7 @@ describe('netctl-cni with a daemon', () => {
     const add = await cni({ command: 'ADD', containerId: 'web', netns: ns, ifname: 'eth0' }, config);
     expect(add.code).toBe(0);
     expect(add.json).toMatchObject({ ips: [{ address: '10.75.0.80/24' }] });
-    expect((add.json?.interfaces as { mac: string }[])[2]?.mac).toBe('02:00:00:75:00:80');
+    expect((add.json?.interfaces as { mac: string }[] | undefined)?.[2]?.mac).toBe('02:00:00:75:00:80');
     expect(ipJson(['link', 'show', 'eth0'], ns)).toMatchObject([{ address: '02:00:00:75:00:80' }]);
     const server = execFileSync(
       'sh',
