@@ -29,7 +29,7 @@ import { packageRoot } from '../src/paths.js';
 import { type Cleanup, withCleanup } from './lib/cleanup.js';
 import { startDaemon } from './lib/daemon.js';
 import { type Figures, round } from './lib/figures.js';
-import { CNI_PATH, type CniCall, execCni, havePlugin } from './lib/reference-cni.js';
+import { bridgeHostLocalConfig, CNI_PATH, type CniCall, execCni, havePlugin } from './lib/reference-cni.js';
 import { median, p95 } from './lib/stats.js';
 import { fixed, printTable, times } from './lib/table.js';
 import { iterations, timeMs } from './lib/timing.js';
@@ -163,20 +163,12 @@ async function bench(n: number): Promise<{ samples: Map<Mode, Samples>; daemonEx
       const reference: Plugin = {
         mode: 'reference',
         path: join(CNI_PATH, 'bridge'),
-        config: {
-          cniVersion: '1.0.0',
+        config: bridgeHostLocalConfig({
           name: `bc${TAG}r`,
-          type: 'bridge',
           bridge: refBridge,
-          isGateway: true,
-          ipMasq: true,
-          ipam: {
-            type: 'host-local',
-            ranges: [[{ subnet: '10.111.0.0/24' }]],
-            routes: [{ dst: '0.0.0.0/0' }],
-            dataDir: join(dir, 'host-local'),
-          },
-        },
+          subnet: '10.111.0.0/24',
+          dataDir: join(dir, 'host-local'),
+        }),
         cniPath: CNI_PATH,
         env: {},
       };

@@ -32,6 +32,28 @@ export class CniPluginError extends Error {
   }
 }
 
+/**
+ * The reference pair the benchmarks compare against: bridge, with
+ * host-local as its ipam, acting as a gateway with masquerade (as netctl's
+ * networks do), host-local's state in dataDir.
+ */
+export function bridgeHostLocalConfig(o: { name: string; bridge: string; subnet: string; dataDir: string }) {
+  return {
+    cniVersion: '1.0.0',
+    name: o.name,
+    type: 'bridge',
+    bridge: o.bridge,
+    isGateway: true,
+    ipMasq: true,
+    ipam: {
+      type: 'host-local',
+      ranges: [[{ subnet: o.subnet }]],
+      routes: [{ dst: '0.0.0.0/0' }],
+      dataDir: o.dataDir,
+    },
+  };
+}
+
 /** True when the plugin binary is there and executable. */
 export function havePlugin(plugin: string): boolean {
   try {

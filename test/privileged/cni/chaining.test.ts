@@ -14,7 +14,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createNetns } from '../../../src/kernel/index.js';
 import { assertBuilt, Daemon, inventory, ping } from '../controller/daemon-fixture.js';
 import { fetchFrom } from '../controller/fixture.js';
-import { type CniCall, type CniHost, cniHost, execPlugin, ours, runConflist } from './fixture.js';
+import {
+  type CniCall,
+  type CniHost,
+  cniHost,
+  execPlugin,
+  ours,
+  outsideNetns,
+  runConflist,
+} from './fixture.js';
 
 beforeAll(assertBuilt);
 
@@ -134,13 +142,7 @@ describe('the reference portmap, tuning and firewall after netctl-cni', () => {
       ],
     };
     const capabilityArgs = { portMappings: [{ hostPort: 8081, containerPort: 80, protocol: 'tcp' }] };
-    // "Outside": a netns wired to ours (the host) by a veth.
-    const ext = createNetns('pmext');
-    execFileSync('ip', ['link', 'add', 'pmx0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', 'pmext']);
-    execFileSync('ip', ['addr', 'add', '192.0.2.1/24', 'dev', 'pmx0']);
-    execFileSync('ip', ['link', 'set', 'pmx0', 'up']);
-    ipIn(ext, ['addr', 'add', '192.0.2.2/24', 'dev', 'eth0']);
-    ipIn(ext, ['link', 'set', 'eth0', 'up']);
+    const ext = outsideNetns('pmext', 'pmx0');
 
     const ns = createNetns('pmweb');
     const call = (command: CniCall['command']): CniCall => ({

@@ -19,7 +19,7 @@ import {
   withLocal,
 } from '../controller/daemon-fixture.js';
 import { fetchFrom } from '../controller/fixture.js';
-import { type CniCall, type CniHost, cniHost, execPlugin, ours } from './fixture.js';
+import { type CniCall, type CniHost, cniHost, execPlugin, ours, outsideNetns } from './fixture.js';
 
 beforeAll(assertBuilt);
 
@@ -254,13 +254,7 @@ describe('netctl-cni with a daemon', () => {
     const host = cniHost();
     await Daemon.start(host.dir);
     const cni = (call: CniCall, config: unknown) => execPlugin(host, ours(host), call, config);
-    // "Outside": a netns wired to ours (the host) by a veth.
-    const ext = container('cpext');
-    execFileSync('ip', ['link', 'add', 'cpx0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', 'cpext']);
-    execFileSync('ip', ['addr', 'add', '192.0.2.1/24', 'dev', 'cpx0']);
-    execFileSync('ip', ['link', 'set', 'cpx0', 'up']);
-    ipIn(ext, ['addr', 'add', '192.0.2.2/24', 'dev', 'eth0']);
-    ipIn(ext, ['link', 'set', 'eth0', 'up']);
+    const ext = outsideNetns('cpext', 'cpx0');
     const ns = container('cpweb');
     const config = conf({
       subnet: '10.75.0.0/24',

@@ -10,11 +10,12 @@
  * Everything a test starts and makes is removed by daemon-fixture's
  * afterEach (processes by PID, netns, links, rules, temp dirs).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { createNetns } from '../../../src/kernel/index.js';
 import { packageRoot } from '../../../src/paths.js';
-import { testDir } from '../controller/daemon-fixture.js';
+import { spawnCollected, testDir } from '../controller/daemon-fixture.js';
 
 export const SHIM = join(packageRoot, 'native', 'build', 'Release', 'netctl-cni');
 export const REFERENCE_PLUGINS = '/usr/lib/cni';
@@ -72,7 +73,7 @@ export function cniHost(): CniHost {
 }
 
 /** Exec plugin (a path) as a runtime does, with config on stdin. */
-export function execPlugin(
+export async function execPlugin(
   host: CniHost,
   plugin: string,
   call: CniCall,
@@ -89,29 +90,17 @@ export function execPlugin(
     ...(call.args !== undefined ? { CNI_ARGS: call.args } : {}),
     ...extraEnv,
   };
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(plugin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      let json: Record<string, unknown> | undefined;
-      try {
-        json = stdout.trim() ? (JSON.parse(stdout) as Record<string, unknown>) : undefined;
-      } catch {
-        json = undefined; // the test looks at stdout itself
-      }
-      resolve({ code, stdout, stderr, json, ms: performance.now() - started });
-    });
-    child.stdin.end(typeof config === 'string' ? config : JSON.stringify(config));
+  const r = await spawnCollected(plugin, [], {
+    env,
+    input: typeof config === 'string' ? config : JSON.stringify(config),
   });
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, unknown>) : undefined;
+  } catch {
+    json = undefined; // the test looks at stdout itself
+  }
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json, ms: r.ms };
 }
 
 /** Our plugin, by its installed name (netctl-cni or netctl-ipam). */
@@ -158,4 +147,19 @@ export async function runConflist(
     if (call.command === 'ADD') prev = outcome.json;
   }
   return { result: call.command === 'ADD' ? (prev as Record<string, unknown>) : undefined };
+}
+
+/**
+ * "Outside": a netns wired to ours (the host) by a veth, hostIfname here
+ * with 192.0.2.1/24, eth0 there with 192.0.2.2/24. Returns its path.
+ */
+export function outsideNetns(name: string, hostIfname: string): string {
+  const path = createNetns(name);
+  const inside = (args: string[]) => execFileSync('nsenter', [`--net=${path}`, '--', 'ip', ...args]);
+  execFileSync('ip', ['link', 'add', hostIfname, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
+  execFileSync('ip', ['addr', 'add', '192.0.2.1/24', 'dev', hostIfname]);
+  execFileSync('ip', ['link', 'set', hostIfname, 'up']);
+  inside(['addr', 'add', '192.0.2.2/24', 'dev', 'eth0']);
+  inside(['link', 'set', 'eth0', 'up']);
+  return path;
 }

@@ -1,20 +1,9 @@
-/**
- * A real runtime: podman (Debian 4.3) with its CNI backend, the network
- * installed by `netctl cni install`, the plugin reached through the shim
- * and a running netctl daemon. `podman run --network <ours>` gets an
- * address from netctl's IPAM, two containers ping each other, a published
- * port (-p) answers from another netns, and `podman rm` releases the
- * address. If podman cannot run here the test fails with podman's own
- * message: it is never skipped.
- */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { createNetns } from '../../../src/kernel/index.js';
 import { assertBuilt, Daemon, inventory, netctl } from '../controller/daemon-fixture.js';
 import { fetchFrom } from '../controller/fixture.js';
-import { cniHost } from './fixture.js';
+import { cniHost, outsideNetns } from './fixture.js';
 import { type Podman, startPodman } from './podman.js';
 
 beforeAll(assertBuilt);
@@ -100,13 +89,7 @@ it('podman run --network <ours>: address from our IPAM, containers ping each oth
   expect(await podman.run(['exec', 'c1', 'ping', '-c1', '-W2', ip2])).toContain('1 packets received');
   expect(await podman.run(['exec', 'c2', 'ping', '-c1', '-W2', ip1])).toContain('1 packets received');
 
-  // "Outside": a netns wired to ours (the host) by a veth.
-  const ext = createNetns('podext');
-  execFileSync('ip', ['link', 'add', 'pdx0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', 'podext']);
-  execFileSync('ip', ['addr', 'add', '192.0.2.1/24', 'dev', 'pdx0']);
-  execFileSync('ip', ['link', 'set', 'pdx0', 'up']);
-  execFileSync('nsenter', [`--net=${ext}`, '--', 'ip', 'addr', 'add', '192.0.2.2/24', 'dev', 'eth0']);
-  execFileSync('nsenter', [`--net=${ext}`, '--', 'ip', 'link', 'set', 'eth0', 'up']);
+  const ext = outsideNetns('podext', 'pdx0');
   expect(await fetchFrom(ext, 'http://192.0.2.1:8083/')).toBe('hello from podman\n');
 
   await podman.run(['rm', '--force', '--time', '0', 'c1']);
