@@ -28,6 +28,7 @@ import {
 } from '../core/schemas.js';
 import { BRIDGE_NAME, ENABLE_IP_MASQUERADE, linkName, MTU } from '../drivers/bridge/options.js';
 import { specOf } from '../errors.js';
+import { overlaps, parseSubnet } from '../ipam/cidr.js';
 import { NetnsNotFoundError, NotANetnsError } from '../kernel/errors.js';
 import { familyOf, parsePrefix } from '../kernel/inet.js';
 import { log } from '../log.js';
@@ -151,15 +152,20 @@ export function createRequestOf(conf: NetctlCniConfig): CreateNetworkRequest | u
 const codeOf = (err: unknown) => specOf(err)?.code;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How long an ADD waits for another call's creation of its network (bridge, rules: slow on a loaded host). */
+const NETWORK_CREATION_WAIT_MS = 15_000;
+
 /**
  * The configuration's network: found by name, or made from its subnet. Many
  * containers may start at once on a network nobody made yet: one creation
- * wins (the pool is claimed by CAS), the others wait for its record.
+ * wins (the pool is claimed by CAS), the others wait for its record. A
+ * subnet that another network's record holds is no race: that fails at once.
  */
 async function ensureNetwork(api: NetctlApi, conf: NetctlCniConfig): Promise<Network> {
   const name = networkNameOf(conf);
   const request = createRequestOf(conf);
-  for (let attempt = 0; ; attempt++) {
+  const deadline = Date.now() + NETWORK_CREATION_WAIT_MS;
+  for (;;) {
     try {
       const { network } = await api.inspectNetwork(name);
       if (request) checkSameSubnets(network, request);
@@ -179,11 +185,26 @@ async function ensureNetwork(api: NetctlApi, conf: NetctlCniConfig): Promise<Net
     } catch (err) {
       // Someone else's creation of the same network is under way or done.
       const code = codeOf(err);
-      const racing = code === 'NETCTL_NETWORK_EXISTS' || code === 'NETCTL_POOL_OVERLAP';
-      if (!racing || attempt >= 50) throw err;
+      const racing =
+        code === 'NETCTL_NETWORK_EXISTS' ||
+        (code === 'NETCTL_POOL_OVERLAP' && !(await subnetOfAnother(api, name, request)));
+      if (!racing || Date.now() > deadline) throw err;
       await sleep(20 + Math.random() * 20);
     }
   }
+}
+
+/** Whether a network record other than name's holds a pool overlapping the request's. */
+async function subnetOfAnother(
+  api: NetctlApi,
+  name: string,
+  request: CreateNetworkRequest,
+): Promise<boolean> {
+  const wanted = (request.ipam?.config ?? []).map((c) => parseSubnet(c.subnet as string));
+  return (await api.listNetworks()).some(
+    (n) =>
+      n.name !== name && n.ipam.config.some((c) => wanted.some((w) => overlaps(parseSubnet(c.subnet), w))),
+  );
 }
 
 function checkSameSubnets(network: Network, request: CreateNetworkRequest): void {

@@ -145,6 +145,15 @@ describe('ADD', () => {
     expect(other.out).toMatchObject({ code: 7, msg: 'netctl network web exists with subnet 10.9.0.0/24' });
   });
 
+  it("a subnet another network's record holds: error 100 at once, no waiting as for a creation in flight", async () => {
+    await fake.createNetwork({ name: 'other', ipam: { config: [{ subnet: '10.9.0.0/16' }] } });
+    const started = Date.now();
+    const r = await cni('ADD', conf({ subnet: '10.9.1.0/24' }));
+    expect(r.out).toMatchObject({ code: 100, details: 'NETCTL_POOL_OVERLAP' });
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(fake.sandboxes.size).toBe(0);
+  });
+
   it('an unknown network without a subnet: error 7 saying how to make it', async () => {
     const r = await cni('ADD', conf());
     expect(r).toMatchObject({ code: 7, out: { code: 7, msg: 'netctl network web does not exist' } });
