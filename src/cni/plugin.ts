@@ -166,12 +166,11 @@ async function ensureNetwork(api: NetctlApi, conf: NetctlCniConfig): Promise<Net
   const request = createRequestOf(conf);
   const deadline = Date.now() + NETWORK_CREATION_WAIT_MS;
   for (;;) {
-    try {
-      const { network } = await api.inspectNetwork(name);
+    // By name from the list of networks: inspectNetwork would also read every endpoint of the host.
+    const network = (await api.listNetworks()).find((n) => n.name === name || n.id === name);
+    if (network) {
       if (request) checkSameSubnets(network, request);
       return network;
-    } catch (err) {
-      if (codeOf(err) !== 'NETCTL_NETWORK_NOT_FOUND') throw err;
     }
     if (!request) {
       throw new CniError(

@@ -432,9 +432,11 @@ export class Controller implements NetctlApi {
   async inspectSandbox(ref: string): Promise<SandboxDetails> {
     const sandbox = await this.findSandbox(ref);
     const networks = new Map((await this.state.networks()).map((n) => [n.id, n.name]));
-    const endpoints = (await this.state.endpoints())
-      .filter((e) => e.sandboxId === sandbox.id)
-      .map((e) => ({ ...e, networkName: networks.get(e.networkId) ?? e.networkId }));
+    // From the sandbox's own list, not a scan of every endpoint: a CNI ADD and DEL inspect one each.
+    const endpoints = (await this.state.sandboxEndpoints(sandbox)).map((e) => ({
+      ...e,
+      networkName: networks.get(e.networkId) ?? e.networkId,
+    }));
     return { sandbox, endpoints };
   }
 
