@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { createNetns, deleteNetns, linkDel, Netlink } from '../src/kernel/index.js';
 import { packageRoot } from '../src/paths.js';
 import { type Cleanup, withCleanup } from './lib/cleanup.js';
-import { startDaemon } from './lib/daemon.js';
+import { processCpuMs, startDaemon } from './lib/daemon.js';
 import { type Figures, round } from './lib/figures.js';
 import { bridgeHostLocalConfig, CNI_PATH, type CniCall, execCni, havePlugin } from './lib/reference-cni.js';
 import { median, p95 } from './lib/stats.js';
@@ -142,7 +142,9 @@ async function measure(plugins: Plugin[], n: number, cleanup: Cleanup): Promise<
   return samples;
 }
 
-async function bench(n: number): Promise<{ samples: Map<Mode, Samples>; daemonExit: string }> {
+async function bench(
+  n: number,
+): Promise<{ samples: Map<Mode, Samples>; daemonExit: string; daemonCpuMs: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'netctl-bench-cni-'));
   try {
     return await withCleanup(async (cleanup) => {
@@ -192,9 +194,11 @@ async function bench(n: number): Promise<{ samples: Map<Mode, Samples>; daemonEx
         for (const p of [netctl, standalone])
           await daemon.api.deleteNetwork((p.config as { name: string }).name);
       });
+      const cpuBefore = processCpuMs(daemon.pid);
       const second = await measure([reference, netctl], n, cleanup);
+      const daemonCpuMs = processCpuMs(daemon.pid) - cpuBefore;
       await cleanup.runAll();
-      return { samples: new Map([...first, ...second]), daemonExit };
+      return { samples: new Map([...first, ...second]), daemonExit, daemonCpuMs };
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -206,7 +210,9 @@ export default async function run(): Promise<Figures> {
     throw new Error(`bench cni needs the reference bridge and host-local plugins in ${CNI_PATH}`);
   }
   const n = iterations(DEFAULT_CONTAINERS);
-  const { samples, daemonExit } = await bench(n);
+  const { samples, daemonExit, daemonCpuMs } = await bench(n);
+  // ADD and DEL of each container, warm-up ones included.
+  const cpuPerContainer = daemonCpuMs / (n + WARMUP);
   const s = (mode: Mode) => samples.get(mode)!;
   const ref = s('reference');
   const stat = (mode: Mode, verb: keyof Samples) => ({
@@ -235,10 +241,11 @@ export default async function run(): Promise<Figures> {
     notes: [
       'reference: /usr/lib/cni/bridge + host-local; netctl: the netctl-cni shim + a running daemon;',
       'standalone: the shim with no daemon, running the plugin in a node process of its own.',
+      `Daemon CPU time (user + system) per container, ADD and DEL: ${fixed(cpuPerContainer)} ms.`,
       `Daemon stopped: ${daemonExit}.`,
     ],
   });
-  const figures: Figures = { containers: n };
+  const figures: Figures = { containers: n, ours_daemon_cpu_ms_per_container: round(cpuPerContainer) };
   for (const mode of MODES) {
     const prefix = mode === 'netctl' ? 'ours' : mode === 'reference' ? 'ref' : 'standalone';
     for (const verb of ['add', 'del'] as const) {
