@@ -1,17 +1,24 @@
 /**
- * A real dockerd 20.10 (Debian docker.io) for tests, the way RECIPES.md
- * runs it: inside its own network namespace and a private mount namespace
- * (so its mounts and its /run die with it), with its own containerd,
- * data-root, exec-root and socket, driven with /usr/bin/docker -H.
+ * A real dockerd 20.10 (Debian docker.io) for tests and benchmarks, the way
+ * RECIPES.md runs it: inside its own network namespace and a private mount
+ * namespace (so its mounts and its /run die with it), with its own
+ * containerd, data-root, exec-root and socket, driven with /usr/bin/docker -H.
+ *
+ * A holder process keeps the two namespaces; containerd and dockerd are
+ * started inside them with nsenter, so dockerd can be stopped and started
+ * again on the same data (a dockerd restart) while the namespaces, the
+ * containers' netns and whatever else runs there (a netctl daemon) stay.
  * Remote plugins are found at /run/docker/plugins/NAME.sock as seen inside
- * that mount namespace, which the helper maps to a host-visible directory.
+ * that mount namespace, which is bound to a host-visible directory.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import {
+  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -20,7 +27,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createNetns, deleteNetns } from '../../../src/kernel/index.js';
+import { createNetns, deleteNetns } from '../../src/kernel/index.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -29,10 +36,22 @@ export interface Dockerd {
   netns: string;
   /** Directory bind-mounted as /run/docker/plugins inside dockerd's mount namespace. */
   pluginDir: string;
+  /** A directory of this dockerd's (temp, removed by stop()) for the caller's files. */
+  dir: string;
+  /** `nsenter` arguments that run a program inside dockerd's network + mount namespaces. */
+  nsenter: string[];
   /** Run /usr/bin/docker against this daemon. */
   docker(args: string[], timeoutMs?: number): Promise<{ stdout: string; stderr: string }>;
   /** Run a command inside dockerd's network + mount namespaces. */
-  exec(argv: string[]): Promise<{ stdout: string; stderr: string }>;
+  exec(argv: string[], timeoutMs?: number): Promise<{ stdout: string; stderr: string }>;
+  /**
+   * Stop dockerd alone, then start it again on the same data: SIGTERM (it
+   * stops its containers first), or SIGKILL with `crash` (they keep running
+   * until the new dockerd restores them).
+   */
+  restart(options?: { crash?: boolean }): Promise<void>;
+  /** dockerd's log so far (its last lines). */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -40,17 +59,22 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: s
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
-function kill(child: ChildProcess | undefined): Promise<void> {
-  if (!child?.pid || child.exitCode !== null) return Promise.resolve();
+/** SIGTERM, then SIGKILL after graceMs (0: SIGKILL at once); resolves when it has exited. */
+function kill(child: ChildProcess | undefined, graceMs = 20_000): Promise<void> {
+  if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once('exit', () => resolve());
+    if (graceMs === 0) {
+      child.kill('SIGKILL');
+      return;
+    }
     child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+    setTimeout(() => child.kill('SIGKILL'), graceMs).unref();
   });
 }
 
@@ -105,69 +129,108 @@ export async function startDockerd(name: string): Promise<Dockerd> {
     ].join('\n'),
   );
   const socket = join(dir, 'docker.sock');
-  // One holder process keeps the private mount namespace (tmpfs /run with the
-  // plugin dir bound in); containerd and dockerd are started inside it.
+  const ready = join(dir, 'holder.ready');
+  // The holder keeps the private mount namespace (tmpfs /run with the plugin
+  // dir bound in) and the netns; nsenter, unshare and sh exec, so its pid is
+  // the one the others enter.
   const script = [
     'set -e',
     'mount -t tmpfs -o mode=755 tmpfs /run',
     'mkdir -p /run/docker/plugins /run/netns /run/lock',
     `mount --bind ${pluginDir} /run/docker/plugins`,
     'ip link set lo up',
-    `containerd --config ${dir}/ctd/config.toml >${dir}/containerd.log 2>&1 &`,
-    `echo $! >${dir}/containerd.pid`,
-    `exec dockerd --containerd ${dir}/ctd/ctd.sock --data-root ${dir}/data --exec-root ${dir}/exec --pidfile ${dir}/dockerd.pid -H unix://${socket} --bridge none --iptables=true --userland-proxy=false --storage-driver overlay2 >${dir}/dockerd.log 2>&1`,
+    `touch ${ready}`,
+    'exec sleep infinity',
   ].join('\n');
   const holder = spawn(
     'nsenter',
     [`--net=${netns}`, '--', 'unshare', '--mount', '--propagation', 'slave', '--', 'sh', '-c', script],
-    {
-      stdio: 'ignore',
-    },
+    { stdio: 'ignore' },
   );
+  const nsenter = ['-t', String(holder.pid), '-m', '-n', '--'];
+  const inside = (argv: string[], logName: string): ChildProcess => {
+    const fd = openSync(join(dir, logName), 'a');
+    try {
+      return spawn('nsenter', [...nsenter, ...argv], { stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+  };
+  let containerd: ChildProcess | undefined;
+  let dockerd: ChildProcess | undefined;
   const docker: Dockerd['docker'] = async (args, timeoutMs = 30_000) =>
     execFileAsync('/usr/bin/docker', ['-H', `unix://${socket}`, ...args], { timeout: timeoutMs });
+  const answers = () =>
+    docker(['version'], 5000).then(
+      () => true,
+      () => false,
+    );
+  const startDaemon = async () => {
+    dockerd = inside(
+      [
+        'dockerd',
+        '--containerd',
+        `${dir}/ctd/ctd.sock`,
+        '--data-root',
+        `${dir}/data`,
+        '--exec-root',
+        `${dir}/exec`,
+        '--pidfile',
+        `${dir}/dockerd.pid`,
+        '-H',
+        `unix://${socket}`,
+        '--bridge',
+        'none',
+        '--iptables=true',
+        '--userland-proxy=false',
+        '--storage-driver',
+        'overlay2',
+      ],
+      'dockerd.log',
+    );
+    const exited = dockerd;
+    await waitFor(
+      async () => {
+        if (exited.exitCode !== null) throw new Error(`dockerd exited (${exited.exitCode})`);
+        return existsSync(socket) && (await answers());
+      },
+      60_000,
+      'dockerd',
+    );
+  };
+  const dockerLog = () =>
+    existsSync(join(dir, 'dockerd.log')) ? readFileSync(join(dir, 'dockerd.log'), 'utf8').slice(-4000) : '';
+
   const self: Dockerd = {
     netns,
     pluginDir,
+    dir,
+    nsenter,
     docker,
-    exec: async (argv) => {
-      const pid = readFileSync(join(dir, 'dockerd.pid'), 'utf8').trim();
-      return execFileAsync('nsenter', ['-t', pid, '-m', '-n', '--', ...argv], { timeout: 30_000 });
+    exec: (argv, timeoutMs = 30_000) =>
+      execFileAsync('nsenter', [...nsenter, ...argv], { timeout: timeoutMs }),
+    async restart(options = {}) {
+      await kill(dockerd, options.crash ? 0 : 20_000);
+      await startDaemon();
     },
+    log: dockerLog,
     async stop() {
-      // nsenter, unshare and sh exec: the holder's pid is dockerd's. dockerd
-      // stops its containers; then containerd, by the pid it was started with.
-      await kill(holder);
-      const ctd = existsSync(join(dir, 'containerd.pid'))
-        ? Number(readFileSync(join(dir, 'containerd.pid'), 'utf8'))
-        : 0;
-      if (ctd > 0) {
-        try {
-          process.kill(ctd, 'SIGTERM');
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-        }
-      }
+      // dockerd stops its containers; then containerd, then the holder.
+      await kill(dockerd);
+      await kill(containerd);
+      await kill(holder, 0);
       deleteNetns(name);
       rmSync(dir, { recursive: true, force: true });
     },
   };
   try {
-    await waitFor(
-      async () =>
-        existsSync(socket) &&
-        (await docker(['version']).then(
-          () => true,
-          () => false,
-        )),
-      60_000,
-      'dockerd',
-    );
+    await waitFor(async () => existsSync(ready) || holder.exitCode !== null, 10_000, 'the namespaces');
+    if (holder.exitCode !== null) throw new Error(`namespace holder exited (${holder.exitCode})`);
+    containerd = inside(['containerd', '--config', `${dir}/ctd/config.toml`], 'containerd.log');
+    await startDaemon();
     await importBusybox(dir, docker);
   } catch (err) {
-    const log = existsSync(join(dir, 'dockerd.log'))
-      ? readFileSync(join(dir, 'dockerd.log'), 'utf8').slice(-2000)
-      : '';
+    const log = dockerLog();
     await self.stop();
     throw new Error(`${(err as Error).message}\n${log}`);
   }
