@@ -68,6 +68,8 @@ export const ipamDriverRoutes: FastifyPluginAsyncZod<IpamDriverOptions> = async 
   const sharedNetwork = async (owner: string): Promise<Network | undefined> =>
     owner.startsWith('net:') ? c.state.network(owner.slice('net:'.length)) : undefined;
 
+  app.post('/Plugin.Activate', async () => ({ Implements: ['IpamDriver'] }));
+
   app.post('/IpamDriver.GetCapabilities', async () => ({
     RequiresMACAddress: false,
     RequiresRequestReplay: false,

@@ -21,7 +21,7 @@ import type { Controller, ExternalAddressing } from '../../controller/controller
 import type { Endpoint, Network, PortMapping, Sandbox } from '../../core/model.js';
 import { NAME_MAX, type PortRequest } from '../../core/schemas.js';
 import { Errors, specOf } from '../../errors.js';
-import { parsePrefix } from '../../kernel/index.js';
+import { NetnsNotFoundError, NotANetnsError, openNetns, parsePrefix } from '../../kernel/index.js';
 import { log } from '../../log.js';
 import {
   allocateNetworkSchema,
@@ -93,6 +93,9 @@ export function portBindings(endpoint: Endpoint): Record<string, unknown>[] {
   );
 }
 
+/** Calls dockerd makes while it starts: answered from local state, never waiting. */
+const ANSWER_AT_ONCE = new Set(['/Plugin.Activate', '/NetworkDriver.GetCapabilities']);
+
 /** One job at a time per key (a container's joins and leaves, which make and drop its sandbox). */
 class KeyedLanes {
   private readonly lanes = new Map<string, Promise<unknown>>();
@@ -112,6 +115,29 @@ class KeyedLanes {
 export const networkDriverRoutes: FastifyPluginAsyncZod<NetworkDriverOptions> = async (app, options) => {
   const { controller: c, driver } = options;
   const sandboxLanes = new KeyedLanes();
+  // The sweep the last Plugin.Activate started; calls that change state wait for it.
+  let sweeping: Promise<void> = Promise.resolve();
+  app.addHook('preHandler', async (request) => {
+    if (!ANSWER_AT_ONCE.has(request.url)) await sweeping;
+  });
+
+  /*
+   * A dockerd that starts again after a crash removes the sandboxes its
+   * containers had, but tells a remote driver nothing: it has not loaded
+   * the plugin yet and calls Leave/DeleteEndpoint with force, which skips
+   * a driver it cannot find (libnetwork sandbox.delete, endpoint.sbLeave).
+   * It activates the plugin when it first needs it, after that cleanup: so
+   * Activate is the moment to drop Docker's sandboxes whose netns is gone,
+   * else their endpoints keep their ports (the restarted container's -p
+   * would be refused) and their records. In the background: Activate must
+   * answer at once (a plugin that hangs there hangs dockerd).
+   */
+  app.post('/Plugin.Activate', async () => {
+    sweeping = sweeping
+      .then(() => sweepStaleSandboxes(c, sandboxLanes))
+      .catch((err: unknown) => log.error({ err }, 'sweeping the sandboxes of a crashed dockerd failed'));
+    return { Implements: ['NetworkDriver'] };
+  });
 
   const network = async (dockerId: string): Promise<Network> => {
     const found = await c.findDockerNetwork(dockerId);
@@ -350,6 +376,40 @@ async function dockerSandbox(c: Controller, key: string): Promise<Sandbox> {
     }
   }
   return sandbox;
+}
+
+/** True while a netns is mounted at path. */
+function isNetns(path: string): boolean {
+  try {
+    openNetns(path).close();
+    return true;
+  } catch (err) {
+    if (err instanceof NetnsNotFoundError || err instanceof NotANetnsError) return false;
+    throw err;
+  }
+}
+
+/**
+ * Remove Docker's sandboxes that no longer have a netns at their key
+ * (dockerd removed them without a word, see Plugin.Activate), with their
+ * endpoints. dockerd unmounts a stale sandbox's netns and leaves the empty
+ * file for a later garbage collection, so "no netns there" rather than "no
+ * file". Safe at Activate: every sandbox then was joined by an earlier
+ * dockerd, whose containers are running (their netns mounted) or gone.
+ */
+async function sweepStaleSandboxes(c: Controller, lanes: KeyedLanes): Promise<void> {
+  for (const sandbox of await c.state.sandboxes()) {
+    const key = sandbox.labels[DOCKER_SANDBOX_LABEL];
+    if (key === undefined || isNetns(sandbox.key)) continue;
+    await lanes.run(sandbox.key, async () => {
+      try {
+        await c.deleteSandbox(sandbox.id);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    });
+    log.info({ sandbox: sandbox.name, key }, 'docker sandbox removed: its netns is gone');
+  }
 }
 
 /** A sandbox made for Docker goes with its container's last endpoint (its netns is Docker's). */

@@ -70,7 +70,7 @@ export const dockerPluginArea: FastifyPluginAsyncZod<DockerAreaOptions> = async 
     return payload;
   });
 
-  app.post('/Plugin.Activate', async () => ({ Implements: [plugin.implements] }));
+  // Each plugin answers Plugin.Activate itself (the network driver does more there).
   if (plugin.implements === 'NetworkDriver') {
     await app.register(networkDriverRoutes, { controller, driver: plugin.driver });
   } else {
