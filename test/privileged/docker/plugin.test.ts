@@ -252,6 +252,54 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     expect(await ping(h, 'f1', '10.29.0.1')).toBe(true);
   });
 
+  it("honours Docker's options: bridge name, MTU, ICC off, IPv6, exposed ports with -P", async () => {
+    await network(
+      'opts',
+      '-o',
+      'com.docker.network.bridge.name=br-opts',
+      '-o',
+      'com.docker.network.driver.mtu=1400',
+      '-o',
+      'com.docker.network.bridge.enable_icc=false',
+      '--ipv6',
+      '--subnet',
+      '10.35.0.0/24',
+      '--subnet',
+      'fd00:35::/64',
+    );
+    const [bridge] = JSON.parse((await h.d.exec(['ip', '-j', 'link', 'show', 'br-opts'])).stdout) as {
+      mtu: number;
+    }[];
+    expect(bridge?.mtu).toBe(1400);
+    await run('o1', 'opts', '--expose', '7000', '-P');
+    await run('o2', 'opts');
+    expect(await docker(h, 'exec', 'o1', 'ip', 'link', 'show', 'eth0')).toMatch(/mtu 1400/);
+    const v6 = await docker(
+      h,
+      'inspect',
+      '-f',
+      '{{with index .NetworkSettings.Networks "opts"}}{{.GlobalIPv6Address}}{{end}}',
+      'o2',
+    );
+    expect(v6).toMatch(/^fd00:35::/);
+    expect(await docker(h, 'exec', 'o2', 'ip', '-6', 'addr', 'show', 'eth0')).toContain(`${v6}/64`);
+    // ICC off: no container-to-container traffic, the gateway still answers.
+    expect(await ping(h, 'o1', await ipOn(h, 'o2', 'opts'), 1)).toBe(false);
+    expect(await ping(h, 'o1', '10.35.0.1')).toBe(true);
+    const inspected = await inspectNetwork(
+      h,
+      (await docker(h, 'network', 'inspect', '-f', '{{.Id}}', 'opts')).slice(0, 12),
+    );
+    expect(inspected.Options).toMatchObject({
+      'com.docker.network.bridge.name': 'br-opts',
+      'com.docker.network.driver.mtu': '1400',
+      'com.docker.network.bridge.enable_icc': 'false',
+    });
+    // -P publishes the exposed port on a host port of Docker's ephemeral range.
+    const o1 = Object.values(inspected.Containers).find((c) => c.Ports['7000/tcp']);
+    expect(Number(o1?.Ports['7000/tcp']?.[0]?.HostPort)).toBeGreaterThanOrEqual(49153);
+  });
+
   it('answers overlapping subnets and bad CIDRs with a clear Docker error', async () => {
     await network('web', '--subnet', '10.31.0.0/24');
     const cli = await netctl(h, 'network', 'create', '--subnet', '10.32.0.0/24', 'clinet');
