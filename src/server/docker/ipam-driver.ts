@@ -24,6 +24,7 @@ import type { Controller } from '../../controller/controller.js';
 import { hasIpamLookup, type Pool, type Reservation } from '../../core/ipam.js';
 import type { Network } from '../../core/model.js';
 import { Errors } from '../../errors.js';
+import { AddressInUseError } from '../../ipam/errors.js';
 import { parsePrefix } from '../../kernel/index.js';
 import {
   GATEWAY_ADDRESS,
@@ -46,6 +47,21 @@ export const DOCKER_POOL_OWNER = 'docker:ipam';
 export const dockerAddressOwner = (poolId: string) => `docker:${poolId}@${randomBytes(4).toString('hex')}`;
 /** True for the owners dockerAddressOwner makes for poolId. */
 export const isDockerAddressOwner = (owner: string, poolId: string) => owner.startsWith(`docker:${poolId}@`);
+
+/** `--ip X` taken: by whom, in words a Docker user knows. */
+function inUse(err: AddressInUseError, subnet: string): string {
+  const holder = err.holder ?? '';
+  const by = holder.startsWith('docker:')
+    ? 'another container or the gateway'
+    : holder === 'gateway'
+      ? 'the gateway'
+      : holder.startsWith('aux:')
+        ? `aux address ${holder.slice('aux:'.length)}`
+        : holder.startsWith('ep:')
+          ? `netctl endpoint ep-${holder.slice('ep:'.length, 'ep:'.length + 12)}`
+          : 'another user of the pool';
+  return `${err.address} on subnet ${subnet} (held by ${by})`;
+}
 
 export interface IpamDriverOptions {
   controller: Controller;
@@ -143,12 +159,18 @@ export const ipamDriverRoutes: FastifyPluginAsyncZod<IpamDriverOptions> = async 
       return { Address: `${gateway}/${parsePrefix(found.pool).prefixLength}`, Data: {} };
     }
     // The gateway too is an address of Docker's: the next free one unless given, as Docker's own IPAM does.
-    const r = await ipam.requestAddress({
-      poolId: PoolID,
-      ...(Address ? { address: Address } : {}),
-      owner: dockerAddressOwner(PoolID),
-    });
-    return { Address: r.address, Data: {} };
+    try {
+      const r = await ipam.requestAddress({
+        poolId: PoolID,
+        ...(Address ? { address: Address } : {}),
+        owner: dockerAddressOwner(PoolID),
+      });
+      return { Address: r.address, Data: {} };
+    } catch (err) {
+      // The IPAM names the holder by its owner id, which means nothing to a Docker user.
+      if (err instanceof AddressInUseError) throw new Errors.AddressInUse(inUse(err, found.pool));
+      throw err;
+    }
   });
 
   app.post('/IpamDriver.ReleaseAddress', { schema: { body: releaseAddressSchema } }, async (request) => {
