@@ -13,6 +13,7 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { afterAll, beforeAll } from 'vitest';
 import { type Daemon, startDaemon } from '../../../bench/lib/daemon.js';
 import { type Dockerd, startDockerd } from '../../../bench/lib/dockerd.js';
 import { State } from '../../../src/controller/state.js';
@@ -81,6 +82,47 @@ export async function dockerHost(tag: string): Promise<DockerHost> {
     },
   };
   return self;
+}
+
+/** `docker network create` arguments for netctl's network driver and IPAM. */
+export const NET = ['-d', 'netctl-bridge', '--ipam-driver', 'netctl'];
+
+/** Image and command of a web server on port 80 answering "hello from docker\n" (the image's /www). */
+export const HTTPD = ['busybox', 'httpd', '-f', '-p', '80', '-h', '/www'];
+
+export type Leftovers = Awaited<ReturnType<typeof leftovers>>;
+
+/**
+ * One DockerHost for the calling test file (a dockerd takes seconds to
+ * start): started before its tests, with what it holds then as `empty`,
+ * and closed after them, whatever Docker still has removed first.
+ */
+export function dockerHostForFile(tag: string): { readonly h: DockerHost; readonly empty: Leftovers } {
+  let h: DockerHost | undefined;
+  let empty: Leftovers | undefined;
+  beforeAll(async () => {
+    h = await dockerHost(tag);
+    empty = await leftovers(h);
+  }, 120_000);
+  afterAll(async () => {
+    try {
+      if (h) await removeAllDocker(h);
+    } finally {
+      await h?.close();
+    }
+  });
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('the Docker host is not started (beforeAll failed?)');
+    return value;
+  };
+  return {
+    get h() {
+      return started(h);
+    },
+    get empty() {
+      return started(empty);
+    },
+  };
 }
 
 /** `docker ARGS`; its stdout, trimmed. */

@@ -4,53 +4,51 @@
  * daemon beside it, real containers and packets. One dockerd for the file;
  * each test removes the containers and networks it made.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   type DockerHost,
   docker,
   dockerFails,
-  dockerHost,
+  dockerHostForFile,
   EXT_HOST,
   EXT_PEER,
   echoPeerOutside,
   fetchFromOutside,
+  HTTPD,
   inspectNetwork,
   ipOn,
   leftovers,
+  NET,
   netctl,
   ping,
   removeAllDocker,
 } from './fixture.js';
 
+const file = dockerHostForFile('dk');
 let h: DockerHost;
-let empty: Awaited<ReturnType<typeof leftovers>>;
-
-beforeAll(async () => {
-  h = await dockerHost('dk');
-  empty = await leftovers(h);
-}, 120_000);
 
 // Whatever a test left (a failed one included): every container, every netctl-bridge network.
 afterEach(async () => {
-  await removeAllDocker(h);
+  await removeAllDocker(file.h);
 });
-
-afterAll(async () => {
-  await h?.close();
-});
-
-const NET = ['-d', 'netctl-bridge', '--ipam-driver', 'netctl'];
 
 /** A network through Docker with netctl's driver and IPAM (removed after the test). */
 async function network(name: string, ...args: string[]): Promise<string> {
   return docker(h, 'network', 'create', ...NET, ...args, name);
 }
 
+/** `docker network create` with netctl's driver and IPAM that must fail: its stderr. */
+const createFails = (...args: string[]) => dockerFails(h, 'network', 'create', ...NET, ...args);
+
 async function run(name: string, network: string, ...args: string[]): Promise<void> {
   await docker(h, 'run', '-d', '--name', name, '--network', network, ...args, 'busybox', 'sleep', '3600');
 }
 
 describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
+  beforeEach(() => {
+    h = file.h;
+  });
+
   it('creates a network with --subnet/--gateway/--ip-range through netctl IPAM; netctl lists it under the same id', async () => {
     const id = await network(
       'web',
@@ -132,13 +130,7 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
       '8080:80',
       '-p',
       '9000/udp',
-      'busybox',
-      'httpd',
-      '-f',
-      '-p',
-      '80',
-      '-h',
-      '/www',
+      ...HTTPD,
     );
     await expect
       .poll(() => fetchFromOutside(h, `http://${EXT_HOST}:8080/`), { timeout: 5000 })
@@ -305,36 +297,18 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     const cli = await netctl(h, 'network', 'create', '--subnet', '10.32.0.0/24', 'clinet');
     expect(cli.status).toBe(0);
     try {
-      expect(await dockerFails(h, 'network', 'create', ...NET, '--subnet', '10.31.0.0/16', 'x')).toMatch(
+      expect(await createFails('--subnet', '10.31.0.0/16', 'x')).toMatch(
         /IpamDriver\.RequestPool: subnet 10\.31\.0\.0\/16 overlaps pool 10\.31\.0\.0\/24/,
       );
       // netctl's own networks are in the same IPAM.
-      expect(await dockerFails(h, 'network', 'create', ...NET, '--subnet', '10.32.0.0/25', 'y')).toMatch(
-        /overlaps/,
+      expect(await createFails('--subnet', '10.32.0.0/25', 'y')).toMatch(/overlaps/);
+      expect(await createFails('--subnet', '10.33.0.0/33', 'z')).toMatch(/invalid CIDR|Invalid subnet/i);
+      expect(await createFails('--subnet', '10.33.0.0/24', '--gateway', '10.34.0.1', 'z')).toMatch(
+        /gateway|10\.34\.0\.1/i,
       );
-      expect(await dockerFails(h, 'network', 'create', ...NET, '--subnet', '10.33.0.0/33', 'z')).toMatch(
-        /invalid CIDR|Invalid subnet/i,
-      );
-      expect(
-        await dockerFails(
-          h,
-          'network',
-          'create',
-          ...NET,
-          '--subnet',
-          '10.33.0.0/24',
-          '--gateway',
-          '10.34.0.1',
-          'z',
-        ),
-      ).toMatch(/gateway|10\.34\.0\.1/i);
       // A bad driver option reaches the user with its name.
       expect(
-        await dockerFails(
-          h,
-          'network',
-          'create',
-          ...NET,
+        await createFails(
           '--subnet',
           '10.33.0.0/24',
           '-o',
@@ -410,6 +384,6 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
   });
 
   it('leaves nothing behind once its containers and networks are gone: links, rules, allocations, records', async () => {
-    expect(await leftovers(h)).toEqual(empty);
+    expect(await leftovers(h)).toEqual(file.empty);
   });
 });

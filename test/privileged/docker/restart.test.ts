@@ -5,37 +5,26 @@
  * Docker's later calls (run, rm, network rm) succeed. One dockerd for the
  * file; the tests run in order and share one network.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import {
   type DockerHost,
   docker,
-  dockerHost,
+  dockerHostForFile,
   EXT_HOST,
   fetchFromOutside,
+  HTTPD,
   inspectNetwork,
   ipOn,
   leftovers,
+  NET,
   ping,
-  removeAllDocker,
 } from './fixture.js';
 
+const file = dockerHostForFile('dr');
 let h: DockerHost;
-let empty: Awaited<ReturnType<typeof leftovers>>;
-
-beforeAll(async () => {
-  h = await dockerHost('dr');
-  empty = await leftovers(h);
+beforeEach(() => {
+  h = file.h;
 });
-
-afterAll(async () => {
-  try {
-    if (h) await removeAllDocker(h);
-  } finally {
-    await h?.close();
-  }
-});
-
-const NET = ['-d', 'netctl-bridge', '--ipam-driver', 'netctl'];
 
 async function run(name: string, ...args: string[]): Promise<void> {
   await docker(h, 'run', '-d', '--name', name, '--network', 'web', ...args, 'busybox', 'sleep', '3600');
@@ -80,37 +69,27 @@ describe('restarts with containers on a netctl network', () => {
       'web',
       '-p',
       '8080:80',
-      'busybox',
-      'httpd',
-      '-f',
-      '-p',
-      '80',
-      '-h',
-      '/www',
+      ...HTTPD,
     );
     await trafficFlows('c1', 'c2');
   });
 
-  it('survives a netctl daemon restart: traffic flows while it is down, Docker calls succeed after', async () => {
-    const before = await inspectNetwork(h, 'web');
-    await h.netctl.stop();
-    await trafficFlows('c1', 'c2');
-    await h.restartNetctl();
-    await trafficFlows('c1', 'c2');
-    // The daemon's start-up reconcile kept Docker's endpoints, addresses and port mappings.
-    expect((await inspectNetwork(h, 'web')).Containers).toEqual(before.Containers);
-    await dockerStillWorks();
-  });
-
-  it('survives the netctl daemon killed -9', async () => {
-    const before = await inspectNetwork(h, 'web');
-    await h.netctl.kill();
-    await trafficFlows('c1', 'c2');
-    await h.restartNetctl();
-    await trafficFlows('c1', 'c2');
-    expect((await inspectNetwork(h, 'web')).Containers).toEqual(before.Containers);
-    await dockerStillWorks();
-  });
+  it.each([
+    ['stopped (SIGTERM)', () => file.h.netctl.stop()],
+    ['killed -9', () => file.h.netctl.kill()],
+  ])(
+    'survives the netctl daemon %s: traffic flows while it is down, Docker calls succeed after',
+    async (_how, stop) => {
+      const before = await inspectNetwork(h, 'web');
+      await stop();
+      await trafficFlows('c1', 'c2');
+      await h.restartNetctl();
+      await trafficFlows('c1', 'c2');
+      // The daemon's start-up reconcile kept Docker's endpoints, addresses and port mappings.
+      expect((await inspectNetwork(h, 'web')).Containers).toEqual(before.Containers);
+      await dockerStillWorks();
+    },
+  );
 
   it('survives a dockerd restart: its containers come back on the network with working traffic', async () => {
     await h.d.restart();
@@ -155,6 +134,6 @@ describe('restarts with containers on a netctl network', () => {
   it('removes everything through Docker afterwards, leaving nothing behind', async () => {
     await docker(h, 'rm', '-f', 'c1', 'c2', 'www');
     await docker(h, 'network', 'rm', 'web');
-    expect(await leftovers(h)).toEqual(empty);
+    expect(await leftovers(h)).toEqual(file.empty);
   });
 });
