@@ -95,6 +95,11 @@ export const Errors = {
     'conflict',
   ),
   PoolInUse: define('NETCTL_POOL_IN_USE', 'address pool %s still has addresses in use', 'conflict'),
+  NetworkFull: define(
+    'NETCTL_NETWORK_FULL',
+    'network %s is full: its bridge has %s ports, the most the Linux bridge takes',
+    'conflict',
+  ),
   PortInUse: define('NETCTL_PORT_IN_USE', 'host port %s is already published by %s', 'conflict'),
   Conflict: define('NETCTL_CONFLICT', 'concurrent update of %s: try again', 'conflict'),
   DockerNetwork: define('NETCTL_DOCKER_NETWORK', 'network %s belongs to Docker network %s: %s', 'conflict'),

@@ -35,6 +35,7 @@ import {
   createNetns,
   deleteNetns,
   linkSetUp,
+  macFromIpv4,
   matchCidr,
   Netlink,
   netnsPath,
@@ -99,6 +100,11 @@ export interface ExternalAddressing {
 export interface JoinResult {
   endpoint: Endpoint;
   join: JoinInfo;
+}
+
+/** The MAC asked for, else one that follows the IPv4 address (macFromIpv4), else a random one. */
+function endpointMac(asked: string | undefined, ipv4: string | undefined): string {
+  return asked?.toLowerCase() ?? (ipv4 ? macFromIpv4(ipv4) : randomMac());
 }
 
 /** Host ports picked for `-p 80` (Docker's port allocator range). */
@@ -608,7 +614,7 @@ export class Controller implements NetctlApi {
           networkId: network.id,
           name: sandbox.name,
           sandboxId: sandbox.id,
-          mac: req.mac?.toLowerCase() ?? randomMac(),
+          mac: endpointMac(req.mac, addresses.ipv4),
           ...addresses,
           portMappings: req.portMappings,
           aliases: req.aliases,
@@ -679,7 +685,7 @@ export class Controller implements NetctlApi {
           id,
           networkId: network.id,
           name: req.name ?? `ep-${id.slice(0, 12)}`,
-          mac: req.mac?.toLowerCase() ?? randomMac(),
+          mac: endpointMac(req.mac, addresses.ipv4),
           ...addresses,
           portMappings: [],
           aliases: req.aliases,
@@ -912,11 +918,7 @@ export class Controller implements NetctlApi {
     const join = new JoinInfo();
     await driver.join(network, endpoint, { ...sandboxInfo(sandbox), ifname, placement }, join);
     if (placement === 'in-place' && join.plugged) {
-      const addresses = {
-        ...(endpoint.ipv4 ? { ipv4: endpoint.ipv4 } : {}),
-        ...(endpoint.ipv6 ? { ipv6: endpoint.ipv6 } : {}),
-      };
-      await this.configureSandbox(sandbox.key, ifname, addresses, join, hasGateway);
+      await this.configureSandbox(sandbox.key, ifname, endpoint, join, hasGateway);
     }
     return join;
   }
@@ -973,7 +975,7 @@ export class Controller implements NetctlApi {
   private async configureSandbox(
     key: string,
     ifname: string,
-    addresses: { ipv4?: string; ipv6?: string },
+    endpoint: Endpoint,
     join: JoinInfo,
     hasGateway: boolean,
   ): Promise<void> {
@@ -982,7 +984,10 @@ export class Controller implements NetctlApi {
       // The first network with a gateway gives the sandbox its default route, as in Docker.
       await configureInterface(h, {
         ifname,
-        ...addresses,
+        ...(endpoint.ipv4 ? { ipv4: endpoint.ipv4 } : {}),
+        ...(endpoint.ipv6 ? { ipv6: endpoint.ipv6 } : {}),
+        // A MAC that follows the address needs no announcing (macFromIpv4).
+        announce: !endpoint.ipv4 || endpoint.mac !== macFromIpv4(endpoint.ipv4),
         ...(join.gateway4 && !hasGateway ? { gateway4: join.gateway4 } : {}),
         ...(join.gateway6 && !hasGateway ? { gateway6: join.gateway6 } : {}),
         routes: join.staticRoutes,

@@ -14,7 +14,7 @@ export class KernelError extends Error {
 
   constructor(errno: number, syscall: string, path?: string) {
     const code = errnoName(errno);
-    const text = getSystemErrorMap().get(errno)?.[1] ?? 'unknown error';
+    const text = LINUX_ONLY[errno]?.[1] ?? getSystemErrorMap().get(errno)?.[1] ?? 'unknown error';
     super(`${syscall}${path ? ` ${path}` : ''}: ${code} (${text})`);
     this.errno = errno;
     this.code = code;
@@ -23,7 +23,17 @@ export class KernelError extends Error {
   }
 }
 
+/**
+ * Linux errnos that libuv (so Node) has no name for, but netlink answers
+ * and callers branch on. EXFULL: a bridge with all 1,023 ports taken.
+ */
+const LINUX_ONLY: Record<number, [code: string, text: string]> = {
+  [-54]: ['EXFULL', 'exchange full'],
+};
+
 function errnoName(errno: number): string {
+  const known = LINUX_ONLY[errno]?.[0];
+  if (known) return known;
   try {
     return getSystemErrorName(errno);
   } catch {

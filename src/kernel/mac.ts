@@ -1,5 +1,6 @@
 /** MAC addresses as "aa:bb:cc:dd:ee:ff" strings at the API, bytes on the wire. */
 import { randomBytes } from 'node:crypto';
+import { ipToBytes } from './inet.js';
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
@@ -20,4 +21,17 @@ export function randomMac(): string {
   const bytes = randomBytes(6);
   bytes[0] = ((bytes[0] ?? 0) & 0xfe) | 0x02;
   return bytesToMac(bytes);
+}
+
+/**
+ * The MAC Docker's bridge driver gave a container until v25: 02:42 and the
+ * IPv4 address. Unique on the network, and the same each time the address
+ * is handed out again, so peers' ARP caches stay right without a gratuitous
+ * ARP flooded to every port of the bridge.
+ */
+export function macFromIpv4(address: string): string {
+  const ip = address.split('/')[0] ?? '';
+  const bytes = ipToBytes(ip);
+  if (bytes.length !== 4) throw new TypeError(`not an IPv4 address: ${JSON.stringify(address)}`);
+  return bytesToMac(Buffer.concat([Buffer.from([0x02, 0x42]), bytes]));
 }

@@ -50,7 +50,11 @@ import {
   sysctlSet,
 } from '../../kernel/index.js';
 import { type BridgeConfig, ENABLE_ICC, parseBridgeOptions } from './options.js';
+
 import { always, runSteps, type Step } from './setup.js';
+
+/** BR_MAX_PORTS - 1: port 0 is reserved. */
+const BRIDGE_MAX_PORTS = 1023;
 
 export const OWNER_PREFIX = 'netctl:';
 export const networkOwner = (id: string) => `net:${id}`;
@@ -236,6 +240,9 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     try {
       await linkAdd(this.host, veth);
     } catch (err) {
+      // The kernel numbers bridge ports 1-1023 and answers EXFULL after that
+      // (having removed the new veth again).
+      if (hasErrorCode(err, 'EXFULL')) throw new Errors.NetworkFull(network.name, BRIDGE_MAX_PORTS);
       if (!hasErrorCode(err, 'EEXIST')) throw err;
       // A leftover of a join that crashed half-way: replace it.
       await linkDel(this.host, hostIfname);

@@ -12,10 +12,11 @@ import { Controller } from '../../../src/controller/controller.js';
 import { State } from '../../../src/controller/state.js';
 import type { Sandbox } from '../../../src/core/model.js';
 import { BridgeDriver } from '../../../src/drivers/bridge/bridge.js';
+import { defaultBridgeName } from '../../../src/drivers/bridge/options.js';
 import { fakeFirewall } from '../../../src/firewall/testing/fake.js';
 import { KvIpamDriver } from '../../../src/ipam/driver.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
-import { linkList, sysctlGet } from '../../../src/kernel/index.js';
+import { linkAdd, linkByName, linkList, sysctlGet } from '../../../src/kernel/index.js';
 import { createMemoryStore } from '../../../src/kv/testing/memory.js';
 import { removeSandboxEtc, sandboxEtcDir } from '../../../src/sandbox/etc.js';
 import { ipJson, run, testNetns, uniqueName } from '../harness.js';
@@ -60,6 +61,12 @@ const inet6 = (path: string, dev: string) =>
     .flatMap((l) => l.addr_info)
     .filter((a) => a.family === 'inet6')
     .map((a) => a.local);
+
+/** Every address the controller's IPAM has handed out, with its owner. */
+async function reservations(controller: Controller) {
+  const pools = await controller.ipam.listPools();
+  return (await Promise.all(pools.map((p) => controller.ipam.listReservations(p.poolId)))).flat();
+}
 
 const hosts = (sandbox: Sandbox) => readFileSync(join(sandboxEtcDir(sandbox.id), 'hosts'), 'utf8');
 
@@ -280,6 +287,50 @@ describe('Controller endpoints', () => {
       expect(hosts(a)).not.toContain(c.name);
       expect(hosts(a)).toContain(`10.215.0.3\t${b.name}\n`);
       expect(hosts(c)).not.toContain(a.name);
+    } finally {
+      await done();
+    }
+  });
+  it('gives an endpoint the MAC of its IPv4 address and announces only a MAC chosen otherwise', async () => {
+    const { controller, network, sandbox, done } = setup();
+    try {
+      const n = await network('10.223.0.0/24');
+      const derived = await sandbox();
+      const e = await controller.connect({ network: n.id, sandbox: derived.name, ipv4: '10.223.0.7' });
+      expect(e.mac).toBe('02:42:0a:df:00:07');
+      const eth0 = ipJson<{ address: string }[]>(['link', 'show', 'dev', 'eth0'], derived.key)[0];
+      expect(eth0?.address).toBe('02:42:0a:df:00:07');
+      expect(sysctlGet('net/ipv4/conf/eth0/arp_notify', derived.key)).toBe('0');
+
+      const chosen = await sandbox();
+      await controller.connect({ network: n.id, sandbox: chosen.name, mac: '02:aa:bb:cc:dd:ee' });
+      expect(ipJson<{ address: string }[]>(['link', 'show', 'dev', 'eth0'], chosen.key)[0]?.address).toBe(
+        '02:aa:bb:cc:dd:ee',
+      );
+      expect(sysctlGet('net/ipv4/conf/eth0/arp_notify', chosen.key)).toBe('1');
+    } finally {
+      await done();
+    }
+  });
+
+  it("refuses an endpoint past the Linux bridge's 1,023 ports with a clear error, and keeps nothing of it", async () => {
+    const { host, controller, network, sandbox, done } = setup();
+    try {
+      const n = await network('10.222.0.0/20');
+      const master = (await linkByName(host.nl, defaultBridgeName(n.id))).index;
+      // Fill the bridge with bare veths: the test netns takes them with it.
+      for (let i = 0; i < 1023; i++)
+        await linkAdd(host.nl, { kind: 'veth', name: `fill${i}`, master, peer: { name: `fill${i}p` } });
+      const box = await sandbox();
+      const before = await reservations(controller);
+      await expect(controller.connect({ network: n.id, sandbox: box.name })).rejects.toMatchObject({
+        code: 'NETCTL_NETWORK_FULL',
+        message: `network ${n.name} is full: its bridge has 1023 ports, the most the Linux bridge takes`,
+      });
+      expect(await reservations(controller)).toEqual(before);
+      expect((await controller.state.sandbox(box.id))?.endpointIds).toEqual([]);
+      expect((await linkList(host.nl)).filter((l) => l.alias?.startsWith('netctl:ep:'))).toEqual([]);
+      expect(ipJson<{ ifname: string }[]>(['link', 'show'], box.key).map((l) => l.ifname)).toEqual(['lo']);
     } finally {
       await done();
     }

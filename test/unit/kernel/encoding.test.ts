@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { KernelError } from '../../../src/kernel/errors.js';
 import { bytesToIp, familyOf, ipToBytes, ipv4Broadcast, parsePrefix } from '../../../src/kernel/inet.js';
 import { parseLinkInfo, vethInfo, vxlanInfo } from '../../../src/kernel/linkinfo.js';
-import { bytesToMac, macToBytes, randomMac } from '../../../src/kernel/mac.js';
+import { bytesToMac, macFromIpv4, macToBytes, randomMac } from '../../../src/kernel/mac.js';
 
 describe('MAC addresses', () => {
   it('round-trips and rejects malformed text', () => {
@@ -21,6 +22,12 @@ describe('MAC addresses', () => {
       seen.add(mac);
     }
     expect(seen.size).toBe(200);
+  });
+
+  it('derives 02:42 and the IPv4 address, as Docker did', () => {
+    expect(macFromIpv4('172.17.0.2/16')).toBe('02:42:ac:11:00:02');
+    expect(macFromIpv4('10.255.0.1')).toBe('02:42:0a:ff:00:01');
+    expect(() => macFromIpv4('fd00::1/64')).toThrow(TypeError);
   });
 });
 
@@ -66,5 +73,18 @@ describe('IFLA_LINKINFO builders', () => {
       vxlan: { vni: 4097, port: 4789, learning: false, local: '192.0.2.1' },
     });
     expect(info.includes(Buffer.from([0x12, 0xb5]))).toBe(true); // 4789 big-endian
+  });
+});
+
+describe('KernelError', () => {
+  it('names errnos as Node does, and the Linux-only ones Node cannot', () => {
+    expect(new KernelError(-17, 'RTM_NEWLINK')).toMatchObject({
+      code: 'EEXIST',
+      message: 'RTM_NEWLINK: EEXIST (file already exists)',
+    });
+    expect(new KernelError(-54, 'RTM_NEWLINK')).toMatchObject({
+      code: 'EXFULL',
+      message: 'RTM_NEWLINK: EXFULL (exchange full)',
+    });
   });
 });
