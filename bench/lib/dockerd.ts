@@ -46,10 +46,11 @@ export interface Dockerd {
   exec(argv: string[], timeoutMs?: number): Promise<{ stdout: string; stderr: string }>;
   /**
    * Stop dockerd alone, then start it again on the same data: SIGTERM (it
-   * stops its containers first), or SIGKILL with `crash` (they keep running
-   * until the new dockerd restores them).
+   * stops its containers first, unless it runs with --live-restore), or
+   * SIGKILL with `crash` (they keep running until the new dockerd restores
+   * them). `args`: more dockerd arguments from now on (e.g. --live-restore).
    */
-  restart(options?: { crash?: boolean }): Promise<void>;
+  restart(options?: { crash?: boolean; args?: string[] }): Promise<void>;
   /** dockerd's log so far (its last lines). */
   log(): string;
   stop(): Promise<void>;
@@ -158,6 +159,7 @@ export async function startDockerd(name: string): Promise<Dockerd> {
   };
   let containerd: ChildProcess | undefined;
   let dockerd: ChildProcess | undefined;
+  let extraArgs: string[] = [];
   const docker: Dockerd['docker'] = async (args, timeoutMs = 30_000) =>
     execFileAsync('/usr/bin/docker', ['-H', `unix://${socket}`, ...args], { timeout: timeoutMs });
   const answers = () =>
@@ -185,6 +187,7 @@ export async function startDockerd(name: string): Promise<Dockerd> {
         '--userland-proxy=false',
         '--storage-driver',
         'overlay2',
+        ...extraArgs,
       ],
       'dockerd.log',
     );
@@ -211,6 +214,7 @@ export async function startDockerd(name: string): Promise<Dockerd> {
       execFileAsync('nsenter', [...nsenter, ...argv], { timeout: timeoutMs }),
     async restart(options = {}) {
       await kill(dockerd, options.crash ? 0 : 20_000);
+      if (options.args) extraArgs = options.args;
       await startDaemon();
     },
     log: dockerLog,

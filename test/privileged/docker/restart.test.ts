@@ -131,6 +131,25 @@ describe('restarts with containers on a netctl network', () => {
     await dockerStillWorks();
   });
 
+  it('keeps containers running through a dockerd restart with --live-restore; Activate sweeps none of them', async () => {
+    // Now with --live-restore (this restart still stops and starts the containers) ...
+    await h.d.restart({ args: ['--live-restore'] });
+    await expect
+      .poll(async () => (await docker(h, 'ps', '--format', '{{.Names}}')).split('\n').sort(), {
+        timeout: 20_000,
+      })
+      .toEqual(['c1', 'c2', 'www']);
+    const started = await docker(h, 'inspect', '-f', '{{.State.StartedAt}}', 'c1', 'c2', 'www');
+    const before = await inspectNetwork(h, 'web');
+    // ... so this one leaves them running: dockerd calls the plugin for none of them.
+    await h.d.restart();
+    expect(await docker(h, 'inspect', '-f', '{{.State.StartedAt}}', 'c1', 'c2', 'www')).toBe(started);
+    await trafficFlows('c1', 'c2');
+    // The new dockerd activates the plugin on its first call: their sandboxes are live, none is swept.
+    await dockerStillWorks();
+    expect((await inspectNetwork(h, 'web')).Containers).toEqual(before.Containers);
+  });
+
   it('removes everything through Docker afterwards, leaving nothing behind', async () => {
     await docker(h, 'rm', '-f', 'c1', 'c2', 'www');
     await docker(h, 'network', 'rm', 'web');
