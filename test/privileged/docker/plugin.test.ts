@@ -222,6 +222,25 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     ]);
   });
 
+  it('keeps --aux-address for the network, and says so when the range is full', async () => {
+    // The range holds .0-.3: .1 the gateway, .2 the aux address, .3 the one container.
+    await network(
+      'aux',
+      '--subnet',
+      '10.36.0.0/24',
+      '--ip-range',
+      '10.36.0.0/30',
+      '--aux-address',
+      'r=10.36.0.2',
+    );
+    await run('x1', 'aux');
+    expect(await ipOn(h, 'x1', 'aux')).toBe('10.36.0.3');
+    expect(
+      await dockerFails(h, 'run', '-d', '--name', 'x2', '--network', 'aux', 'busybox', 'sleep', '60'),
+    ).toMatch(/IpamDriver\.RequestAddress: no available address in 10\.36\.0\.0\/30/);
+    await docker(h, 'rm', '-f', 'x2');
+  });
+
   it('connects and disconnects a running container', async () => {
     await network('front', '--subnet', '10.29.0.0/24');
     await network('back', '-o', 'netctl.name=back', '--subnet', '10.30.0.0/24');
