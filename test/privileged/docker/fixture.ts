@@ -130,6 +130,17 @@ export async function docker(h: DockerHost, ...args: string[]): Promise<string> 
   return (await h.d.docker(args, 60_000)).stdout.trim();
 }
 
+/** `docker run -d --name NAME --network NETWORK ARGS IMAGE+COMMAND` (by default a busybox that sleeps). */
+export async function runOn(
+  h: DockerHost,
+  network: string,
+  name: string,
+  args: string[] = [],
+  command: string[] = ['busybox', 'sleep', '3600'],
+): Promise<void> {
+  await docker(h, 'run', '-d', '--name', name, '--network', network, ...args, ...command);
+}
+
 /** `docker ARGS` that must fail: its stderr. */
 export async function dockerFails(h: DockerHost, ...args: string[]): Promise<string> {
   try {

@@ -22,6 +22,7 @@ import {
   netctl,
   ping,
   removeAllDocker,
+  runOn,
 } from './fixture.js';
 
 const file = dockerHostForFile('dk');
@@ -40,9 +41,7 @@ async function network(name: string, ...args: string[]): Promise<string> {
 /** `docker network create` with netctl's driver and IPAM that must fail: its stderr. */
 const createFails = (...args: string[]) => dockerFails(h, 'network', 'create', ...NET, ...args);
 
-async function run(name: string, network: string, ...args: string[]): Promise<void> {
-  await docker(h, 'run', '-d', '--name', name, '--network', network, ...args, 'busybox', 'sleep', '3600');
-}
+const run = (name: string, network: string, ...args: string[]) => runOn(h, network, name, args);
 
 describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
   beforeEach(() => {
@@ -118,20 +117,7 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
 
   it('publishes -p through DNAT (userland proxy off), reported by netctl inspect', async () => {
     await network('web', '-o', 'netctl.name=pub', '--subnet', '10.24.0.0/24');
-    await docker(
-      h,
-      'run',
-      '-d',
-      '--name',
-      'web1',
-      '--network',
-      'web',
-      '-p',
-      '8080:80',
-      '-p',
-      '9000/udp',
-      ...HTTPD,
-    );
+    await runOn(h, 'web', 'web1', ['-p', '8080:80', '-p', '9000/udp'], HTTPD);
     await expect
       .poll(() => fetchFromOutside(h, `http://${EXT_HOST}:8080/`), { timeout: 5000 })
       .toBe('hello from docker\n');

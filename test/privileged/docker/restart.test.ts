@@ -18,6 +18,7 @@ import {
   leftovers,
   NET,
   ping,
+  runOn,
 } from './fixture.js';
 
 const file = dockerHostForFile('dr');
@@ -26,9 +27,7 @@ beforeEach(() => {
   h = file.h;
 });
 
-async function run(name: string, ...args: string[]): Promise<void> {
-  await docker(h, 'run', '-d', '--name', name, '--network', 'web', ...args, 'busybox', 'sleep', '3600');
-}
+const run = (name: string, ...args: string[]) => runOn(h, 'web', name, args);
 
 /** The web server published on 8080, and two containers that ping each other. */
 async function trafficFlows(a: string, b: string): Promise<void> {
@@ -55,22 +54,7 @@ describe('restarts with containers on a netctl network', () => {
     // --stop-timeout: sleep as pid 1 ignores SIGTERM, and dockerd waits 10 s by default.
     await run('c1', '--restart', 'always', '--stop-timeout', '1');
     await run('c2', '--restart', 'always', '--stop-timeout', '1');
-    await docker(
-      h,
-      'run',
-      '-d',
-      '--name',
-      'www',
-      '--restart',
-      'always',
-      '--stop-timeout',
-      '1',
-      '--network',
-      'web',
-      '-p',
-      '8080:80',
-      ...HTTPD,
-    );
+    await runOn(h, 'web', 'www', ['--restart', 'always', '--stop-timeout', '1', '-p', '8080:80'], HTTPD);
     await trafficFlows('c1', 'c2');
   });
 
