@@ -127,15 +127,15 @@ export const networkDriverRoutes: FastifyPluginAsyncZod<NetworkDriverOptions> = 
    * the plugin yet and calls Leave/DeleteEndpoint with force, which skips
    * a driver it cannot find (libnetwork sandbox.delete, endpoint.sbLeave).
    * It activates the plugin when it first needs it, after that cleanup: so
-   * Activate is the moment to drop Docker's sandboxes whose netns is gone,
-   * else their endpoints keep their ports (the restarted container's -p
-   * would be refused) and their records. In the background: Activate must
-   * answer at once (a plugin that hangs there hangs dockerd).
+   * Activate is the moment to drop what the dead dockerd left, else those
+   * endpoints keep their ports (the restarted container's -p would be
+   * refused) and their records. In the background: Activate must answer at
+   * once (a plugin that hangs there hangs dockerd).
    */
   app.post('/Plugin.Activate', async () => {
     sweeping = sweeping
-      .then(() => sweepStaleSandboxes(c, sandboxLanes))
-      .catch((err: unknown) => log.error({ err }, 'sweeping the sandboxes of a crashed dockerd failed'));
+      .then(() => sweepAfterDockerd(c, sandboxLanes))
+      .catch((err: unknown) => log.error({ err }, 'sweeping what a crashed dockerd left failed'));
     return { Implements: ['NetworkDriver'] };
   });
 
@@ -390,14 +390,19 @@ function isNetns(path: string): boolean {
 }
 
 /**
- * Remove Docker's sandboxes that no longer have a netns at their key
- * (dockerd removed them without a word, see Plugin.Activate), with their
- * endpoints. dockerd unmounts a stale sandbox's netns and leaves the empty
- * file for a later garbage collection, so "no netns there" rather than "no
- * file". Safe at Activate: every sandbox then was joined by an earlier
- * dockerd, whose containers are running (their netns mounted) or gone.
+ * Remove what an earlier dockerd left (see Plugin.Activate). Safe at
+ * Activate, which comes before any other call of a new dockerd: everything
+ * of Docker's in the state then is an earlier dockerd's.
+ *   - Docker's sandboxes with no netns left at their key, with their
+ *     endpoints: their containers are gone. dockerd unmounts a stale
+ *     sandbox's netns and leaves the empty file for a later garbage
+ *     collection, so "no netns there" rather than "no file". A running
+ *     container's netns stays mounted (--live-restore).
+ *   - Docker's endpoints joined to no sandbox: dockerd makes an endpoint
+ *     when a container starts and joins it at once, so one never joined
+ *     was left by a dockerd that died in between.
  */
-async function sweepStaleSandboxes(c: Controller, lanes: KeyedLanes): Promise<void> {
+async function sweepAfterDockerd(c: Controller, lanes: KeyedLanes): Promise<void> {
   for (const sandbox of await c.state.sandboxes()) {
     const key = sandbox.labels[DOCKER_SANDBOX_LABEL];
     if (key === undefined || isNetns(sandbox.key)) continue;
@@ -409,6 +414,14 @@ async function sweepStaleSandboxes(c: Controller, lanes: KeyedLanes): Promise<vo
       }
     });
     log.info({ sandbox: sandbox.name, key }, 'docker sandbox removed: its netns is gone');
+  }
+  const dockerNetworks = new Set((await c.state.networks()).filter((n) => n.dockerId).map((n) => n.id));
+  for (const endpoint of await c.state.endpoints()) {
+    // externalAddresses: Docker's (addresses from its IPAM); a netctl sandbox's endpoint is always joined.
+    if (endpoint.sandboxId || !endpoint.externalAddresses || !dockerNetworks.has(endpoint.networkId))
+      continue;
+    await c.removeEndpoint(endpoint);
+    log.info({ endpoint: endpoint.name }, 'docker endpoint removed: never joined');
   }
 }
 

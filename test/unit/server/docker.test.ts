@@ -400,6 +400,21 @@ describe('Docker plugin sockets: a container through the calls dockerd makes', (
     ]);
   });
 
+  it('drops, on Plugin.Activate, the endpoints a crashed dockerd made and never joined', async () => {
+    await dockerNetwork();
+    await call(bridge, '/NetworkDriver.CreateEndpoint', {
+      NetworkID: NET_ID,
+      EndpointID: EP_ID,
+      Interface: { Address: '10.9.0.2/24' },
+    });
+    expect(await controller.state.endpoint(EP_ID)).toBeDefined();
+    expect((await call(bridge, '/Plugin.Activate')).status).toBe(200);
+    await call(bridge, '/NetworkDriver.DeleteEndpoint', { NetworkID: NET_ID, EndpointID: 'c'.repeat(64) });
+    expect(await controller.state.endpoint(EP_ID)).toBeUndefined();
+    // The network stays: Docker still has it.
+    expect((await controller.findDockerNetwork(NET_ID))?.dockerId).toBe(NET_ID);
+  });
+
   it('drops, on Plugin.Activate, the sandboxes of a crashed dockerd whose netns is gone', async () => {
     await dockerNetwork();
     await call(bridge, '/NetworkDriver.CreateEndpoint', {
