@@ -135,7 +135,7 @@ export const networkDriverRoutes: FastifyPluginAsyncZod<NetworkDriverOptions> = 
   app.post('/Plugin.Activate', async () => {
     sweeping = sweeping
       .then(() => sweepAfterDockerd(c, sandboxLanes))
-      .catch((err: unknown) => log.error({ err }, 'sweeping what a crashed dockerd left failed'));
+      .catch((err: unknown) => app.log.error({ err }, 'sweeping what a crashed dockerd left failed'));
     return { Implements: ['NetworkDriver'] };
   });
 
