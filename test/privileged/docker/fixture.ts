@@ -11,6 +11,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll } from 'vitest';
@@ -139,6 +140,35 @@ export async function runOn(
   command: string[] = ['busybox', 'sleep', '3600'],
 ): Promise<void> {
   await docker(h, 'run', '-d', '--name', name, '--network', network, ...args, ...command);
+}
+
+/**
+ * POST a raw body to one of the daemon's plugin sockets as dockerd's
+ * plugin client does (no Content-Type): status and parsed answer.
+ */
+export function postPlugin(
+  h: DockerHost,
+  plugin: 'netctl-bridge' | 'netctl',
+  path: string,
+  body: string,
+): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { socketPath: join(h.d.pluginDir, `${plugin}.sock`), path, method: 'POST', headers: {} },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => {
+          text += c;
+        });
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 /** `docker ARGS` that must fail: its stderr. */

@@ -21,6 +21,7 @@ import {
   NET,
   netctl,
   ping,
+  postPlugin,
   removeAllDocker,
   runOn,
 } from './fixture.js';
@@ -325,6 +326,44 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     } finally {
       await netctl(h, 'network', 'rm', 'clinet');
     }
+  });
+
+  it('answers bad input on its real sockets with {"Err"} and changes nothing', async () => {
+    await network('web', '--subnet', '10.37.0.0/24');
+    const before = await leftovers(h);
+    expect(await postPlugin(h, 'netctl-bridge', '/Plugin.Activate', '')).toEqual({
+      status: 200,
+      body: { Implements: ['NetworkDriver'] },
+    });
+    const bad = [
+      await postPlugin(h, 'netctl-bridge', '/NetworkDriver.CreateNetwork', '{"NetworkID": '),
+      await postPlugin(h, 'netctl', '/IpamDriver.RequestPool', 'x'.repeat(2 * 1024 * 1024)),
+      await postPlugin(
+        h,
+        'netctl',
+        '/IpamDriver.RequestPool',
+        '{"AddressSpace":"local","Pool":"10.37.0.0/16"}',
+      ),
+      await postPlugin(
+        h,
+        'netctl-bridge',
+        '/NetworkDriver.Join',
+        JSON.stringify({ NetworkID: 'f'.repeat(64), EndpointID: 'e'.repeat(64), SandboxKey: '/run/x' }),
+      ),
+    ];
+    expect(bad).toEqual([
+      { status: 500, body: { Err: expect.stringMatching(/not valid JSON/) } },
+      { status: 500, body: { Err: expect.stringMatching(/larger than 1048576 bytes/) } },
+      {
+        status: 500,
+        body: { Err: expect.stringMatching(/10\.37\.0\.0\/16 overlaps pool 10\.37\.0\.0\/24/) },
+      },
+      { status: 500, body: { Err: expect.stringMatching(/endpoint e{12}.* not found/) } },
+    ]);
+    expect(await leftovers(h)).toEqual(before);
+    // Docker goes on as before.
+    await run('w1', 'web');
+    expect(await ipOn(h, 'w1', 'web')).toBe('10.37.0.2');
   });
 
   it('adopts a netctl network by -o netctl.name, sharing its pool with netctl sandboxes', async () => {
