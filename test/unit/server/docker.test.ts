@@ -400,40 +400,32 @@ describe('Docker plugin sockets: a container through the calls dockerd makes', (
     ]);
   });
 
-  it('drops, on Plugin.Activate, the endpoints a crashed dockerd made and never joined', async () => {
+  it('drops, on Plugin.Activate, what a crashed dockerd left: sandboxes whose netns is gone, endpoints never joined', async () => {
     await dockerNetwork();
-    await call(bridge, '/NetworkDriver.CreateEndpoint', {
-      NetworkID: NET_ID,
-      EndpointID: EP_ID,
-      Interface: { Address: '10.9.0.2/24' },
-    });
-    expect(await controller.state.endpoint(EP_ID)).toBeDefined();
-    expect((await call(bridge, '/Plugin.Activate')).status).toBe(200);
-    await call(bridge, '/NetworkDriver.DeleteEndpoint', { NetworkID: NET_ID, EndpointID: 'c'.repeat(64) });
-    expect(await controller.state.endpoint(EP_ID)).toBeUndefined();
-    // The network stays: Docker still has it.
-    expect((await controller.findDockerNetwork(NET_ID))?.dockerId).toBe(NET_ID);
-  });
-
-  it('drops, on Plugin.Activate, the sandboxes of a crashed dockerd whose netns is gone', async () => {
-    await dockerNetwork();
-    await call(bridge, '/NetworkDriver.CreateEndpoint', {
-      NetworkID: NET_ID,
-      EndpointID: EP_ID,
-      Interface: { Address: '10.9.0.2/24' },
-    });
-    // A key with no netns mounted at it: what a restarted dockerd leaves of its old sandboxes.
-    await call(bridge, '/NetworkDriver.Join', {
-      NetworkID: NET_ID,
-      EndpointID: EP_ID,
-      SandboxKey: '/nonexistent/netns/0123456789ab',
-    });
-    expect(await controller.listSandboxes()).toHaveLength(1);
+    const ids = { neverJoined: 'c'.repeat(64), netnsGone: 'd'.repeat(64), live: 'e'.repeat(64) };
+    const keys = { netnsGone: '/nonexistent/netns/0123456789ab', live: `/proc/${process.pid}/ns/net` };
+    for (const [i, id] of Object.values(ids).entries()) {
+      await call(bridge, '/NetworkDriver.CreateEndpoint', {
+        NetworkID: NET_ID,
+        EndpointID: id,
+        Interface: { Address: `10.9.0.${i + 2}/24` },
+      });
+    }
+    // A key with no netns mounted at it (what a restarted dockerd leaves of its old sandboxes), and a live one.
+    for (const which of ['netnsGone', 'live'] as const) {
+      const joined = await call(bridge, '/NetworkDriver.Join', {
+        NetworkID: NET_ID,
+        EndpointID: ids[which],
+        SandboxKey: keys[which],
+      });
+      expect(joined.body).toMatchObject({ InterfaceName: { SrcName: 'vtest0' } });
+    }
     expect((await call(bridge, '/Plugin.Activate')).status).toBe(200);
     // The next call that changes state waits for the sweep.
-    await call(bridge, '/NetworkDriver.DeleteEndpoint', { NetworkID: NET_ID, EndpointID: 'c'.repeat(64) });
-    expect(await controller.listSandboxes()).toEqual([]);
-    expect(await controller.state.endpoint(EP_ID)).toBeUndefined();
-    expect(driver.calls).toContain('deleteEndpoint');
+    await call(bridge, '/NetworkDriver.DeleteEndpoint', { NetworkID: NET_ID, EndpointID: 'f'.repeat(64) });
+    expect((await controller.state.endpoints()).map((e) => e.id)).toEqual([ids.live]);
+    expect((await controller.listSandboxes()).map((s) => s.key)).toEqual([keys.live]);
+    // The network stays: Docker still has it.
+    expect((await controller.findDockerNetwork(NET_ID))?.dockerId).toBe(NET_ID);
   });
 });
