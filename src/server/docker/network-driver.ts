@@ -206,6 +206,16 @@ export const networkDriverRoutes: FastifyPluginAsyncZod<NetworkDriverOptions> = 
   });
 
   app.post('/NetworkDriver.DeleteNetwork', { schema: { body: networkSchema } }, async (request) => {
+    const net = await c.findDockerNetwork(request.body.NetworkID);
+    if (!net) return {};
+    // dockerd deletes a network only once it has no endpoint on it: any of
+    // Docker's still here are stale (a dockerd that died, or lost its state).
+    // A netctl sandbox's endpoint still refuses the delete (NETCTL_NETWORK_IN_USE).
+    for (const endpoint of (await c.inspectNetwork(net.id)).endpoints) {
+      if (!endpoint.externalAddresses) continue;
+      await c.removeEndpoint(endpoint);
+      if (endpoint.sandboxId) await dropSandboxIfEmpty(c, endpoint.sandboxId);
+    }
     await c.deleteDockerNetwork(request.body.NetworkID);
     return {};
   });

@@ -400,6 +400,29 @@ describe('Docker plugin sockets: a container through the calls dockerd makes', (
     ]);
   });
 
+  it('deletes a network with endpoints of Docker it no longer has (Docker deletes only empty ones)', async () => {
+    const { poolId } = await dockerNetwork();
+    await call(bridge, '/NetworkDriver.CreateEndpoint', {
+      NetworkID: NET_ID,
+      EndpointID: EP_ID,
+      Interface: { Address: '10.9.0.2/24' },
+    });
+    await call(bridge, '/NetworkDriver.Join', {
+      NetworkID: NET_ID,
+      EndpointID: EP_ID,
+      SandboxKey: '/var/run/docker/netns/0123456789ab',
+    });
+    expect(await call(bridge, '/NetworkDriver.DeleteNetwork', { NetworkID: NET_ID })).toMatchObject({
+      status: 200,
+      body: {},
+    });
+    expect(await controller.state.endpoints()).toEqual([]);
+    expect(await controller.listSandboxes()).toEqual([]);
+    expect(await controller.findDockerNetwork(NET_ID)).toBeUndefined();
+    // The pool is Docker's to release.
+    expect((await controller.ipam.listPools()).map((p) => p.poolId)).toEqual([poolId]);
+  });
+
   it('drops, on Plugin.Activate, what a crashed dockerd left: sandboxes whose netns is gone, endpoints never joined', async () => {
     await dockerNetwork();
     const ids = { neverJoined: 'c'.repeat(64), netnsGone: 'd'.repeat(64), live: 'e'.repeat(64) };
