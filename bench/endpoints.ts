@@ -53,7 +53,7 @@ import { withCleanup } from './lib/cleanup.js';
 import { runCommand, runCommandWithInput } from './lib/command.js';
 import { type Daemon, type Memory, startDaemon } from './lib/daemon.js';
 import { type Figures, round } from './lib/figures.js';
-import { execPlugin, havePlugin } from './lib/reference-cni.js';
+import { bridgeHostLocalConfig, execPlugin, havePlugin } from './lib/reference-cni.js';
 import { median, p95 } from './lib/stats.js';
 import { fixed, printTable, times } from './lib/table.js';
 import { iterations, timeMs } from './lib/timing.js';
@@ -408,20 +408,12 @@ async function removeReferenceRules(): Promise<number> {
 
 async function benchReference(n: number, dir: string): Promise<Reference> {
   return withCleanup(async (cleanup) => {
-    const config = {
-      cniVersion: '1.0.0',
+    const config = bridgeHostLocalConfig({
       name: REF_NETWORK,
-      type: 'bridge',
       bridge: REF_BRIDGE,
-      isGateway: true,
-      ipMasq: true,
-      ipam: {
-        type: 'host-local',
-        ranges: [[{ subnet: '10.101.0.0/20' }]],
-        routes: [{ dst: '0.0.0.0/0' }],
-        dataDir: join(dir, 'host-local'),
-      },
-    };
+      subnet: '10.101.0.0/20',
+      dataDir: join(dir, 'host-local'),
+    });
     const call = (command: 'ADD' | 'DEL', i: number, netns: string) =>
       execPlugin('bridge', config, { command, containerId: refContainerId(i), netns, ifname: 'eth0' });
     const made = new Set<number>();

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 export const CNI_PATH = '/usr/lib/cni';
 
@@ -32,6 +32,28 @@ export class CniPluginError extends Error {
   }
 }
 
+/**
+ * The reference pair the benchmarks compare against: bridge, with
+ * host-local as its ipam, acting as a gateway with masquerade (as netctl's
+ * networks do), host-local's state in dataDir.
+ */
+export function bridgeHostLocalConfig(o: { name: string; bridge: string; subnet: string; dataDir: string }) {
+  return {
+    cniVersion: '1.0.0',
+    name: o.name,
+    type: 'bridge',
+    bridge: o.bridge,
+    isGateway: true,
+    ipMasq: true,
+    ipam: {
+      type: 'host-local',
+      ranges: [[{ subnet: o.subnet }]],
+      routes: [{ dst: '0.0.0.0/0' }],
+      dataDir: o.dataDir,
+    },
+  };
+}
+
 /** True when the plugin binary is there and executable. */
 export function havePlugin(plugin: string): boolean {
   try {
@@ -42,18 +64,37 @@ export function havePlugin(plugin: string): boolean {
   }
 }
 
-/** Exec one plugin with config on stdin; resolves with its stdout (the result JSON for ADD). */
+/** Exec one reference plugin with config on stdin; resolves with its stdout (the result JSON for ADD). */
 export function execPlugin(plugin: string, config: object, call: CniCall): Promise<string> {
+  return execCni(join(CNI_PATH, plugin), config, call);
+}
+
+export interface ExecOptions {
+  /** CNI_PATH: where the plugin finds its delegates (default /usr/lib/cni). */
+  cniPath?: string;
+  /** More environment, as a runtime passes its own on to plugins (libcni's invoke does). */
+  env?: Record<string, string>;
+}
+
+/** Exec the plugin binary at path as a runtime does; resolves with its stdout, rejects on a non-zero exit. */
+export function execCni(
+  path: string,
+  config: object,
+  call: CniCall,
+  options: ExecOptions = {},
+): Promise<string> {
+  const plugin = basename(path);
   return new Promise((resolve, reject) => {
-    const child = spawn(join(CNI_PATH, plugin), [], {
+    const child = spawn(path, [], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: {
         PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        ...options.env,
         CNI_COMMAND: call.command,
         CNI_CONTAINERID: call.containerId,
         CNI_NETNS: call.netns,
         CNI_IFNAME: call.ifname,
-        CNI_PATH,
+        CNI_PATH: options.cniPath ?? CNI_PATH,
       },
     });
     const stdout: Buffer[] = [];

@@ -9,9 +9,16 @@
  * When no daemon answers, it runs the same plugin in-process with node
  * (slower, same results): the config goes back on stdin through a memfd.
  *
+ * One binary, two plugins: executed as netctl-ipam (a symlink to it, as
+ * `netctl cni install` makes) it is netctl's IPAM plugin, otherwise
+ * netctl-cni. The name is taken from argv[0], which runtimes set to the
+ * plugin's path (libcni's invoke does).
+ *
  * Environment: NETCTL_SOCKET (default /run/netctl/api.sock),
  * NETCTL_CNI_NODE_MAIN (the in-process entry point; default next to this
- * binary: ../../../dist/src/cni/main.js), NETCTL_NODE (default "node").
+ * binary: ../../../dist/src/cni/main.js), NETCTL_NODE (default "node" on
+ * PATH, then /usr/bin/node and /usr/local/bin/node: runtimes may run
+ * plugins with a short PATH).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,7 +33,8 @@
 
 /* CNI spec error codes (SPEC.md "Error"): 5 = I/O failure. */
 #define CNI_ERR_IO 5
-#define MAX_CONFIG (4 * 1024 * 1024)
+/* As src/cni/skel.ts MAX_CONFIG_BYTES. */
+#define MAX_CONFIG (1024 * 1024)
 
 static const char *const CNI_VARS[] = {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME",
                                        "CNI_ARGS",    "CNI_PATH",        NULL};
@@ -101,10 +109,21 @@ static struct buf read_stdin(void) {
     if (n < 0) cni_fail(CNI_ERR_IO, "cannot read the network configuration from stdin", strerror(errno));
     if (n == 0) break;
     put(&in, chunk, (size_t)n);
-    if (in.len > MAX_CONFIG) cni_fail(CNI_ERR_IO, "network configuration on stdin is too large", NULL);
+    if (in.len > MAX_CONFIG) {
+      char details[64];
+      snprintf(details, sizeof details, "more than %d bytes", MAX_CONFIG);
+      cni_fail(CNI_ERR_IO, "network configuration on stdin is too large", details);
+    }
   }
   if (!in.data) puts_(&in, "");
   return in;
+}
+
+/* netctl-ipam when executed under that name, else netctl-cni. */
+static const char *plugin_name(const char *argv0) {
+  const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+  const char *base = slash ? slash + 1 : argv0;
+  return base && strcmp(base, "netctl-ipam") == 0 ? "netctl-ipam" : "netctl-cni";
 }
 
 static const char *dirname_of(char *path) {
@@ -114,7 +133,7 @@ static const char *dirname_of(char *path) {
 }
 
 /* No daemon: run the Node implementation with the config back on stdin. */
-static void run_in_process(char **argv, const struct buf *config) {
+static void run_in_process(const char *plugin, const struct buf *config) {
   char main_js[PATH_MAX + 64];
   const char *configured = getenv("NETCTL_CNI_NODE_MAIN");
   if (configured) {
@@ -133,30 +152,48 @@ static void run_in_process(char **argv, const struct buf *config) {
       dup2(fd, 0) != 0) {
     cni_fail(CNI_ERR_IO, "cannot hand the configuration over", strerror(errno));
   }
-  const char *node = getenv("NETCTL_NODE") ? getenv("NETCTL_NODE") : "node";
-  char *args[] = {(char *)node, main_js, NULL};
-  (void)argv;
-  execvp(node, args);
+  const char *node = getenv("NETCTL_NODE");
+  char *args[] = {(char *)(node ? node : "node"), main_js, (char *)plugin, NULL};
+  if (node) {
+    execvp(node, args);
+  } else {
+    static const char *const nodes[] = {"node", "/usr/bin/node", "/usr/local/bin/node", NULL};
+    for (const char *const *n = nodes; *n; n++) {
+      execvp(*n, args);
+      if (errno != ENOENT) break;
+    }
+  }
   cni_fail(CNI_ERR_IO, "no netctl daemon answers and node cannot be started", strerror(errno));
 }
 
-/* Connect to the daemon's socket; -1 when no daemon answers there. */
+/*
+ * Connect to the daemon's socket; -1 when no daemon is there (no socket
+ * file, or nobody listening: a daemon that stopped). Any other failure
+ * (say EACCES) means a daemon may well be there: going around it would
+ * split the state, so that is an error, as the CLI makes it.
+ */
 static int connect_daemon(const char *path) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof addr.sun_path) return -1;
+  if (strlen(path) >= sizeof addr.sun_path) cni_fail(CNI_ERR_IO, "NETCTL_SOCKET path is too long", path);
   strcpy(addr.sun_path, path);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+  if (fd < 0) cni_fail(CNI_ERR_IO, "cannot make a socket", strerror(errno));
+  int rc;
+  do rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    int err = errno;
     close(fd);
-    return -1;
+    if (err == ENOENT || err == ECONNREFUSED) return -1;
+    cni_fail(CNI_ERR_IO, "cannot reach the netctl daemon", strerror(err));
   }
   return fd;
 }
 
 static void write_all(int fd, const char *data, size_t len) {
   while (len) {
-    ssize_t n = write(fd, data, len);
+    /* MSG_NOSIGNAL: a daemon that goes away is an error to report, not a SIGPIPE to die of. */
+    ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) cni_fail(CNI_ERR_IO, "lost the netctl daemon while sending", strerror(errno));
     data += n;
@@ -165,11 +202,11 @@ static void write_all(int fd, const char *data, size_t len) {
 }
 
 int main(int argc, char **argv) {
-  (void)argc;
+  const char *plugin = plugin_name(argc > 0 ? argv[0] : NULL);
   struct buf config = read_stdin();
   const char *socket_path = getenv("NETCTL_SOCKET") ? getenv("NETCTL_SOCKET") : "/run/netctl/api.sock";
   int fd = connect_daemon(socket_path);
-  if (fd < 0) run_in_process(argv, &config);
+  if (fd < 0) run_in_process(plugin, &config);
 
   struct buf body = {0};
   puts_(&body, "{\"env\":{");
@@ -183,7 +220,9 @@ int main(int argc, char **argv) {
     puts_(&body, ":");
     put_json_string(&body, value, strlen(value));
   }
-  puts_(&body, "},\"config\":");
+  puts_(&body, "},\"plugin\":\"");
+  puts_(&body, plugin);
+  puts_(&body, "\",\"config\":");
   put_json_string(&body, config.data, config.len);
   puts_(&body, "}");
 
@@ -209,12 +248,13 @@ int main(int argc, char **argv) {
   if (!end) cni_fail(CNI_ERR_IO, "the netctl daemon's answer was cut short", NULL);
   *end = 0;
   const char *exit_header = strcasestr(reply.data, "\r\nNetctl-Cni-Exit:");
+  const char *payload = end + 4;
   if (!exit_header || strncmp(reply.data, "HTTP/1.1 200", 12) != 0) {
-    cni_fail(CNI_ERR_IO, "the netctl daemon did not answer the CNI request", reply.data);
+    /* An older daemon without /v1/cni (404), or a request it refused: its error body says why. */
+    cni_fail(CNI_ERR_IO, "the netctl daemon did not answer the CNI request", payload);
   }
   int status = atoi(exit_header + strlen("\r\nNetctl-Cni-Exit:"));
   /* The daemon always answers with Content-Length and no chunking (Connection: close). */
-  const char *payload = end + 4;
   fwrite(payload, 1, reply.len - (size_t)(payload - reply.data), stdout);
   return status;
 }

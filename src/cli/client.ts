@@ -6,7 +6,15 @@
  * the connect error as its cause: see isNoDaemon.
  */
 import { request as httpRequest } from 'node:http';
-import type { GcReport, Health, NetctlApi, NetworkDetails, SandboxDetails } from '../controller/api.js';
+import type {
+  CheckReport,
+  GcAction,
+  GcReport,
+  Health,
+  NetctlApi,
+  NetworkDetails,
+  SandboxDetails,
+} from '../controller/api.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import type { ConnectRequest, CreateNetworkRequest, CreateSandboxRequest } from '../core/schemas.js';
 import { type ErrorClass, Errors, specOf } from '../errors.js';
@@ -152,5 +160,15 @@ export class HttpApi implements NetctlApi {
 
   health(): Promise<Health> {
     return this.request('GET', '/v1/health');
+  }
+
+  check(network: string, sandbox?: string): Promise<CheckReport> {
+    const query = sandbox === undefined ? '' : `?sandbox=${enc(sandbox)}`;
+    return this.request('GET', `/v1/networks/${enc(network)}/check${query}`);
+  }
+
+  async repair(network?: string): Promise<GcAction[]> {
+    const body = network === undefined ? {} : { network };
+    return (await this.request<{ actions: GcAction[] }>('POST', '/v1/repair', body)).actions;
   }
 }

@@ -19,6 +19,8 @@ export interface CliContext {
   openApi(options: BackendOptions): Promise<Backend>;
   /** native/build/Release/netctl-exec. */
   netctlExec: string;
+  /** native/build/Release/netctl-cni: what `netctl cni install` links into the CNI plugin dir. */
+  netctlCni: string;
   /** Per-sandbox run directory (its /etc files, the log of `run -d`). */
   sandboxDir(sandboxId: string): string;
   /** Children of `run`/`sandbox exec` share our terminal; otherwise their output is copied to stdout/stderr. */
@@ -26,6 +28,7 @@ export interface CliContext {
 }
 
 export const NETCTL_EXEC = join(packageRoot, 'native', 'build', 'Release', 'netctl-exec');
+export const NETCTL_CNI = join(packageRoot, 'native', 'build', 'Release', 'netctl-cni');
 
 export function processContext(): CliContext {
   return {
@@ -37,6 +40,7 @@ export function processContext(): CliContext {
     env: process.env,
     openApi,
     netctlExec: NETCTL_EXEC,
+    netctlCni: NETCTL_CNI,
     sandboxDir: (id) => join(SANDBOX_RUN_DIR, id),
     inheritStdio: true,
   };

@@ -5,8 +5,10 @@
 import { Command, CommanderError } from 'commander';
 import { packageVersion } from '../paths.js';
 import { Cli, globalOptions } from './cli.js';
+import { cniCommand } from './commands/cni.js';
 import { daemonCommand, doctorCommand, gcCommand } from './commands/misc.js';
 import { networkCommand } from './commands/network.js';
+import { repairCommand } from './commands/repair.js';
 import { runCommand } from './commands/run.js';
 import { sandboxCommand } from './commands/sandbox.js';
 import { type CliContext, processContext } from './context.js';
@@ -39,7 +41,9 @@ export function buildProgram(cli: Cli): Command {
   sandboxCommand(cli, program);
   runCommand(cli, program);
   gcCommand(cli, program);
+  repairCommand(cli, program);
   doctorCommand(cli, program);
+  cniCommand(cli, program);
   daemonCommand(cli, program);
   return program;
 }

@@ -34,6 +34,20 @@ export interface GcReport {
   actions: GcAction[];
 }
 
+/** What `check` found wrong with a network's kernel side (and one sandbox's attachment to it). */
+export interface CheckReport {
+  network: string;
+  /**
+   * What of the network's kernel side is missing, one line each (e.g.
+   * `bridge nc-0123456789ab`, `4 firewall rule(s)`): `repair` puts it back.
+   * With a sandbox, only that endpoint's share of it (its veth, its port rules).
+   */
+  problems: string[];
+  sandbox?: string;
+  /** With a sandbox: what of its side is missing (interface, address, route); only a new attachment fixes it. */
+  sandboxProblems?: string[];
+}
+
 export interface Health {
   version: string;
   store: string;
@@ -63,5 +77,13 @@ export interface NetctlApi {
 
   /** Make the kernel, the IPAM and the records agree; see GcAction. */
   gc(options: { dryRun: boolean }): Promise<GcReport>;
+  /**
+   * What of the network's kernel side is missing (bridge, rules, ports on
+   * the bridge); with a sandbox, also its endpoint's interface, addresses
+   * and route inside the sandbox. Changes nothing. (CNI CHECK, `netctl repair`.)
+   */
+  check(network: string, sandbox?: string): Promise<CheckReport>;
+  /** Put back what `check` finds missing of one network's kernel side (every network's without one); returns what it did. */
+  repair(network?: string): Promise<GcAction[]>;
   health(): Promise<Health>;
 }

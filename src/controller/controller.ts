@@ -50,7 +50,16 @@ import { type HostEntry, removeSandboxEtc, writeSandboxEtc, writeSandboxHosts } 
 import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
 import { configureInterface } from '../sandbox/iface.js';
 import { claimNetns } from '../sandbox/owner.js';
-import type { GcReport, Health, NetctlApi, NetworkDetails, SandboxDetails } from './api.js';
+import type {
+  CheckReport,
+  GcAction,
+  GcReport,
+  Health,
+  NetctlApi,
+  NetworkDetails,
+  SandboxDetails,
+} from './api.js';
+import { checkNetwork, repairNetworks } from './check.js';
 import { Gate } from './gate.js';
 import { crashPoint, type Intent, newIntent } from './intents.js';
 import { collectGarbage } from './reconcile.js';
@@ -147,6 +156,16 @@ export class Controller implements NetctlApi {
 
   gc(options: { dryRun: boolean }): Promise<GcReport> {
     return this.gate.exclusive(() => collectGarbage(this, options.dryRun));
+  }
+
+  // check and repair (check.ts): CNI CHECK and `netctl repair`.
+  check(network: string, sandbox?: string): Promise<CheckReport> {
+    return checkNetwork(this, network, sandbox);
+  }
+
+  /** Alone, like gc: an operation changing the network meanwhile would race the restored rules. */
+  repair(network?: string): Promise<GcAction[]> {
+    return this.gate.exclusive(() => repairNetworks(this, network));
   }
 
   private driver(type: string): Driver {
@@ -551,9 +570,11 @@ export class Controller implements NetctlApi {
   async inspectSandbox(ref: string): Promise<SandboxDetails> {
     const sandbox = await this.findSandbox(ref);
     const networks = new Map((await this.state.networks()).map((n) => [n.id, n.name]));
-    const endpoints = (await this.state.endpoints())
-      .filter((e) => e.sandboxId === sandbox.id)
-      .map((e) => ({ ...e, networkName: networks.get(e.networkId) ?? e.networkId }));
+    // From the sandbox's own list, not a scan of every endpoint: a CNI ADD and DEL inspect one each.
+    const endpoints = (await this.state.sandboxEndpoints(sandbox)).map((e) => ({
+      ...e,
+      networkName: networks.get(e.networkId) ?? e.networkId,
+    }));
     return { sandbox, endpoints };
   }
 
@@ -614,6 +635,7 @@ export class Controller implements NetctlApi {
           networkId: network.id,
           name: sandbox.name,
           sandboxId: sandbox.id,
+          ifname,
           mac: endpointMac(req.mac, addresses.ipv4),
           ...addresses,
           portMappings: req.portMappings,

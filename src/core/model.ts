@@ -72,6 +72,8 @@ export interface Endpoint {
   name: string;
   /** Set while joined. */
   sandboxId?: string;
+  /** Interface name inside the sandbox (eth0, ...), as joined: CNI names an attachment by it. */
+  ifname?: string;
   mac: string;
   /** Address with prefix length, e.g. 10.1.0.2/24. */
   ipv4?: string;

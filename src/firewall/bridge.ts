@@ -18,6 +18,7 @@
  *     4. NETCTL-BRIDGE       -i B ! -o B ACCEPT                       (net: way out, not internal)
  *                            icc:  -i B -o B ACCEPT
  *                            !icc: -i B -o B ctstate DNAT ACCEPT, -i B -o B DROP
+ *                            ! -i B -o B ctstate DNAT ACCEPT (ports another publisher DNATs here)
  *                            -o B DROP              (nothing else gets in: only published ports)
  *   NETCTL-PREROUTING (nat)  [-d HOSTIP] -p P --dport H[:He] DNAT IP:C[-Ce/H]   (ep)
  *   NETCTL-POSTROUTING (nat) -s S ! -o B MASQUERADE                   (net, masquerade on)
@@ -47,6 +48,11 @@
  * - With ICC off, connections that were DNATed (published ports reached
  *   through the host address) are still allowed between containers of the
  *   network, as dockerd's userland proxy allows them.
+ * - Connections DNATed to the bridge by a rule not ours get in too (one
+ *   rule per network): the CNI portmap plugin chained after netctl-cni
+ *   publishes ports that way (containernetworking/plugins portmap), and a
+ *   DNAT rule is as deliberate a publication as ours. Anything not DNATed
+ *   still stops at the final DROP.
  * - A port range is one DNAT rule (iptables' shifted ranges) where dockerd
  *   writes one per port.
  */
@@ -165,6 +171,9 @@ export function networkRules(net: NetworkFirewall): Rule[] {
       add('filter', CHAIN.bridge, ['-i', b, '-o', b, ...conntrack('--ctstate', 'DNAT'), '-j', 'ACCEPT']);
       add('filter', CHAIN.bridge, ['-i', b, '-o', b, '-j', 'DROP']);
     }
+    // Ports published by someone else on this host (the CNI portmap plugin
+    // chained after netctl-cni, a hand-written DNAT): as deliberate as ours.
+    add('filter', CHAIN.bridge, ['!', '-i', b, '-o', b, ...conntrack('--ctstate', 'DNAT'), '-j', 'ACCEPT']);
     add('filter', CHAIN.bridge, ['-o', b, '-j', 'DROP']);
 
     for (const { cidr: subnet } of subnets.filter((s) => s.family === family)) {

@@ -5,15 +5,19 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { CniBackend } from '../cni/plugins.js';
 import type { NetctlApi } from '../controller/api.js';
 import { createNetworkSchema, createSandboxSchema } from '../core/schemas.js';
 import { createServer, type ServerOptions } from './app.js';
+import { cniPlugin } from './cni.js';
 import { DEFAULT_BODY_LIMIT, netctlErrorHandler } from './errors.js';
 import {
+  checkQuerySchema,
   connectBodySchema,
   disconnectBodySchema,
   gcBodySchema,
   refParamsSchema,
+  repairBodySchema,
   sandboxPidBodySchema,
 } from './schemas.js';
 
@@ -71,15 +75,29 @@ export const netctlApiPlugin: FastifyPluginAsyncZod<NetctlApiPluginOptions> = as
   );
 
   app.post('/gc', { schema: { body: gcBodySchema } }, (request) => api.gc({ dryRun: request.body.dryRun }));
+  app.get(
+    '/networks/:ref/check',
+    { schema: { params: refParamsSchema, querystring: checkQuerySchema } },
+    (request) => api.check(request.params.ref, request.query.sandbox),
+  );
+  app.post('/repair', { schema: { body: repairBodySchema } }, async (request) => ({
+    actions: await api.repair(request.body.network),
+  }));
 };
 
+export interface ApiServerOptions extends ServerOptions {
+  /** Serve CNI calls forwarded by the netctl-cni shim (POST /v1/cni, src/server/cni.ts) against this backend. */
+  cni?: CniBackend;
+}
+
 /** The daemon's API server: the shared fastify setup with the netctl REST area at /v1. */
-export function buildApiServer(api: NetctlApi, options: ServerOptions = {}): FastifyInstance {
+export function buildApiServer(api: NetctlApi, options: ApiServerOptions = {}): FastifyInstance {
   const app = createServer(options);
   app.register(netctlApiPlugin, {
     api,
     prefix: '/v1',
     ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
   });
+  if (options.cni) app.register(cniPlugin, { backend: options.cni, prefix: '/v1' });
   return app;
 }

@@ -29,3 +29,12 @@ export const gcBodySchema = z
   .strictObject({ dryRun: z.boolean().default(false) })
   .nullish()
   .transform((body) => body ?? { dryRun: false });
+
+/** GET /v1/networks/:ref/check?sandbox=REF. */
+export const checkQuerySchema = z.strictObject({ sandbox: z.string().min(1).optional() });
+
+/** POST /v1/repair; no body (or no network) repairs every network. */
+export const repairBodySchema = z
+  .strictObject({ network: z.string().min(1).optional() })
+  .nullish()
+  .transform((body) => body ?? {});

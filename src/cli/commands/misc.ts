@@ -83,7 +83,10 @@ export function daemonCommand(cli: Cli, program: Command): Command {
       try {
         const report = await api.gc({ dryRun: false });
         for (const action of report.actions) log.info({ action }, 'reconcile');
-        const app = buildApiServer(api);
+        const { Ipam } = await import('../../ipam/ipam.js');
+        const ipam = new Ipam(api.state.kv);
+        // CNI calls forwarded by the netctl-cni shim run against this same controller (docs/cni.md).
+        const app = buildApiServer(api, { cni: { api: async () => api, ipam: async () => ipam } });
         await listenUnix(app, socket);
         let plugins: Awaited<ReturnType<typeof listenDockerPlugins>> | undefined;
         try {

@@ -20,7 +20,16 @@ import {
 import { parseRequest } from '../../core/validate.js';
 import { Errors } from '../../errors.js';
 import { matchCidr } from '../../kernel/inet.js';
-import type { GcAction, GcReport, Health, NetctlApi, NetworkDetails, SandboxDetails } from '../api.js';
+import { bootId, netnsInode } from '../../sandbox/identity.js';
+import type {
+  CheckReport,
+  GcAction,
+  GcReport,
+  Health,
+  NetctlApi,
+  NetworkDetails,
+  SandboxDetails,
+} from '../api.js';
 
 export const FAKE_DRIVERS = ['bridge', 'overlay', 'host', 'none'] as const;
 
@@ -44,6 +53,16 @@ function nthAddress(cidr: string, n: number): string {
   return ipaddr.fromByteArray(out).toString();
 }
 
+/** The nsfs inode behind a path when this process may stat it; the fake makes one up otherwise. */
+function inodeOf(key: string): number | undefined {
+  try {
+    return netnsInode(key);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EACCES') return undefined;
+    throw err;
+  }
+}
+
 function prefixLength(cidr: string): number {
   return ipaddr.parseCIDR(cidr)[1];
 }
@@ -65,6 +84,8 @@ export class FakeApi implements NetctlApi {
   readonly networks = new Map<string, Network>();
   readonly sandboxes = new Map<string, Sandbox>();
   readonly endpoints = new Map<string, Endpoint>();
+  /** What check reports missing per network id (as if a bridge or rules were deleted by hand); repair clears it. */
+  readonly missing = new Map<string, string[]>();
   /** What the next gc would report; cleared by a gc that is not a dry run. */
   pendingGc: GcAction[] = [];
   /** Make the next call of a method fail with this error (then forget it). */
@@ -201,8 +222,9 @@ export class FakeApi implements NetctlApi {
       id,
       name: r.name,
       key: r.key ?? `/run/netns/netctl-${id.slice(0, 12)}`,
-      netnsInode: this.nextInode++,
-      bootId: '00000000-0000-4000-8000-000000000000',
+      // As the controller records them, so a caller's staleness check (CNI's) sees a live sandbox.
+      netnsInode: (r.key ? inodeOf(r.key) : undefined) ?? this.nextInode++,
+      bootId: bootId(),
       ownsNetns: r.key === undefined,
       hostname: r.hostname ?? r.name,
       endpointIds: [],
@@ -292,6 +314,7 @@ export class FakeApi implements NetctlApi {
       networkId: network.id,
       name: sandbox.name,
       sandboxId: sandbox.id,
+      ifname: r.ifname ?? `eth${sandbox.endpointIds.length}`,
       mac: r.mac ?? `02:42:${[...randomBytes(4)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`,
       ...(ipv4 ? { ipv4 } : {}),
       ...(ipv6 ? { ipv6 } : {}),
@@ -321,6 +344,38 @@ export class FakeApi implements NetctlApi {
     const report = { dryRun: options.dryRun, actions: clone(this.pendingGc) };
     if (!options.dryRun) this.pendingGc = [];
     return report;
+  }
+
+  async check(network: string, sandbox?: string): Promise<CheckReport> {
+    this.record('check', [network, sandbox]);
+    const n = this.network(network);
+    const s = sandbox === undefined ? undefined : this.sandbox(sandbox);
+    if (s && !this.endpointsOf(n.id).some((e) => e.sandboxId === s.id))
+      throw new Errors.EndpointNotFound(`${s.name} on network ${n.name}`);
+    return {
+      network: n.name,
+      problems: [...(this.missing.get(n.id) ?? [])],
+      ...(s ? { sandbox: s.name, sandboxProblems: [] } : {}),
+    };
+  }
+
+  async repair(network?: string): Promise<GcAction[]> {
+    this.record('repair', [network]);
+    const networks = network === undefined ? [...this.networks.values()] : [this.network(network)];
+    const actions: GcAction[] = [];
+    for (const n of networks) {
+      const missing = this.missing.get(n.id);
+      if (!missing?.length) continue;
+      this.missing.delete(n.id);
+      actions.push({
+        kind: 'network',
+        name: n.name,
+        owner: `net:${n.id}`,
+        action: 'restore',
+        reason: `missing: ${missing.join(', ')}`,
+      });
+    }
+    return actions;
   }
 
   async health(): Promise<Health> {

@@ -209,6 +209,9 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
 
   async createEndpoint(_network: Network, endpoint: EndpointInfo): Promise<void> {
     endpoint.setDriverData('hostIfname', hostVethName(endpoint.endpoint.id));
+    // Chosen here rather than by the kernel, so the record knows it: a CNI
+    // result lists the host-side interface with its MAC.
+    endpoint.setDriverData('hostMac', randomMac());
   }
 
   async deleteEndpoint(_network: Network, endpoint: Endpoint): Promise<void> {
@@ -227,6 +230,7 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     const veth: NewLink = {
       kind: 'veth',
       name: hostIfname,
+      ...(endpoint.driverData.hostMac ? { mac: endpoint.driverData.hostMac } : {}),
       master,
       alias: `${OWNER_PREFIX}${endpointOwner(endpoint.id)}`,
       ...(config.mtu ? { mtu: config.mtu } : {}),

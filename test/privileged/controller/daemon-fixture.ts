@@ -143,14 +143,23 @@ export async function withLocal<T>(dir: string, fn: (api: NetctlApi) => Promise<
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Run the real `netctl` CLI against dir's socket and state; no daemon needs to run. */
-export function netctl(
-  dir: string,
+export interface Spawned {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  /** Wall-clock time from the spawn to the exit. */
+  ms: number;
+}
+
+/** Run file with args (never a shell), input on stdin; killed by cleanupAll if a test leaves it running. */
+export function spawnCollected(
+  file: string,
   args: string[],
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  options: { env?: NodeJS.ProcessEnv; input?: string } = {},
+): Promise<Spawned> {
+  const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, '--socket', socketOf(dir), ...args], {
-      env: { PATH: process.env.PATH, NETCTL_STATE_DIR: stateDirOf(dir), NETCTL_LOG_LEVEL: 'warn' },
-    });
+    const child = spawn(file, args, { env: options.env ?? {}, stdio: ['pipe', 'pipe', 'pipe'] });
     running.add(child);
     let stdout = '';
     let stderr = '';
@@ -163,8 +172,20 @@ export function netctl(
     child.on('error', reject);
     child.on('close', (status) => {
       running.delete(child);
-      resolve({ status, stdout, stderr });
+      resolve({ status, stdout, stderr, ms: performance.now() - started });
     });
+    // A child that exits before reading all of stdin is not an error here: its status says what happened.
+    child.stdin.on('error', () => {});
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+export function netctl(
+  dir: string,
+  args: string[],
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return spawnCollected(process.execPath, [BIN, '--socket', socketOf(dir), ...args], {
+    env: { PATH: process.env.PATH, NETCTL_STATE_DIR: stateDirOf(dir), NETCTL_LOG_LEVEL: 'warn' },
   });
 }
 

@@ -135,6 +135,38 @@ describe('netctl REST API: routes', () => {
     expect(await post('/v1/gc')).toMatchObject({ status: 200, body: { dryRun: false, actions: [{}] } });
     expect((await post('/v1/gc', {})).body).toEqual({ dryRun: false, actions: [] });
   });
+
+  it('GET /v1/networks/:ref/check, with ?sandbox= for one attachment', async () => {
+    const { web } = await seed();
+    api.missing.set(web.id, ['bridge nc-1']);
+    expect(await call({ method: 'GET', url: '/v1/networks/web/check' })).toMatchObject({
+      status: 200,
+      body: { network: 'web', problems: ['bridge nc-1'] },
+    });
+    await post('/v1/networks/web/connect', { sandbox: 'box' });
+    expect(await call({ method: 'GET', url: '/v1/networks/web/check?sandbox=box' })).toMatchObject({
+      status: 200,
+      body: { network: 'web', sandbox: 'box', problems: ['bridge nc-1'], sandboxProblems: [] },
+    });
+    expect(api.calls.at(-1)).toEqual({ method: 'check', args: ['web', 'box'] });
+    expect(await call({ method: 'GET', url: '/v1/networks/web/check?other=1' })).toMatchObject({
+      status: 400,
+      body: { code: 'NETCTL_INVALID_REQUEST' },
+    });
+  });
+
+  it('POST /v1/repair: one network, or every network without a body', async () => {
+    const { web } = await seed();
+    api.missing.set(web.id, ['bridge nc-1']);
+    expect(await post('/v1/repair', { network: 'web' })).toMatchObject({
+      status: 200,
+      body: {
+        actions: [{ kind: 'network', name: 'web', action: 'restore', reason: 'missing: bridge nc-1' }],
+      },
+    });
+    expect(await post('/v1/repair')).toEqual(expect.objectContaining({ status: 200, body: { actions: [] } }));
+    expect(api.calls.filter((c) => c.method === 'repair').map((c) => c.args)).toEqual([['web'], [undefined]]);
+  });
 });
 
 describe('netctl REST API: errors', () => {

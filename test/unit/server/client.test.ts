@@ -80,6 +80,18 @@ describe('HttpApi over a real unix socket', () => {
     fake.pendingGc = [{ kind: 'rule', name: 'r', owner: 'ep:1', action: 'remove', reason: 'gone' }];
     expect(await api.gc({ dryRun: true })).toEqual({ dryRun: true, actions: fake.pendingGc });
     expect(await api.health()).toMatchObject({ version: 'fake', networks: 0 });
+    const net = await api.createNetwork({ name: 'net', ipam: { config: [{ subnet: '10.2.0.0/24' }] } });
+    await api.createSandbox({ name: 'c1' });
+    await api.connect({ network: 'net', sandbox: 'c1' });
+    fake.missing.set(net.id, ['2 firewall rule(s)']);
+    expect(await api.check('net', 'c1')).toEqual({
+      network: 'net',
+      problems: ['2 firewall rule(s)'],
+      sandbox: 'c1',
+      sandboxProblems: [],
+    });
+    expect(await api.repair('net')).toMatchObject([{ name: 'net', action: 'restore' }]);
+    expect(await api.repair()).toEqual([]);
     expect(fake.calls.map((c) => c.method)).toEqual([
       'createNetwork',
       'listNetworks',
@@ -96,6 +108,12 @@ describe('HttpApi over a real unix socket', () => {
       'pruneNetworks',
       'gc',
       'health',
+      'createNetwork',
+      'createSandbox',
+      'connect',
+      'check',
+      'repair',
+      'repair',
     ]);
   });
 

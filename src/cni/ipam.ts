@@ -1,0 +1,257 @@
+/**
+ * netctl-ipam: netctl's IPAM as a CNI IPAM plugin (SPEC.md section 4,
+ * "Plugin Delegation"), for other plugins' `ipam` section — the reference
+ * bridge, ptp, macvlan — in place of host-local:
+ *
+ *   "ipam": { "type": "netctl-ipam", "subnet": "10.22.0.0/24",
+ *             "gateway": "10.22.0.1", "routes": [{ "dst": "0.0.0.0/0" }] }
+ *
+ * The subnet is a pool of netctl's IPAM (owner `cni-ipam:<network name>`),
+ * made on first use; each attachment's address is owned by
+ * `cni:<containerId>/<ifname>`, so DEL needs nothing but the attachment, a
+ * repeated ADD gets the same address, and GC frees whatever a runtime lost.
+ * Allocation is one CAS transaction on the store, so any number of
+ * concurrent calls (processes, or the daemon) never hand out an address
+ * twice. The result has no interfaces (SPEC.md "Delegated plugins (IPAM)").
+ */
+import { z } from 'zod';
+import { cidrSchema, ipSchema } from '../core/schemas.js';
+import { parseSubnet } from '../ipam/cidr.js';
+import { PoolOverlapError } from '../ipam/errors.js';
+import type { Ipam, PoolInfo } from '../ipam/ipam.js';
+import { LOCAL_SPACE } from '../ipam/pool.js';
+import { familyOf } from '../kernel/inet.js';
+import { type CmdArgs, CniCode, CniError, type Handlers, invalidConfig } from './skel.js';
+import {
+  baseConfigSchema,
+  CURRENT_VERSION,
+  ignoresUnknownArgs,
+  type Result,
+  upconvertResult,
+} from './types.js';
+
+const rangeSchema = z.strictObject({
+  subnet: cidrSchema,
+  gateway: ipSchema.optional(),
+  /** Dynamic allocation draws only from this part of the subnet. */
+  ipRange: cidrSchema.optional(),
+});
+
+export const netctlIpamConfigSchema = baseConfigSchema.extend({
+  ipam: z.looseObject({
+    type: z.string(),
+    subnet: cidrSchema.optional(),
+    gateway: ipSchema.optional(),
+    ipRange: cidrSchema.optional(),
+    /** Several subnets (one IPv4 and one IPv6, say): an address from each. */
+    subnets: z.array(rangeSchema).min(1).max(8).optional(),
+    routes: z.array(z.looseObject({ dst: cidrSchema, gw: ipSchema.optional() })).optional(),
+    dns: z
+      .looseObject({
+        nameservers: z.array(z.string()).optional(),
+        domain: z.string().optional(),
+        search: z.array(z.string()).optional(),
+        options: z.array(z.string()).optional(),
+      })
+      .optional(),
+  }),
+});
+type IpamConfig = z.output<typeof netctlIpamConfigSchema>;
+
+function parseConfig(args: CmdArgs): { conf: IpamConfig; ranges: z.output<typeof rangeSchema>[] } {
+  const parsed = netctlIpamConfigSchema.safeParse(args.config, { reportInput: true });
+  if (!parsed.success) throw invalidConfig(parsed.error.issues);
+  const conf = parsed.data;
+  const { ipam } = conf;
+  const ranges =
+    ipam.subnets ??
+    (ipam.subnet
+      ? [
+          {
+            subnet: ipam.subnet,
+            ...(ipam.gateway ? { gateway: ipam.gateway } : {}),
+            ...(ipam.ipRange ? { ipRange: ipam.ipRange } : {}),
+          },
+        ]
+      : undefined);
+  if (!ranges) throw new CniError(CniCode.INVALID_CONFIG, 'ipam.subnet (or ipam.subnets) is required');
+  return { conf, ranges };
+}
+
+/** Who holds an attachment's addresses: the attachment itself (neither part can contain '/'). */
+export const attachmentOwner = (containerId: string, ifname: string) => `cni:${containerId}/${ifname}`;
+
+function parseOwner(owner: string): { containerId: string; ifname: string } | undefined {
+  if (!owner.startsWith('cni:')) return undefined;
+  const slash = owner.lastIndexOf('/');
+  if (slash < 0) return undefined;
+  return { containerId: owner.slice('cni:'.length, slash), ifname: owner.slice(slash + 1) };
+}
+
+const poolOwner = (conf: IpamConfig) => `cni-ipam:${conf.name}`;
+
+/** The pool for one range, if it exists; it must be this network's, not someone else's subnet. */
+async function findPool(ipam: Ipam, conf: IpamConfig, subnet: string): Promise<PoolInfo | undefined> {
+  const canonical = parseSubnet(subnet).cidr;
+  const pool = (await ipam.listPools(LOCAL_SPACE)).find((p) => p.subnet === canonical);
+  if (pool && pool.owner !== poolOwner(conf)) {
+    throw new CniError(
+      CniCode.INVALID_CONFIG,
+      `subnet ${canonical} is already a netctl pool of ${pool.owner ?? 'someone else'}`,
+      `netctl-ipam keeps its own pool per network name (${poolOwner(conf)}): give it a subnet of its own`,
+    );
+  }
+  return pool;
+}
+
+/** Find or make the pool; concurrent first ADDs race on its creation, and the losers use the winner's. */
+async function ensurePool(
+  ipam: Ipam,
+  conf: IpamConfig,
+  range: z.output<typeof rangeSchema>,
+): Promise<PoolInfo> {
+  for (let attempt = 0; ; attempt++) {
+    const found = await findPool(ipam, conf, range.subnet);
+    if (found) return found;
+    try {
+      return await ipam.requestPool({
+        space: LOCAL_SPACE,
+        subnet: range.subnet,
+        ...(range.ipRange ? { ipRange: range.ipRange } : {}),
+        ...(range.gateway ? { gateway: range.gateway } : {}),
+        owner: poolOwner(conf),
+      });
+    } catch (err) {
+      if (!(err instanceof PoolOverlapError) || attempt >= 3) throw err;
+    }
+  }
+}
+
+function staticAddresses(conf: IpamConfig, args: CmdArgs): Map<4 | 6, string> {
+  if (!ignoresUnknownArgs(args.argsMap)) {
+    for (const [key, value] of args.argsMap) {
+      if (key !== 'IP' && key !== 'IgnoreUnknown')
+        throw new CniError(
+          CniCode.UNSUPPORTED_FIELD,
+          `unsupported CNI_ARGS key ${key}=${value}`,
+          'set IgnoreUnknown=1 to ignore it',
+        );
+    }
+  }
+  const texts = conf.runtimeConfig?.ips?.length
+    ? conf.runtimeConfig.ips
+    : conf.args?.cni?.ips?.length
+      ? conf.args.cni.ips
+      : (args.argsMap.get('IP')?.split(',').filter(Boolean) ?? []);
+  const out = new Map<4 | 6, string>();
+  for (const text of texts) {
+    const ip = text.includes('/') ? text.slice(0, text.indexOf('/')) : text;
+    if (!ipSchema.safeParse(ip).success)
+      throw new CniError(CniCode.INVALID_CONFIG, `invalid static address ${JSON.stringify(text)}`);
+    out.set(familyOf(ip), ip);
+  }
+  return out;
+}
+
+export function netctlIpamHandlers(backend: { ipam(): Promise<Ipam> }): Handlers {
+  return {
+    async add(args): Promise<Result> {
+      const { conf, ranges } = parseConfig(args);
+      const wanted = staticAddresses(conf, args);
+      const ipam = await backend.ipam();
+      const owner = attachmentOwner(args.containerId, args.ifname);
+      const held = await ipam.allocationsOf(owner);
+      const ips: Result['ips'] = [];
+      for (const range of ranges) {
+        const pool = await ensurePool(ipam, conf, range);
+        // A repeated ADD of the same attachment gets what it has.
+        const have = held.find((a) => a.poolId === pool.poolId);
+        const wantedHere = wanted.get(pool.family);
+        const allocation = have
+          ? { cidr: `${have.address}/${pool.subnet.slice(pool.subnet.indexOf('/') + 1)}` }
+          : await ipam.requestAddress(pool.poolId, { owner, ...(wantedHere ? { address: wantedHere } : {}) });
+        ips.push({ address: allocation.cidr, ...(pool.gateway ? { gateway: pool.gateway } : {}) });
+      }
+      const result: Result = { cniVersion: CURRENT_VERSION, ips };
+      if (conf.ipam.routes?.length)
+        result.routes = conf.ipam.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}) }));
+      if (conf.ipam.dns && Object.keys(conf.ipam.dns).length) result.dns = conf.ipam.dns;
+      return result;
+    },
+
+    async del(args) {
+      const { conf, ranges } = parseConfig(args);
+      const ipam = await backend.ipam();
+      const owner = attachmentOwner(args.containerId, args.ifname);
+      const held = await ipam.allocationsOf(owner);
+      for (const range of ranges) {
+        const pool = await findPool(ipam, conf, range.subnet);
+        if (!pool) continue;
+        for (const a of held.filter((h) => h.poolId === pool.poolId))
+          await ipam.releaseAddress(pool.poolId, a.address);
+      }
+    },
+
+    async check(args) {
+      const { conf, ranges } = parseConfig(args);
+      const prev = conf.prevResult ? upconvertResult(conf.prevResult) : undefined;
+      const ipam = await backend.ipam();
+      const owner = attachmentOwner(args.containerId, args.ifname);
+      const held = await ipam.allocationsOf(owner);
+      const problems: string[] = [];
+      for (const range of ranges) {
+        const pool = await findPool(ipam, conf, range.subnet);
+        const have = pool && held.find((a) => a.poolId === pool.poolId);
+        if (!pool || !have) {
+          problems.push(`no address in ${range.subnet} is reserved for ${args.containerId}/${args.ifname}`);
+          continue;
+        }
+        const listed = prev?.ips?.some((ip) => ip.address.split('/')[0] === have.address);
+        if (prev && !listed) problems.push(`prevResult lacks the reserved address ${have.address}`);
+      }
+      if (problems.length) {
+        throw new CniError(
+          CniCode.CHECK_FAILED,
+          `netctl-ipam: attachment ${args.containerId}/${args.ifname} is not as ADD left it`,
+          problems.join(', '),
+        );
+      }
+    },
+
+    async status(args) {
+      parseConfig(args);
+      try {
+        await (await backend.ipam()).listPools(LOCAL_SPACE);
+      } catch (err) {
+        throw new CniError(
+          CniCode.PLUGIN_NOT_AVAILABLE,
+          "netctl-ipam cannot allocate: netctl's state store is unavailable",
+          (err as Error).message,
+        );
+      }
+    },
+
+    async gc(args) {
+      const { conf, ranges } = parseConfig(args);
+      const valid = conf['cni.dev/valid-attachments'];
+      if (!valid) throw new CniError(CniCode.INVALID_CONFIG, 'cni.dev/valid-attachments missing');
+      const keep = new Set(valid.map((a) => attachmentOwner(a.containerID, a.ifname)));
+      const ipam = await backend.ipam();
+      const failures: string[] = [];
+      for (const range of ranges) {
+        const pool = await findPool(ipam, conf, range.subnet);
+        if (!pool) continue;
+        for (const a of await ipam.listAllocations(pool.poolId)) {
+          if (!parseOwner(a.owner) || keep.has(a.owner)) continue;
+          try {
+            await ipam.releaseAddress(pool.poolId, a.address);
+          } catch (err) {
+            failures.push(`${a.address} (${a.owner}): ${(err as Error).message}`);
+          }
+        }
+      }
+      if (failures.length)
+        throw new CniError(CniCode.INTERNAL, 'GC could not release every stale address', failures.join('; '));
+    },
+  };
+}
