@@ -102,6 +102,12 @@ export const Errors = {
   ),
   PortInUse: define('NETCTL_PORT_IN_USE', 'host port %s is already published by %s', 'conflict'),
   Conflict: define('NETCTL_CONFLICT', 'concurrent update of %s: try again', 'conflict'),
+  DockerNetwork: define('NETCTL_DOCKER_NETWORK', 'network %s belongs to Docker network %s: %s', 'conflict'),
+  NotAdoptable: define(
+    'NETCTL_NOT_ADOPTABLE',
+    'netctl network %s cannot be Docker network %s: %s',
+    'conflict',
+  ),
   DaemonRunning: define(
     'NETCTL_DAEMON_RUNNING',
     'another netctl daemon is already listening on %s',

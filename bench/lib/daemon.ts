@@ -15,7 +15,7 @@ import { packageRoot } from '../../src/paths.js';
 const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 10_000;
 /** The daemon's log kept for error messages: its last lines only. */
-const LOG_TAIL = 8_192;
+const LOG_TAIL = 65_536;
 
 export interface Memory {
   /** Resident set size now, MiB (VmRSS = RssAnon + RssFile + RssShmem). */
@@ -38,6 +38,17 @@ export interface Daemon {
   log(): string;
   /** SIGTERM, wait for the exit (SIGKILL after a timeout); resolves with how it ended. */
   stop(): Promise<string>;
+  /** SIGKILL (a crash, `kill -9`), and wait for the exit. */
+  kill(): Promise<string>;
+}
+
+export interface DaemonOptions {
+  /** The daemon's NODE_OPTIONS (and only the daemon's). */
+  nodeOptions?: string;
+  /** Run it through `nsenter` with these arguments (e.g. inside a dockerd's namespaces). */
+  nsenter?: string[];
+  /** More `netctl daemon` arguments (`--docker-plugins DIR`). */
+  args?: string[];
 }
 
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on Linux). */
@@ -78,14 +89,22 @@ function exited(child: ChildProcess): Promise<string> {
 
 /**
  * Start `netctl daemon` with NETCTL_STATE_DIR=stateDir and its API socket in
- * stateDir, and wait until it answers GET /v1/health. nodeOptions, if any,
- * becomes the daemon's NODE_OPTIONS (and only the daemon's).
+ * stateDir, and wait until it answers GET /v1/health. A string for options
+ * is the daemon's NODE_OPTIONS.
  */
-export async function startDaemon(stateDir: string, nodeOptions?: string): Promise<Daemon> {
+export async function startDaemon(stateDir: string, options: string | DaemonOptions = {}): Promise<Daemon> {
+  const {
+    nodeOptions,
+    nsenter,
+    args = [],
+  } = typeof options === 'string' ? { nodeOptions: options } : options;
   const socket = join(stateDir, 'api.sock');
   const { NODE_OPTIONS: _ours, ...env } = process.env;
   // The executable itself, as a user runs it: its #! line sets the daemon's V8 flags.
-  const child = spawn(join(packageRoot, 'bin/netctl.js'), ['daemon', '--socket', socket], {
+  const argv = [join(packageRoot, 'bin/netctl.js'), 'daemon', '--socket', socket, ...args];
+  // nsenter execs (no pid namespace to fork into): the child's pid is the daemon's.
+  const [file, fileArgs] = nsenter ? ['nsenter', [...nsenter, ...argv]] : [argv[0] as string, argv.slice(1)];
+  const child = spawn(file, fileArgs, {
     env: {
       ...env,
       ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
@@ -115,6 +134,10 @@ export async function startDaemon(stateDir: string, nodeOptions?: string): Promi
     api,
     memory: () => processMemory(pid),
     log: () => tail,
+    kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      return done;
+    },
     stop() {
       stopped ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

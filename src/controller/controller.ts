@@ -11,15 +11,23 @@ import type { z } from 'zod';
 import { type Driver, hasExternalConnectivity } from '../core/driver.js';
 import { EndpointInfo, JoinInfo, type NetworkInfo } from '../core/info.js';
 import { type IpamDriver, type Reservation, releasesByOwner } from '../core/ipam.js';
-import type { Endpoint, Network, PortMapping, Sandbox } from '../core/model.js';
+import type { Endpoint, IpamPoolConfig, Network, PortMapping, Sandbox } from '../core/model.js';
 import {
   type ConnectRequest,
+  type CreateEndpointRequest,
   type CreateNetworkRequest,
   type CreateSandboxRequest,
   connectSchema,
+  createEndpointSchema,
   createNetworkSchema,
   createSandboxSchema,
+  idSchema,
   type ipamPoolSchema,
+  type JoinRequest,
+  joinSchema,
+  type PortRequest,
+  portMappingSchema,
+  portRequestSchema,
 } from '../core/schemas.js';
 import { parseRequest } from '../core/validate.js';
 import { Errors } from '../errors.js';
@@ -79,6 +87,38 @@ export interface ControllerOptions {
 /** IPAM driver name for networks without addresses (host, none), as Docker's "null" IPAM. */
 export const NULL_IPAM = 'null';
 
+/**
+ * Addressing of a network made by someone whose IPAM holds its pools
+ * (Docker: its IPAM driver was called before the network driver).
+ */
+export interface ExternalAddressing {
+  /** The network's id: Docker's NetworkID (64 hex digits, like netctl's); a new one when absent. */
+  id?: string;
+  /** Docker's NetworkID, recorded as the network's dockerId. */
+  dockerId?: string;
+  /** IPAM driver name, for inspect (`netctl`, `default`). */
+  ipamDriver: string;
+  ipamOptions?: Record<string, string>;
+  /** One per subnet, the gateway resolved. */
+  config: (IpamPoolConfig & { gateway: string })[];
+  /** netctl IPAM pools behind config, one per entry, when the caller's IPAM is netctl's; else none. */
+  poolIds: string[];
+}
+
+/** What a join tells the caller (Docker's JoinResponse). */
+export interface JoinResult {
+  endpoint: Endpoint;
+  join: JoinInfo;
+}
+
+/** The MAC asked for, else one that follows the IPv4 address (macFromIpv4), else a random one. */
+function endpointMac(asked: string | undefined, ipv4: string | undefined): string {
+  return asked?.toLowerCase() ?? (ipv4 ? macFromIpv4(ipv4) : randomMac());
+}
+
+/** Host ports picked for `-p 80` (Docker's port allocator range). */
+export const EPHEMERAL_PORTS = { first: 49153, last: 60999 };
+
 export class Controller implements NetctlApi {
   readonly state: State;
   readonly ipam: IpamDriver;
@@ -88,6 +128,8 @@ export class Controller implements NetctlApi {
   private readonly gate = new Gate();
   /** /etc/hosts refreshes, one at a time (see refreshHosts). */
   private hostsLane: Promise<unknown> = Promise.resolve();
+  /** Port publishing, one at a time: a free host port is picked and taken in one turn. */
+  private portsLane: Promise<unknown> = Promise.resolve();
 
   constructor(options: ControllerOptions) {
     this.state = options.state;
@@ -192,19 +234,47 @@ export class Controller implements NetctlApi {
   }
 
   async createNetwork(input: CreateNetworkRequest): Promise<Network> {
+    return this.addNetwork(parseRequest(createNetworkSchema, input));
+  }
+
+  /**
+   * A network whose pools, gateways and aux addresses are already reserved
+   * by the caller's IPAM (Docker's, netctl's own through the IPAM plugin):
+   * the driver sets it up, nothing is requested from netctl's IPAM, and its
+   * removal releases nothing there (network.ipam.external).
+   */
+  async createExternalNetwork(input: CreateNetworkRequest, addressing: ExternalAddressing): Promise<Network> {
     const req = parseRequest(createNetworkSchema, input);
+    if (addressing.id) parseRequest(idSchema, addressing.id);
+    if (!addressing.config.length) throw new Errors.InvalidRequest('a network needs at least one subnet');
+    if (addressing.poolIds.length && addressing.poolIds.length !== addressing.config.length)
+      throw new Errors.InvalidRequest('one pool id per subnet, or none');
+    for (const c of addressing.config) checkPoolConfig(c);
+    return this.addNetwork(req, addressing);
+  }
+
+  private async addNetwork(
+    req: z.output<typeof createNetworkSchema>,
+    external?: ExternalAddressing,
+  ): Promise<Network> {
     const driver = this.driver(req.driver);
     if (await this.state.networkIdByName(req.name)) throw new Errors.NetworkExists(req.name);
     const nullIpam = req.ipam.driver === NULL_IPAM || driver.capability().addressing === false;
-    if (nullIpam && req.ipam.config.length)
+    if (nullIpam && (req.ipam.config.length || external))
       throw new Errors.InvalidRequest('the null IPAM driver takes no subnets');
-    const configs: PoolConfigRequest[] = nullIpam ? [] : req.ipam.config.length ? req.ipam.config : [{}];
+    const configs: PoolConfigRequest[] = external
+      ? external.config
+      : nullIpam
+        ? []
+        : req.ipam.config.length
+          ? req.ipam.config
+          : [{}];
     if (req.enableIPv6 && !configs.some((c) => c.subnet && parsePrefix(c.subnet).family === 6)) {
       throw new Errors.InvalidRequest('--ipv6 needs an IPv6 --subnet (no default IPv6 pool is configured)');
     }
     for (const c of configs) checkPoolConfig(c);
 
-    const id = newId();
+    const id = external?.id ?? newId();
     driver.checkOptions?.({ id, options: req.options, internal: req.internal });
     const owner = networkOwner(id);
     const scope = driver.capability().dataScope;
@@ -215,48 +285,59 @@ export class Controller implements NetctlApi {
       'create',
       [owner],
       async () => {
-        const spaces = await this.ipam.defaultAddressSpaces();
-        const resolved: Network['ipam']['config'] = [];
-        for (const c of configs) {
-          const v6 = c.subnet ? parsePrefix(c.subnet).family === 6 : false;
-          const pool = await this.ipam.requestPool({
-            addressSpace: scope === 'global' ? spaces.global : spaces.local,
-            ...(c.subnet ? { pool: c.subnet } : {}),
-            ...(c.ipRange ? { subPool: c.ipRange } : {}),
-            v6,
-            owner,
-          });
-          const held = { poolId: pool.poolId, reservations: [] as Reservation[] };
-          pools.push(held);
-          crashPoint('createNetwork.pool');
-          const gateway = await this.ipam.requestAddress({
-            poolId: pool.poolId,
-            ...(c.gateway ? { address: c.gateway } : {}),
-            owner,
-          });
-          held.reservations.push(gateway);
-          for (const address of Object.values(c.auxAddresses ?? {})) {
-            held.reservations.push(await this.ipam.requestAddress({ poolId: pool.poolId, address, owner }));
+        const resolved: Network['ipam']['config'] = external ? external.config : [];
+        if (!external) {
+          const spaces = await this.ipam.defaultAddressSpaces();
+          for (const c of configs) {
+            const v6 = c.subnet ? parsePrefix(c.subnet).family === 6 : false;
+            const pool = await this.ipam.requestPool({
+              addressSpace: scope === 'global' ? spaces.global : spaces.local,
+              ...(c.subnet ? { pool: c.subnet } : {}),
+              ...(c.ipRange ? { subPool: c.ipRange } : {}),
+              v6,
+              owner,
+            });
+            const held = { poolId: pool.poolId, reservations: [] as Reservation[] };
+            pools.push(held);
+            crashPoint('createNetwork.pool');
+            const gateway = await this.ipam.requestAddress({
+              poolId: pool.poolId,
+              ...(c.gateway ? { address: c.gateway } : {}),
+              owner,
+            });
+            held.reservations.push(gateway);
+            for (const address of Object.values(c.auxAddresses ?? {})) {
+              held.reservations.push(await this.ipam.requestAddress({ poolId: pool.poolId, address, owner }));
+            }
+            resolved.push({ ...c, subnet: pool.pool, gateway: parsePrefix(gateway.address).ip });
           }
-          resolved.push({ ...c, subnet: pool.pool, gateway: parsePrefix(gateway.address).ip });
         }
         network = {
           id,
           name: req.name,
           driver: req.driver,
           scope,
-          ipam: {
-            driver: req.ipam.driver,
-            options: req.ipam.options,
-            config: resolved,
-            poolIds: pools.map((p) => p.poolId),
-          },
+          ipam: external
+            ? {
+                driver: external.ipamDriver,
+                options: external.ipamOptions ?? {},
+                config: resolved,
+                poolIds: external.poolIds,
+                external: true,
+              }
+            : {
+                driver: req.ipam.driver,
+                options: req.ipam.options,
+                config: resolved,
+                poolIds: pools.map((p) => p.poolId),
+              },
           enableIPv6: req.enableIPv6,
           internal: req.internal,
           options: req.options,
           labels: req.labels,
           driverData: {},
           created: new Date().toISOString(),
+          ...(external?.dockerId ? { dockerId: external.dockerId } : {}),
         };
         const created = network;
         const info: NetworkInfo = {
@@ -281,8 +362,53 @@ export class Controller implements NetctlApi {
     );
   }
 
-  async deleteNetwork(ref: string): Promise<Network> {
+  /** The netctl network that Docker network dockerId is: one Docker made (same id) or one it adopted. */
+  async findDockerNetwork(dockerId: string): Promise<Network | undefined> {
+    const own = await this.state.network(dockerId);
+    if (own?.dockerId === dockerId) return own;
+    const id = await this.state.networkIdByDockerId(dockerId);
+    return id ? this.state.network(id) : undefined;
+  }
+
+  /**
+   * Record that a netctl network is Docker network dockerId (Docker adopted
+   * it), or with undefined that it no longer is. The network stays.
+   */
+  async setDockerNetwork(ref: string, dockerId: string | undefined): Promise<Network> {
     const network = await this.findNetwork(ref);
+    if (dockerId) parseRequest(idSchema, dockerId);
+    if (dockerId && network.dockerId && network.dockerId !== dockerId)
+      throw new Errors.NotAdoptable(
+        network.name,
+        dockerId,
+        `it is Docker network ${network.dockerId} already`,
+      );
+    const updated = await this.state.setDockerId(network.id, dockerId);
+    if (!updated) throw new Errors.NetworkNotFound(ref);
+    return updated;
+  }
+
+  /**
+   * Docker removes network dockerId: one Docker made is deleted (refused
+   * while netctl's own sandboxes are on it), one it adopted is only
+   * forgotten. Idempotent: an unknown id is done.
+   */
+  async deleteDockerNetwork(dockerId: string): Promise<Network | undefined> {
+    const network = await this.findDockerNetwork(dockerId);
+    if (!network) return undefined;
+    if (network.id !== dockerId) return this.setDockerNetwork(network.id, undefined);
+    return this.deleteNetwork(network.id, { docker: true });
+  }
+
+  async deleteNetwork(ref: string, options: { docker?: boolean } = {}): Promise<Network> {
+    const network = await this.findNetwork(ref);
+    if (network.dockerId && !options.docker) {
+      throw new Errors.DockerNetwork(
+        network.name,
+        network.dockerId.slice(0, 12),
+        'remove it with docker network rm',
+      );
+    }
     const { endpoints } = await this.inspectNetwork(network.id);
     if (endpoints.length) {
       throw new Errors.NetworkInUse(network.name, endpoints.map((e) => e.sandboxName ?? e.name).join(', '));
@@ -301,7 +427,8 @@ export class Controller implements NetctlApi {
   async removeNetwork(network: Network): Promise<void> {
     await this.driver(network.driver).deleteNetwork(network);
     crashPoint('deleteNetwork.driver');
-    for (const poolId of network.ipam.poolIds) {
+    // Pools held by whoever made the network (Docker) are theirs to release.
+    for (const poolId of network.ipam.external ? [] : network.ipam.poolIds) {
       for (const r of await this.ipam.listReservations(poolId))
         await this.ipam.releaseAddress(poolId, r.address);
       await this.ipam.releasePool(poolId);
@@ -314,7 +441,8 @@ export class Controller implements NetctlApi {
     const inUse = new Set((await this.state.endpoints()).map((e) => e.networkId));
     const removed: string[] = [];
     for (const network of await this.state.networks()) {
-      if (inUse.has(network.id)) continue;
+      // Docker's networks go with docker network rm (or docker network prune).
+      if (inUse.has(network.id) || network.dockerId) continue;
       await this.deleteNetwork(network.id);
       removed.push(network.name);
     }
@@ -338,8 +466,17 @@ export class Controller implements NetctlApi {
     return (await this.state.sandboxes()).sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async createSandbox(input: CreateSandboxRequest): Promise<Sandbox> {
+  /**
+   * A sandbox: a netns netctl makes, one someone else made (`key`), or a
+   * shared one. With `netnsLater`, `key` names a netns its runtime makes
+   * only after the join (Docker binds the container's netns at its
+   * SandboxKey when the container starts): it is not checked, and the
+   * runtime says when the sandbox goes (Sandbox.netnsInode 0).
+   */
+  async createSandbox(input: CreateSandboxRequest, options: { netnsLater?: boolean } = {}): Promise<Sandbox> {
     const req = parseRequest(createSandboxSchema, input);
+    if (options.netnsLater && !req.key)
+      throw new Errors.InvalidRequest('a sandbox made before its netns needs a key');
     let madeNetns = false; // the undo deletes only a netns made here
     if (await this.state.sandboxIdByName(req.name)) throw new Errors.SandboxExists(req.name);
     if (req.key && req.netnsOf) throw new Errors.InvalidRequest('give either key or netnsOf, not both');
@@ -363,10 +500,10 @@ export class Controller implements NetctlApi {
           } finally {
             h.close();
           }
-        } else {
+        } else if (!options.netnsLater) {
           openNetns(key).close(); // it must exist and be a netns
         }
-        const inode = netnsInode(key);
+        const inode = options.netnsLater ? 0 : netnsInode(key);
         if (inode === undefined) throw new Errors.SandboxNotFound(key);
         const hostname = req.hostname ?? req.name;
         const sandbox: Sandbox = {
@@ -455,23 +592,17 @@ export class Controller implements NetctlApi {
 
   // --------------------------------------------------------------- endpoints
 
+  /**
+   * Make an endpoint and join it to a sandbox in one step (the CLI's, and
+   * the REST API's): createEndpoint, joinEndpoint and publishPorts under
+   * one intent, the interface made in the sandbox with its final name.
+   */
   async connect(input: ConnectRequest): Promise<Endpoint> {
     const req = parseRequest(connectSchema, input);
     const network = await this.findNetwork(req.network);
     const sandbox = await this.findSandbox(req.sandbox);
     const driver = this.driver(network.driver);
-    if (sandbox.netnsOf && sandbox.netnsOf !== 'host') {
-      throw new Errors.InvalidRequest(
-        `sandbox ${sandbox.name} shares another sandbox's network namespace: connect that one`,
-      );
-    }
-    if ((sandbox.netnsOf === 'host') !== (network.driver === 'host')) {
-      throw new Errors.InvalidRequest(
-        sandbox.netnsOf === 'host'
-          ? `sandbox ${sandbox.name} uses the host's network namespace: it can only join host networks`
-          : `only sandboxes in the host's namespace (--network host) can join host network ${network.name}`,
-      );
-    }
+    checkJoinable(network, sandbox);
     // Only the sandbox's own endpoints: listing every endpoint here would make
     // each join cost more than the one before it.
     const sandboxEndpoints = await this.state.sandboxEndpoints(sandbox);
@@ -492,45 +623,28 @@ export class Controller implements NetctlApi {
       'create',
       [owner],
       async () => {
-        const addresses: { ipv4?: string; ipv6?: string } = {};
-        for (const [i, pool] of network.ipam.config.entries()) {
-          const family = parsePrefix(pool.subnet).family;
-          const wanted = family === 4 ? req.ipv4 : req.ipv6;
-          const poolId = network.ipam.poolIds[i] as string;
-          if (wanted) checkInSubnet(wanted, pool.subnet);
-          const r = await this.ipam.requestAddress({ poolId, ...(wanted ? { address: wanted } : {}), owner });
-          reservations.push(r);
-          if (family === 4) addresses.ipv4 ??= r.address;
-          else addresses.ipv6 ??= r.address;
-        }
+        const addresses = await this.endpointAddresses(
+          network,
+          owner,
+          { ...req, addresses: 'reserve' },
+          reservations,
+        );
         crashPoint('connect.address');
-        const proposed: Endpoint = {
+        endpoint = await this.makeEndpoint(network, driver, {
           id,
           networkId: network.id,
           name: sandbox.name,
           sandboxId: sandbox.id,
           ifname,
-          mac: req.mac?.toLowerCase() ?? (addresses.ipv4 ? macFromIpv4(addresses.ipv4) : randomMac()),
+          mac: endpointMac(req.mac, addresses.ipv4),
           ...addresses,
           portMappings: req.portMappings,
           aliases: req.aliases,
           driverData: {},
           created: new Date().toISOString(),
-        };
-        const info = new EndpointInfo(proposed, proposed.mac);
-        await driver.createEndpoint(network, info);
-        endpoint = { ...proposed, mac: info.mac, driverData: info.driverData };
-
-        const join = new JoinInfo();
-        await driver.join(
-          network,
-          endpoint,
-          { id: sandbox.id, key: sandbox.key, ifname, placement: 'in-place' },
-          join,
-        );
+        });
+        await this.plug(network, driver, endpoint, sandbox, ifname, 'in-place', sandboxEndpoints.length > 0);
         crashPoint('connect.join');
-        if (join.plugged)
-          await this.configureSandbox(sandbox.key, ifname, endpoint, join, sandboxEndpoints.length > 0);
         if (req.portMappings.length && hasExternalConnectivity(driver)) {
           await driver.programExternalConnectivity(network, endpoint, req.portMappings);
         }
@@ -555,6 +669,282 @@ export class Controller implements NetctlApi {
     return endpoint;
   }
 
+  // The parts of connect and disconnect, one call each, for a caller that
+  // drives an endpoint's life step by step (Docker: CreateEndpoint, Join,
+  // ProgramExternalConnectivity, RevokeExternalConnectivity, Leave,
+  // DeleteEndpoint). Each runs under its own intent.
+
+  async findEndpoint(id: string): Promise<Endpoint> {
+    const endpoint = await this.state.endpoint(id);
+    if (!endpoint) throw new Errors.EndpointNotFound(id);
+    return endpoint;
+  }
+
+  /**
+   * An endpoint on a network, joined to no sandbox yet. With an id that
+   * exists on the same network, that endpoint (the caller repeating itself).
+   */
+  async createEndpoint(input: CreateEndpointRequest): Promise<Endpoint> {
+    const req = parseRequest(createEndpointSchema, input);
+    const network = await this.findNetwork(req.network);
+    const driver = this.driver(network.driver);
+    const id = req.id ?? newId();
+    const existing = req.id ? await this.state.endpoint(id) : undefined;
+    if (existing) {
+      if (existing.networkId === network.id) return existing;
+      throw new Errors.EndpointExists(id, network.name);
+    }
+    const owner = endpointOwner(id);
+    const reservations: Reservation[] = [];
+    let endpoint: Endpoint | undefined;
+    return this.withIntent(
+      'createEndpoint',
+      'create',
+      [owner],
+      async () => {
+        const addresses = await this.endpointAddresses(network, owner, req, reservations);
+        endpoint = await this.makeEndpoint(network, driver, {
+          id,
+          networkId: network.id,
+          name: req.name ?? `ep-${id.slice(0, 12)}`,
+          mac: endpointMac(req.mac, addresses.ipv4),
+          ...addresses,
+          portMappings: [],
+          aliases: req.aliases,
+          driverData: {},
+          created: new Date().toISOString(),
+          ...(req.addresses === 'given' ? { externalAddresses: true } : {}),
+        });
+        await this.state.addEndpoint(endpoint);
+        return endpoint;
+      },
+      async () => {
+        if (endpoint) await driver.deleteEndpoint(network, endpoint);
+        for (const r of reservations) await this.ipam.releaseAddress(r.poolId, r.address);
+      },
+    );
+  }
+
+  /**
+   * Join an endpoint made by createEndpoint to a sandbox. 'host-side'
+   * placement leaves the interface in the host namespace for the caller to
+   * move and configure (the result names it); 'in-place' makes it in the
+   * sandbox, configured. Joining the same sandbox again plugs it anew.
+   */
+  async joinEndpoint(endpointId: string, input: JoinRequest): Promise<JoinResult> {
+    const req = parseRequest(joinSchema, input);
+    const endpoint = await this.findEndpoint(endpointId);
+    const network = await this.networkOf(endpoint);
+    const sandbox = await this.findSandbox(req.sandbox);
+    const driver = this.driver(network.driver);
+    checkJoinable(network, sandbox);
+    if (endpoint.sandboxId && endpoint.sandboxId !== sandbox.id) {
+      throw new Errors.InvalidRequest(
+        `endpoint ${endpoint.name} is joined to another sandbox: leave it first`,
+      );
+    }
+    const others = (await this.state.sandboxEndpoints(sandbox)).filter((e) => e.id !== endpoint.id);
+    if (others.some((e) => e.networkId === network.id))
+      throw new Errors.EndpointExists(sandbox.name, network.name);
+    const ifname = req.ifname ?? `eth${others.length}`;
+    const joined: Endpoint = { ...endpoint, sandboxId: sandbox.id };
+    return this.withIntent(
+      'join',
+      'create',
+      [endpointOwner(endpoint.id)],
+      async () => {
+        const join = await this.plug(
+          network,
+          driver,
+          joined,
+          sandbox,
+          ifname,
+          req.placement,
+          others.length > 0,
+        );
+        await this.state.addEndpoint(joined);
+        await this.refreshHosts(network.id);
+        return { endpoint: joined, join };
+      },
+      () => driver.leave(network, joined, sandboxInfo(sandbox)),
+    );
+  }
+
+  /**
+   * Publish an endpoint's ports (replacing any it has): host ports resolved
+   * as portRequestSchema says, checked against every endpoint's, recorded
+   * before the rules are made (so reconcile restores what a crash left
+   * half-made).
+   */
+  async publishPorts(endpointId: string, input: PortRequest[]): Promise<Endpoint> {
+    const requests = input.map((p) => parseRequest(portRequestSchema, p));
+    const run = this.portsLane.then(async () => {
+      const endpoint = await this.findEndpoint(endpointId);
+      const network = await this.networkOf(endpoint);
+      const driver = this.driver(network.driver);
+      if (!hasExternalConnectivity(driver)) {
+        if (requests.length) throw new Errors.InvalidRequest(`driver ${driver.type} publishes no ports`);
+        return endpoint;
+      }
+      const others = (await this.state.endpoints()).filter((e) => e.id !== endpoint.id);
+      const ports = resolvePorts(requests, others);
+      const published: Endpoint = { ...endpoint, portMappings: ports };
+      return this.withIntent(
+        'publish',
+        'create',
+        [endpointOwner(endpoint.id)],
+        async () => {
+          if (endpoint.portMappings.length) await driver.revokeExternalConnectivity(network, endpoint);
+          await this.state.putEndpoint(published);
+          await driver.programExternalConnectivity(network, published, ports);
+          return published;
+        },
+        async () => {
+          await driver.revokeExternalConnectivity(network, published);
+          await this.state.putEndpoint({ ...endpoint, portMappings: [] });
+        },
+      );
+    });
+    this.portsLane = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Withdraw an endpoint's published ports. Idempotent. */
+  async unpublishPorts(endpointId: string): Promise<Endpoint> {
+    const endpoint = await this.findEndpoint(endpointId);
+    if (!endpoint.portMappings.length) return endpoint;
+    const network = await this.networkOf(endpoint);
+    const driver = this.driver(network.driver);
+    const unpublished: Endpoint = { ...endpoint, portMappings: [] };
+    return this.withIntent(
+      'unpublish',
+      'create',
+      [endpointOwner(endpoint.id)],
+      async () => {
+        if (hasExternalConnectivity(driver)) await driver.revokeExternalConnectivity(network, endpoint);
+        await this.state.putEndpoint(unpublished);
+        return unpublished;
+      },
+      async () => undefined,
+    );
+  }
+
+  /**
+   * Unplug an endpoint from its sandbox; it stays, joined to nothing, with
+   * its addresses. Idempotent: an endpoint joined to nothing is done.
+   */
+  async leaveEndpoint(endpointId: string): Promise<Endpoint> {
+    const endpoint = await this.findEndpoint(endpointId);
+    if (!endpoint.sandboxId) return endpoint;
+    const network = await this.networkOf(endpoint);
+    const driver = this.driver(network.driver);
+    const sandbox = await this.state.sandbox(endpoint.sandboxId);
+    return this.withIntent(
+      'leave',
+      'delete',
+      [endpointOwner(endpoint.id)],
+      async () => {
+        if (endpoint.portMappings.length && hasExternalConnectivity(driver)) {
+          await driver.revokeExternalConnectivity(network, endpoint);
+        }
+        await driver.leave(network, endpoint, sandbox ? sandboxInfo(sandbox) : NO_SANDBOX);
+        const left = await this.state.detachEndpoint({ ...endpoint, portMappings: [] });
+        await this.refreshHosts(network.id, endpoint.sandboxId);
+        return left;
+      },
+      async () => undefined,
+    );
+  }
+
+  /** Remove an endpoint (leaving its sandbox first) and what it holds. */
+  async deleteEndpoint(endpointId: string): Promise<Endpoint> {
+    const endpoint = await this.findEndpoint(endpointId);
+    await this.removeEndpoint(endpoint);
+    return endpoint;
+  }
+
+  private async networkOf(endpoint: Endpoint): Promise<Network> {
+    const network = await this.state.network(endpoint.networkId);
+    if (!network) throw new Errors.NetworkNotFound(endpoint.networkId);
+    return network;
+  }
+
+  /**
+   * A new endpoint's addresses: given by the caller (with the prefix length
+   * of their subnet), or reserved from the network's pools for owner — the
+   * ones asked for, else the next free. What is reserved is pushed on
+   * `reservations` as it is, for the caller's undo.
+   */
+  private async endpointAddresses(
+    network: Network,
+    owner: string,
+    req: { addresses: 'given' | 'reserve'; ipv4?: string | undefined; ipv6?: string | undefined },
+    reservations: Reservation[],
+  ): Promise<{ ipv4?: string; ipv6?: string }> {
+    const addresses: { ipv4?: string; ipv6?: string } = {};
+    if (req.addresses === 'given') {
+      for (const [family, cidr] of [
+        [4, req.ipv4],
+        [6, req.ipv6],
+      ] as const) {
+        if (!cidr) continue;
+        const { ip, prefixLength } = parsePrefix(cidr);
+        const pool = network.ipam.config.find(
+          (c) => matchCidr(ip, c.subnet) && parsePrefix(c.subnet).prefixLength === prefixLength,
+        );
+        if (!pool)
+          throw new Errors.AddressOutsidePool(cidr, network.ipam.config.map((c) => c.subnet).join(', '));
+        if (family === 4) addresses.ipv4 = cidr;
+        else addresses.ipv6 = cidr;
+      }
+      return addresses;
+    }
+    if (network.ipam.external && network.ipam.poolIds.length === 0 && network.ipam.config.length) {
+      throw new Errors.DockerNetwork(
+        network.name,
+        network.dockerId?.slice(0, 12) ?? '?',
+        `its addresses come from Docker's built-in IPAM: connect containers through Docker, or create it with --ipam-driver netctl`,
+      );
+    }
+    for (const [i, pool] of network.ipam.config.entries()) {
+      const family = parsePrefix(pool.subnet).family;
+      const given = family === 4 ? req.ipv4 : req.ipv6;
+      const wanted = given?.includes('/') ? parsePrefix(given).ip : given;
+      const poolId = network.ipam.poolIds[i] as string;
+      if (wanted) checkInSubnet(wanted, pool.subnet);
+      const r = await this.ipam.requestAddress({ poolId, ...(wanted ? { address: wanted } : {}), owner });
+      reservations.push(r);
+      if (family === 4) addresses.ipv4 ??= r.address;
+      else addresses.ipv6 ??= r.address;
+    }
+    return addresses;
+  }
+
+  /** The driver's side of a new endpoint (its MAC, its data); the record is the caller's to write. */
+  private async makeEndpoint(network: Network, driver: Driver, proposed: Endpoint): Promise<Endpoint> {
+    const info = new EndpointInfo(proposed, proposed.mac);
+    await driver.createEndpoint(network, info);
+    return { ...proposed, mac: info.mac, driverData: info.driverData };
+  }
+
+  /** Plug an endpoint into a sandbox; in place, configure its interface there too. */
+  private async plug(
+    network: Network,
+    driver: Driver,
+    endpoint: Endpoint,
+    sandbox: Sandbox,
+    ifname: string,
+    placement: 'in-place' | 'host-side',
+    hasGateway: boolean,
+  ): Promise<JoinInfo> {
+    const join = new JoinInfo();
+    await driver.join(network, endpoint, { ...sandboxInfo(sandbox), ifname, placement }, join);
+    if (placement === 'in-place' && join.plugged) {
+      await this.configureSandbox(sandbox.key, ifname, endpoint, join, hasGateway);
+    }
+    return join;
+  }
+
   /** Kernel side of an endpoint: ports, link, driver state. Idempotent. */
   private async unplug(network: Network, endpoint: Endpoint): Promise<void> {
     const driver = this.driver(network.driver);
@@ -562,12 +952,7 @@ export class Controller implements NetctlApi {
       await driver.revokeExternalConnectivity(network, endpoint);
     }
     const sandbox = endpoint.sandboxId ? await this.state.sandbox(endpoint.sandboxId) : undefined;
-    await driver.leave(network, endpoint, {
-      id: sandbox?.id ?? '',
-      key: sandbox?.key ?? '',
-      ifname: '',
-      placement: 'in-place',
-    });
+    await driver.leave(network, endpoint, sandbox ? sandboxInfo(sandbox) : NO_SANDBOX);
     await driver.deleteEndpoint(network, endpoint);
   }
 
@@ -595,6 +980,8 @@ export class Controller implements NetctlApi {
   /** Every reservation the endpoint holds (one per pool of the network). */
   private async releaseEndpointAddresses(network: Network, endpoint: Endpoint): Promise<void> {
     const owner = endpointOwner(endpoint.id);
+    // Addresses the caller gave are held by its IPAM (Docker's): not ours to release.
+    if (endpoint.externalAddresses) return;
     if (releasesByOwner(this.ipam)) {
       await this.ipam.releaseOwner(owner);
       return;
@@ -684,6 +1071,28 @@ export class Controller implements NetctlApi {
   }
 }
 
+const NO_SANDBOX = { id: '', key: '', ifname: '', placement: 'in-place' } as const;
+
+function sandboxInfo(sandbox: Sandbox) {
+  return { id: sandbox.id, key: sandbox.key, ifname: '', placement: 'in-place' as const };
+}
+
+/** A sandbox sharing another's namespace joins nothing itself; the host's joins only host networks. */
+function checkJoinable(network: Network, sandbox: Sandbox): void {
+  if (sandbox.netnsOf && sandbox.netnsOf !== 'host') {
+    throw new Errors.InvalidRequest(
+      `sandbox ${sandbox.name} shares another sandbox's network namespace: connect that one`,
+    );
+  }
+  if ((sandbox.netnsOf === 'host') !== (network.driver === 'host')) {
+    throw new Errors.InvalidRequest(
+      sandbox.netnsOf === 'host'
+        ? `sandbox ${sandbox.name} uses the host's network namespace: it can only join host networks`
+        : `only sandboxes in the host's namespace (--network host) can join host network ${network.name}`,
+    );
+  }
+}
+
 function stopProcess(pid: number): void {
   try {
     process.kill(pid, 'SIGKILL');
@@ -726,6 +1135,60 @@ function samePorts(a: PortMapping, b: PortMapping): boolean {
   const overlap = a.hostPort <= bEnd && b.hostPort <= aEnd;
   const sameIp = !a.hostIp || !b.hostIp || a.hostIp === b.hostIp;
   return a.proto === b.proto && overlap && sameIp;
+}
+
+/**
+ * Port requests as mappings: exact ones checked against every other
+ * endpoint's, a host port of 0 or a host range for one container port
+ * resolved to the first free port (in Docker's ephemeral range for 0).
+ */
+export function resolvePorts(
+  requests: z.output<typeof portRequestSchema>[],
+  others: Endpoint[],
+): PortMapping[] {
+  const taken = others.flatMap((e) => e.portMappings);
+  const out: PortMapping[] = [];
+  for (const r of requests) {
+    const single = (r.containerPortEnd ?? r.containerPort) === r.containerPort;
+    const pick =
+      r.hostPort === 0
+        ? { first: EPHEMERAL_PORTS.first, last: EPHEMERAL_PORTS.last }
+        : single && r.hostPortEnd !== undefined && r.hostPortEnd > r.hostPort
+          ? { first: r.hostPort, last: r.hostPortEnd }
+          : undefined;
+    let mapping: PortMapping;
+    if (pick) {
+      const base = {
+        proto: r.proto,
+        ...(r.hostIp ? { hostIp: r.hostIp } : {}),
+        containerPort: r.containerPort,
+      };
+      let found: PortMapping | undefined;
+      for (let hostPort = pick.first; hostPort <= pick.last && !found; hostPort++) {
+        const candidate = { ...base, hostPort };
+        if (![...taken, ...out].some((q) => samePorts(candidate, q))) found = candidate;
+      }
+      if (!found)
+        throw new Errors.PortInUse(
+          `${r.hostIp ?? '0.0.0.0'}:${pick.first}-${pick.last}/${r.proto}`,
+          'others',
+        );
+      mapping = found;
+    } else {
+      const { hostPortEnd, containerPortEnd, ...rest } = r;
+      mapping = parseRequest(portMappingSchema, {
+        ...rest,
+        ...(hostPortEnd !== undefined && hostPortEnd !== r.hostPort ? { hostPortEnd } : {}),
+        ...(containerPortEnd !== undefined && containerPortEnd !== r.containerPort
+          ? { containerPortEnd }
+          : {}),
+      });
+      checkPortConflicts([mapping], others);
+      checkPortConflicts([mapping], [{ name: 'this endpoint', portMappings: out } as Endpoint]);
+    }
+    out.push(mapping);
+  }
+  return out;
 }
 
 function checkPortConflicts(wanted: PortMapping[], endpoints: Endpoint[]): void {

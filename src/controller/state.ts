@@ -11,6 +11,8 @@
  *   netctl/v1/hostsfiles/<net>/<sb>    endpoint id: netctl's own sandbox <sb> is on network
  *                                      <net>, so its /etc/hosts follows who else is (an index,
  *                                      written with the endpoint; none for runtimes' sandboxes)
+ *   netctl/v1/names/docker/<docker id> network id: the netctl network Docker network <docker id>
+ *                                      is (written with the network's dockerId; docs/docker.md)
  */
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
@@ -24,6 +26,7 @@ const key = {
   endpoint: (id: string) => `${ROOT}/endpoints/${id}`,
   sandbox: (id: string) => `${ROOT}/sandboxes/${id}`,
   sandboxName: (name: string) => `${ROOT}/names/sandboxes/${name}`,
+  dockerNetwork: (dockerId: string) => `${ROOT}/names/docker/${dockerId}`,
   intent: (id: string) => `${ROOT}/intents/${id}`,
   hostsFiles: (networkId: string) => `${ROOT}/hostsfiles/${networkId}/`,
   hostsFile: (networkId: string, sandboxId: string) => `${ROOT}/hostsfiles/${networkId}/${sandboxId}`,
@@ -54,16 +57,19 @@ export class State {
     nameKey: string,
     id: string,
     record: object,
+    aliasKeys: string[] = [],
   ): Promise<boolean> {
     try {
       await this.kv.txn(
         [
           { key: nameKey, version: 0 },
           { key: recordKey, version: 0 },
+          ...aliasKeys.map((key) => ({ key, version: 0 })),
         ],
         [
           { type: 'put', key: nameKey, value: id },
           { type: 'put', key: recordKey, value: record as unknown as JsonValue },
+          ...aliasKeys.map((key): KvOp => ({ type: 'put', key, value: id })),
         ],
       );
       return true;
@@ -74,7 +80,12 @@ export class State {
   }
 
   /** Delete a record and its name (if the name is still its own) in one transaction. */
-  private async deleteNamed(recordKey: string, nameKey: string, id: string): Promise<void> {
+  private async deleteNamed(
+    recordKey: string,
+    nameKey: string,
+    id: string,
+    aliasKeys: string[] = [],
+  ): Promise<void> {
     for (;;) {
       const name = await this.kv.get(nameKey);
       const ours = name?.value === id;
@@ -82,6 +93,7 @@ export class State {
         await this.kv.txn(ours && name ? [{ key: nameKey, version: name.version }] : [], [
           { type: 'delete', key: recordKey },
           ...(ours ? [{ type: 'delete' as const, key: nameKey }] : []),
+          ...aliasKeys.map((key): KvOp => ({ type: 'delete', key })),
         ]);
         return;
       } catch (err) {
@@ -104,8 +116,15 @@ export class State {
   }
 
   async createNetwork(network: Network): Promise<void> {
+    const aliases = network.dockerId ? [key.dockerNetwork(network.dockerId)] : [];
     if (
-      !(await this.createNamed(key.network(network.id), key.networkName(network.name), network.id, network))
+      !(await this.createNamed(
+        key.network(network.id),
+        key.networkName(network.name),
+        network.id,
+        network,
+        aliases,
+      ))
     ) {
       throw new Errors.NetworkExists(network.name);
     }
@@ -116,7 +135,46 @@ export class State {
   }
 
   async deleteNetwork(network: Network): Promise<void> {
-    await this.deleteNamed(key.network(network.id), key.networkName(network.name), network.id);
+    const aliases = network.dockerId ? [key.dockerNetwork(network.dockerId)] : [];
+    await this.deleteNamed(key.network(network.id), key.networkName(network.name), network.id, aliases);
+  }
+
+  /** The id of the netctl network that Docker network dockerId is, if any. */
+  async networkIdByDockerId(dockerId: string): Promise<string | undefined> {
+    return this.value<string>(key.dockerNetwork(dockerId));
+  }
+
+  /**
+   * Record (or, with undefined, forget) the Docker network a netctl network
+   * is, with its index entry, in one transaction on the version read.
+   * Conflict if another network is that Docker network already.
+   */
+  async setDockerId(networkId: string, dockerId: string | undefined): Promise<Network | undefined> {
+    for (;;) {
+      const entry = await this.kv.get(key.network(networkId));
+      if (!entry) return undefined;
+      const network = entry.value as unknown as Network;
+      const { dockerId: old, ...rest } = network;
+      const updated: Network = dockerId ? { ...rest, dockerId } : rest;
+      const compare: KvCompare[] = [{ key: key.network(networkId), version: entry.version }];
+      const ops: KvOp[] = [
+        { type: 'put', key: key.network(networkId), value: updated as unknown as JsonValue },
+      ];
+      if (old && old !== dockerId) ops.push({ type: 'delete', key: key.dockerNetwork(old) });
+      if (dockerId && old !== dockerId) {
+        compare.push({ key: key.dockerNetwork(dockerId), version: 0 });
+        ops.push({ type: 'put', key: key.dockerNetwork(dockerId), value: networkId });
+      }
+      try {
+        await this.kv.txn(compare, ops);
+        return updated;
+      } catch (err) {
+        if (!(err instanceof KvConflictError)) throw err;
+        const holder = dockerId ? await this.networkIdByDockerId(dockerId) : undefined;
+        if (holder && holder !== networkId)
+          throw new Errors.NotAdoptable(network.name, dockerId, `netctl network ${holder} is that already`);
+      }
+    }
   }
 
   // Endpoints
@@ -148,8 +206,41 @@ export class State {
       ];
       if (sandbox.ownsNetns)
         ops.push({ type: 'put', key: key.hostsFile(endpoint.networkId, sandboxId), value: endpoint.id });
-      return { sandbox: { ...sandbox, endpointIds: [...sandbox.endpointIds, endpoint.id] }, ops };
+      // A record written again (an endpoint made first and joined later, a join repeated) is listed once.
+      const endpointIds = sandbox.endpointIds.includes(endpoint.id)
+        ? sandbox.endpointIds
+        : [...sandbox.endpointIds, endpoint.id];
+      return { sandbox: { ...sandbox, endpointIds }, ops };
     });
+  }
+
+  /** Rewrite an endpoint's record (its sandbox unchanged). */
+  async putEndpoint(endpoint: Endpoint): Promise<void> {
+    await this.write(key.endpoint(endpoint.id), endpoint);
+  }
+
+  /**
+   * An endpoint leaves its sandbox but stays: its record without the
+   * sandbox, and the sandbox's endpointIds (and hostsfiles index) without
+   * it, in one transaction.
+   */
+  async detachEndpoint(endpoint: Endpoint): Promise<Endpoint> {
+    const { sandboxId, ...detached } = endpoint;
+    const ops: KvOp[] = [
+      { type: 'put', key: key.endpoint(endpoint.id), value: detached as unknown as JsonValue },
+    ];
+    if (!sandboxId) {
+      await this.kv.txn([], ops);
+      return detached;
+    }
+    ops.push({ type: 'delete', key: key.hostsFile(endpoint.networkId, sandboxId) });
+    await this.withSandbox(sandboxId, (sandbox) => ({
+      sandbox: sandbox?.endpointIds.includes(endpoint.id)
+        ? { ...sandbox, endpointIds: sandbox.endpointIds.filter((id) => id !== endpoint.id) }
+        : undefined,
+      ops,
+    }));
+    return detached;
   }
 
   /** Delete an endpoint's record and drop it from its sandbox's endpointIds, in one transaction. */

@@ -70,3 +70,17 @@ export interface ReleasesByOwner {
 export function releasesByOwner(ipam: IpamDriver): ipam is IpamDriver & ReleasesByOwner {
   return 'releaseOwner' in ipam && typeof ipam.releaseOwner === 'function';
 }
+
+/**
+ * Optional: one pool or one reservation by its id, without listing (a
+ * caller that releases only what it holds — Docker's remote IPAM, whose
+ * ReleaseAddress names an address, not an owner).
+ */
+export interface IpamLookup {
+  pool(poolId: string): Promise<(Pool & { owner: string }) | undefined>;
+  reservation(poolId: string, address: string): Promise<Reservation | undefined>;
+}
+
+export function hasIpamLookup(ipam: IpamDriver): ipam is IpamDriver & IpamLookup {
+  return 'pool' in ipam && 'reservation' in ipam;
+}

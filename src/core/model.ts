@@ -29,8 +29,17 @@ export interface Network {
     options: Record<string, string>;
     /** Resolved by the IPAM: the gateway is always set. */
     config: (IpamPoolConfig & { gateway: string })[];
-    /** IPAM pool ids, one per config entry. */
+    /**
+     * IPAM pool ids, one per config entry — or none when the network's
+     * addresses are held outside netctl's IPAM (Docker's built-in IPAM).
+     */
     poolIds: string[];
+    /**
+     * The pools, gateways and aux addresses were reserved by whoever made
+     * the network (Docker, through its IPAM driver — netctl's own or
+     * Docker's built-in one): netctl neither requests nor releases them.
+     */
+    external?: boolean;
   };
   enableIPv6: boolean;
   internal: boolean;
@@ -39,7 +48,11 @@ export interface Network {
   /** Driver-owned settings the driver chose at creation (e.g. the bridge name). */
   driverData: Record<string, string>;
   created: string;
-  /** Docker's id for this network when it was created through Docker. */
+  /**
+   * Docker's NetworkID when Docker uses this network (docs/docker.md): the
+   * same as `id` for a network Docker created, another id for a netctl
+   * network Docker adopted (`-o netctl.name=NAME`).
+   */
   dockerId?: string;
 }
 
@@ -69,6 +82,11 @@ export interface Endpoint {
   aliases: string[];
   driverData: Record<string, string>;
   created: string;
+  /**
+   * The addresses were given by the caller, who holds them in its IPAM
+   * (Docker): the endpoint's removal releases none.
+   */
+  externalAddresses?: boolean;
 }
 
 export interface Sandbox {
@@ -76,7 +94,12 @@ export interface Sandbox {
   name: string;
   /** The netns path: /run/netns/NAME or /proc/PID/ns/net. */
   key: string;
-  /** nsfs inode of the netns when netctl first saw it: a reused path is a different sandbox. */
+  /**
+   * nsfs inode of the netns when netctl first saw it: a reused path is a
+   * different sandbox. 0: not known — the runtime makes the netns after the
+   * join (Docker binds it at its key when the container starts), and says
+   * when the sandbox goes.
+   */
   netnsInode: number;
   /** /proc/sys/kernel/random/boot_id when made: nothing from an earlier boot is still live. */
   bootId: string;

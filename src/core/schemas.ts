@@ -85,15 +85,17 @@ export function parsePublish(spec: string): z.input<typeof portMappingSchema> {
   };
 }
 
+export const macSchema = z.string().regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/);
+
+/** Ids that Docker gives its networks and endpoints, and netctl its own. */
+export const idSchema = z.string().regex(/^[0-9a-f]{64}$/);
+
 export const connectSchema = z.strictObject({
   network: z.string().min(1),
   sandbox: z.string().min(1),
   ipv4: z.ipv4().optional(),
   ipv6: z.ipv6().optional(),
-  mac: z
-    .string()
-    .regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/)
-    .optional(),
+  mac: macSchema.optional(),
   aliases: z.array(nameSchema).max(32).default([]),
   portMappings: z.array(portMappingSchema).max(256).default([]),
   ifname: z
@@ -102,6 +104,55 @@ export const connectSchema = z.strictObject({
     .optional(),
 });
 export type ConnectRequest = z.input<typeof connectSchema>;
+
+/**
+ * An endpoint made apart from its join, as Docker's CreateEndpoint asks
+ * (connect() does both at once). With `addresses: 'given'` the addresses
+ * (with their prefix length) are the caller's, held by its IPAM (Docker's);
+ * with 'reserve' netctl's IPAM reserves them, the ones named if any.
+ */
+export const createEndpointSchema = z.strictObject({
+  network: z.string().min(1),
+  /** The caller's id for it (Docker's EndpointID); a new one when absent. */
+  id: idSchema.optional(),
+  name: nameSchema.optional(),
+  addresses: z.enum(['given', 'reserve']).default('reserve'),
+  ipv4: z.union([z.ipv4(), z.cidrv4()]).optional(),
+  ipv6: z.union([z.ipv6(), z.cidrv6()]).optional(),
+  mac: macSchema.optional(),
+  aliases: z.array(nameSchema).max(32).default([]),
+});
+export type CreateEndpointRequest = z.input<typeof createEndpointSchema>;
+
+/** Where and how an endpoint made by createEndpoint joins a sandbox. */
+export const joinSchema = z.strictObject({
+  sandbox: z.string().min(1),
+  ifname: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,15}$/)
+    .optional(),
+  /** 'host-side': the caller moves the interface into the sandbox and configures it (Docker). */
+  placement: z.enum(['in-place', 'host-side']).default('in-place'),
+});
+export type JoinRequest = z.input<typeof joinSchema>;
+
+/**
+ * A port to publish, as Docker's port bindings ask for it: a host port of
+ * 0 is any free one (`docker run -p 80`, `-P`); a host range with one
+ * container port is any free one in that range (`-p 8000-8010:80`);
+ * otherwise exactly a PortMapping.
+ */
+export const portRequestSchema = z
+  .strictObject({
+    proto: protocolSchema.default('tcp'),
+    hostIp: ipSchema.optional(),
+    hostPort: z.number().int().min(0).max(65535),
+    hostPortEnd: port.optional(),
+    containerPort: port,
+    containerPortEnd: port.optional(),
+  })
+  .refine((p) => (p.hostPortEnd ?? p.hostPort) >= p.hostPort, 'host port range ends before it starts');
+export type PortRequest = z.input<typeof portRequestSchema>;
 
 export const createSandboxSchema = z.strictObject({
   name: nameSchema,

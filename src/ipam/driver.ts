@@ -9,16 +9,18 @@ import type {
   AddressSpaces,
   AddressRequest as CoreAddressRequest,
   IpamDriver,
+  IpamLookup,
   Pool,
   PoolRequest,
   ReleasesByOwner,
   Reservation,
 } from '../core/ipam.js';
-import { InvalidAddressError } from './errors.js';
+import { parseAddress } from './cidr.js';
+import { InvalidAddressError, PoolNotFoundError } from './errors.js';
 import type { Ipam } from './ipam.js';
 import { parsePoolId } from './ipam.js';
 
-export class KvIpamDriver implements IpamDriver, ReleasesByOwner {
+export class KvIpamDriver implements IpamDriver, ReleasesByOwner, IpamLookup {
   constructor(private readonly ipam: Ipam) {}
 
   async defaultAddressSpaces(): Promise<AddressSpaces> {
@@ -60,6 +62,24 @@ export class KvIpamDriver implements IpamDriver, ReleasesByOwner {
       address: a.cidr,
       owner: a.owner,
     }));
+  }
+
+  async pool(poolId: string): Promise<(Pool & { owner: string }) | undefined> {
+    try {
+      const p = await this.ipam.getPool(poolId);
+      return { poolId: p.poolId, pool: p.subnet, owner: p.owner ?? '' };
+    } catch (err) {
+      if (err instanceof PoolNotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  /** Who holds one address of a pool (one read), if anyone. */
+  async reservation(poolId: string, address: string): Promise<Reservation | undefined> {
+    const bare = parseAddress(this.bare(poolId, address), 'address').text;
+    const { subnet } = parsePoolId(poolId, this.ipam.addressSpaces);
+    const record = await this.ipam.store.address(poolId, bare);
+    return record && { poolId, address: `${bare}/${subnet.prefixLength}`, owner: record.value.owner };
   }
 
   async listPools(): Promise<(Pool & { owner: string })[]> {

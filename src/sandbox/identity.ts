@@ -45,6 +45,8 @@ type Recorded = { key: string; netnsInode: number; bootId: string };
 /** Why the sandbox's namespace no longer exists as recorded, or undefined while it does. */
 export function staleReason(recorded: Recorded): string | undefined {
   if (recorded.bootId !== bootId()) return 'made before the last boot';
+  // Made before its netns (Docker's): its runtime says when it goes.
+  if (recorded.netnsInode === 0) return undefined;
   const inode = netnsInode(recorded.key);
   if (inode === undefined) return `netns ${recorded.key} is gone`;
   if (inode !== recorded.netnsInode) return `netns ${recorded.key} is another namespace now`;

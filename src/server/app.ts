@@ -1,6 +1,6 @@
 /**
  * The daemon's fastify instance, shared by every protocol area (the netctl
- * REST API now, the Docker plugin protocol next): zod validation, JSON bodies
+ * REST API, the Docker plugin protocol): zod validation, JSON bodies
  * with or without a Content-Type, a body limit, quiet request logs. Each
  * area is a plugin with its own routes and its own error format.
  */
@@ -15,6 +15,13 @@ export interface ServerOptions {
   logger?: Logger | false;
   /** Largest request body accepted, in bytes (default 1 MiB). */
   bodyLimit?: number;
+  /**
+   * The netctl-format error and not-found handlers at the root (default
+   * true). False for an area served at the root that answers in its own
+   * format (Docker's plugin protocol): fastify allows one not-found
+   * handler per prefix.
+   */
+  rootHandlers?: boolean;
 }
 
 /** Per-request lines at debug, not info: a busy daemon would log two lines per call. */
@@ -50,6 +57,7 @@ export function createServer(options: ServerOptions = {}): FastifyInstance {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
 
+  if (options.rootHandlers === false) return app;
   // Defaults for anything outside a protocol plugin; each plugin sets its own.
   app.setErrorHandler(netctlErrorHandler(bodyLimit));
   app.setNotFoundHandler((request, reply) => {

@@ -10,6 +10,8 @@ import type { FastifyInstance } from 'fastify';
 import { Errors } from '../errors.js';
 
 export const DEFAULT_API_SOCKET = '/run/netctl/api.sock';
+/** Where dockerd looks for plugin sockets (`netctl daemon --docker-plugins`). */
+export const DEFAULT_DOCKER_PLUGIN_DIR = '/run/docker/plugins';
 export const SOCKET_MODE = 0o660;
 
 /** 'live' when something accepts connections on path, 'stale' when nothing does. */
@@ -35,7 +37,11 @@ export function probeSocket(path: string, timeoutMs = 1000): Promise<'live' | 's
 }
 
 /** Listen on socketPath: make its directory, clear a stale socket, set mode 0660. */
-export async function listenUnix(app: FastifyInstance, socketPath: string): Promise<void> {
+export async function listenUnix(
+  app: FastifyInstance,
+  socketPath: string,
+  option = '--socket',
+): Promise<void> {
   mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
   let stat: ReturnType<typeof lstatSync> | undefined;
   try {
@@ -44,8 +50,7 @@ export async function listenUnix(app: FastifyInstance, socketPath: string): Prom
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   if (stat) {
-    if (!stat.isSocket())
-      throw new Errors.InvalidOption('--socket', `${socketPath} exists and is not a socket`);
+    if (!stat.isSocket()) throw new Errors.InvalidOption(option, `${socketPath} exists and is not a socket`);
     if ((await probeSocket(socketPath)) === 'live') throw new Errors.DaemonRunning(socketPath);
     unlinkSync(socketPath);
   }

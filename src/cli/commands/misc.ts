@@ -1,7 +1,7 @@
 /** `netctl gc`, `netctl doctor`, and the `netctl daemon` placeholder. */
 import type { Command } from 'commander';
 import { log } from '../../log.js';
-import { DEFAULT_API_SOCKET, listenUnix } from '../../server/listen.js';
+import { DEFAULT_API_SOCKET, DEFAULT_DOCKER_PLUGIN_DIR, listenUnix } from '../../server/listen.js';
 import { type Cli, formatOption, verb } from '../cli.js';
 import { EXIT_FAILURE, EXIT_OK } from '../exit.js';
 import type { Format } from '../output.js';
@@ -58,19 +58,27 @@ export function doctorCommand(cli: Cli, program: Command): Command {
 }
 
 /**
- * `netctl daemon`: reconcile, then serve the REST API on a unix socket until
- * SIGTERM/SIGINT. Networks stay in place when it stops; the next start picks
- * them up (and repairs what changed meanwhile).
+ * `netctl daemon`: reconcile, then serve the REST API on a unix socket, and
+ * the Docker plugins on theirs (docs/docker.md), until SIGTERM/SIGINT.
+ * Networks stay in place when it stops; the next start picks them up (and
+ * repairs what changed meanwhile).
  */
 export function daemonCommand(cli: Cli, program: Command): Command {
   return verb(program, 'daemon')
-    .description('run the netctl daemon (REST API socket); reconciles state at start')
-    .action(async (_options: unknown, command: Command) => {
+    .description('run the netctl daemon (REST API socket, Docker plugin sockets); reconciles state at start')
+    .option(
+      '--docker-plugins <dir>',
+      "Docker's plugin directory: serve the netctl-bridge network driver and the netctl IPAM driver there",
+      DEFAULT_DOCKER_PLUGIN_DIR,
+    )
+    .option('--no-docker-plugins', 'serve no Docker plugin')
+    .action(async (options: { dockerPlugins: string | false }, command: Command) => {
       const g = cli.globals(command);
       if (!g.logLevel && !process.env.NETCTL_LOG_LEVEL) log.level = 'info';
       const socket = g.socket ?? process.env.NETCTL_SOCKET ?? DEFAULT_API_SOCKET;
       const { createLocalApi } = await import('../../controller/local.js');
       const { buildApiServer } = await import('../../server/api.js');
+      const { listenDockerPlugins } = await import('../../server/docker/server.js');
       const { api, close } = await createLocalApi(g.kv ? { kv: g.kv } : {});
       try {
         const report = await api.gc({ dryRun: false });
@@ -80,13 +88,22 @@ export function daemonCommand(cli: Cli, program: Command): Command {
         // CNI calls forwarded by the netctl-cni shim run against this same controller (docs/cni.md).
         const app = buildApiServer(api, { cni: { api: async () => api, ipam: async () => ipam } });
         await listenUnix(app, socket);
-        log.info({ socket, store: (await api.health()).store }, 'netctl daemon ready');
-        const signal = await new Promise<NodeJS.Signals>((resolve) => {
-          process.once('SIGTERM', resolve);
-          process.once('SIGINT', resolve);
-        });
-        log.info({ signal }, 'shutting down; networks stay in place');
-        await app.close();
+        let plugins: Awaited<ReturnType<typeof listenDockerPlugins>> | undefined;
+        try {
+          if (options.dockerPlugins) plugins = await listenDockerPlugins(api, options.dockerPlugins);
+          log.info(
+            { socket, dockerPlugins: plugins?.sockets ?? [], store: (await api.health()).store },
+            'netctl daemon ready',
+          );
+          const signal = await new Promise<NodeJS.Signals>((resolve) => {
+            process.once('SIGTERM', resolve);
+            process.once('SIGINT', resolve);
+          });
+          log.info({ signal }, 'shutting down; networks stay in place');
+        } finally {
+          await plugins?.close();
+          await app.close();
+        }
       } finally {
         await close();
       }

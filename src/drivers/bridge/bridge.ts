@@ -301,6 +301,15 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   ): Promise<void> {
     const rules = this.endpointPortRules(network, endpoint, ports);
     if (rules.length) await this.firewall.add(rules);
+    // Ports published after the join (Docker publishes them after it) need
+    // the hairpin the join gives an endpoint that has them already.
+    if (ports.length) {
+      try {
+        await linkSetHairpin(this.host, endpoint.driverData.hostIfname ?? hostVethName(endpoint.id), true);
+      } catch (err) {
+        if (!(err instanceof LinkNotFoundError)) throw err; // not joined: the join sets it
+      }
+    }
   }
 
   async revokeExternalConnectivity(network: Network, endpoint: Endpoint): Promise<void> {

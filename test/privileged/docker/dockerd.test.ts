@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { startDockerd } from './dockerd.js';
+import { startDockerd } from '../../../bench/lib/dockerd.js';
 
 it('starts a private dockerd 20.10 that runs a busybox container', async () => {
   const d = await startDockerd('tdockerd');
