@@ -55,14 +55,14 @@ export interface DaemonOptions {
 const USER_HZ = 100;
 
 /**
- * CPU time a process has used so far (user + system), in ms, at 10 ms
- * resolution: what a request costs the daemon, whatever else the machine runs.
+ * CPU time a process has used so far, user and system, in ms at 10 ms
+ * resolution: what requests cost the daemon, whatever else the machine runs.
  */
-export function processCpuMs(pid: number): number {
+export function processCpuMs(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command (which may hold spaces) start at state, field 3.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ;
+  return { user: (Number(fields[11]) * 1000) / USER_HZ, system: (Number(fields[12]) * 1000) / USER_HZ };
 }
 
 /** VmRSS/VmHWM of a process from /proc/PID/status (values are in kB there). */
