@@ -144,25 +144,24 @@ export async function runOn(
 
 /**
  * POST a raw body to one of the daemon's plugin sockets as dockerd's
- * plugin client does (no Content-Type): status and parsed answer.
+ * plugin client does (no Content-Type): status and parsed answer. With
+ * `sendBytes`, the head declares the whole body but only that much of it is
+ * sent: a server that refuses a body by its declared size answers and
+ * closes before reading it, and a client still writing then loses the
+ * answer to its EPIPE (Docker's Go client keeps it; node's does not).
  */
 export function postPlugin(
   h: DockerHost,
   plugin: 'netctl-bridge' | 'netctl',
   path: string,
   body: string,
+  options: { sendBytes?: number } = {},
 ): Promise<{ status: number; body: unknown }> {
-  // A raw socket rather than http.request: a server refusing an oversized
-  // body answers before reading it all and closes, and node's client then
-  // reports the EPIPE of its unfinished write instead of the answer (Docker's
-  // Go client returns the answer).
   return new Promise((resolve, reject) => {
     const socket = connect(join(h.d.pluginDir, `${plugin}.sock`));
     const chunks: Buffer[] = [];
     socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') reject(err);
-    });
+    socket.on('error', reject);
     socket.on('close', () => {
       const text = Buffer.concat(chunks).toString('utf8');
       const status = /^HTTP\/1\.1 (\d{3})/.exec(text);
@@ -171,7 +170,10 @@ export function postPlugin(
       resolve({ status: Number(status[1]), body: payload ? JSON.parse(payload) : undefined });
     });
     const head = `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`;
-    socket.end(head + body);
+    const sent = options.sendBytes === undefined ? body : body.slice(0, options.sendBytes);
+    // Half-close only once the whole body is out; a partial one waits for the answer.
+    if (sent.length === body.length) socket.end(head + body);
+    else socket.write(head + sent);
   });
 }
 

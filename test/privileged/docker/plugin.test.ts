@@ -337,7 +337,9 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     });
     const bad = [
       await postPlugin(h, 'netctl-bridge', '/NetworkDriver.CreateNetwork', '{"NetworkID": '),
-      await postPlugin(h, 'netctl', '/IpamDriver.RequestPool', 'x'.repeat(2 * 1024 * 1024)),
+      await postPlugin(h, 'netctl', '/IpamDriver.RequestPool', 'x'.repeat(2 * 1024 * 1024), {
+        sendBytes: 64 * 1024,
+      }),
       await postPlugin(
         h,
         'netctl',
