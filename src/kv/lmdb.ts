@@ -48,11 +48,7 @@ import {
 import { WatchQueue, WatchTracker } from './watch.js';
 
 export interface LmdbStoreOptions {
-  /**
-   * fsync every commit (default; the data pages, not the meta page: a host
-   * crash may undo the last commit, never more). false: a process crash
-   * loses nothing, a host crash may lose recent commits.
-   */
+  /** fsync every commit (default). false: a process crash loses nothing, a host crash may lose recent commits. */
   durable?: boolean;
   /** How often watches look for other processes' commits. */
   pollMs?: number;
@@ -121,15 +117,9 @@ export class LmdbStore implements KvStore {
   static open(path: string, options: LmdbStoreOptions = {}): LmdbStore {
     try {
       mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-      // noMetaSync: one fsync per commit instead of two; LMDB keeps the file
-      // consistent, and a host crash can undo only the last commit.
-      const root = open({
-        path,
-        noSubdir: true,
-        maxDbs: 8,
-        noMetaSync: true,
-        noSync: options.durable === false,
-      });
+      // Not noMetaSync: with several processes writing, lmdb-js's LMDB then
+      // failed a commit (MDB_PROBLEM "mdb_page_touch no parent") under load.
+      const root = open({ path, noSubdir: true, maxDbs: 8, noSync: options.durable === false });
       return new LmdbStore(
         path,
         root,
