@@ -63,7 +63,7 @@ import { checkNetwork, repairNetworks } from './check.js';
 import { Gate } from './gate.js';
 import { crashPoint, type Intent, newIntent } from './intents.js';
 import { collectGarbage } from './reconcile.js';
-import type { State } from './state.js';
+import type { IntentEnd, State } from './state.js';
 
 export const newId = () => randomBytes(32).toString('hex');
 export const networkOwner = (id: string) => `net:${id}`;
@@ -178,20 +178,22 @@ export class Controller implements NetctlApi {
     op: string,
     kind: Intent['kind'],
     owners: string[],
-    run: () => Promise<T>,
+    run: (end: IntentEnd) => Promise<T>,
     undo: () => Promise<void>,
   ): Promise<T> {
     return this.gate.shared(async () => {
       const intent = newIntent(op, kind, owners);
       await this.state.putIntent(intent);
+      // run may end the intent with its last record write (State's IntentEnd).
+      const end: IntentEnd = { id: intent.id, ended: false };
       try {
-        const result = await run();
-        await this.state.deleteIntent(intent.id);
+        const result = await run(end);
+        if (!end.ended) await this.state.deleteIntent(intent.id);
         return result;
       } catch (err) {
         try {
           await undo();
-          await this.state.deleteIntent(intent.id);
+          if (!end.ended) await this.state.deleteIntent(intent.id);
         } catch (undoErr) {
           // Leave the intent: reconcile retries the undo later.
           log.error({ err: undoErr, op, owners }, 'undo failed; reconcile will finish it');
@@ -625,7 +627,7 @@ export class Controller implements NetctlApi {
       'connect',
       'create',
       [owner],
-      async () => {
+      async (end) => {
         const addresses = await this.endpointAddresses(
           network,
           owner,
@@ -652,7 +654,7 @@ export class Controller implements NetctlApi {
           await driver.programExternalConnectivity(network, endpoint, req.portMappings);
         }
         crashPoint('connect.record');
-        await this.state.addEndpoint(endpoint);
+        await this.state.addEndpoint(endpoint, end);
         await this.refreshHosts(network.id);
         return endpoint;
       },
@@ -965,7 +967,7 @@ export class Controller implements NetctlApi {
       'disconnect',
       'delete',
       [endpointOwner(endpoint.id)],
-      async () => {
+      async (end) => {
         const network = await this.state.network(endpoint.networkId);
         if (network) {
           await this.unplug(network, endpoint);
@@ -973,7 +975,7 @@ export class Controller implements NetctlApi {
           await this.releaseEndpointAddresses(network, endpoint);
         }
         crashPoint('disconnect.release');
-        await this.state.deleteEndpoint(endpoint);
+        await this.state.deleteEndpoint(endpoint, end);
         if (network) await this.refreshHosts(network.id, endpoint.sandboxId);
       },
       async () => undefined,

@@ -19,6 +19,16 @@ import { Errors } from '../errors.js';
 import { type JsonValue, type KvCompare, KvConflictError, type KvOp, type KvStore } from '../kv/index.js';
 import type { Intent } from './intents.js';
 
+/**
+ * An operation's intent that its last record write ends in the same commit:
+ * one commit (an fsync) less per connect and disconnect. `ended` tells the
+ * operation not to delete it again.
+ */
+export interface IntentEnd {
+  id: string;
+  ended: boolean;
+}
+
 const ROOT = 'netctl/v1';
 const key = {
   network: (id: string) => `${ROOT}/networks/${id}`,
@@ -193,17 +203,20 @@ export class State {
    * netctl made is also entered in the network's hostsfiles index. Throws
    * SandboxNotFound if the sandbox is gone.
    */
-  async addEndpoint(endpoint: Endpoint): Promise<void> {
+  async addEndpoint(endpoint: Endpoint, end?: IntentEnd): Promise<void> {
     const { sandboxId } = endpoint;
+    const record: KvOp[] = [
+      { type: 'put', key: key.endpoint(endpoint.id), value: endpoint as unknown as JsonValue },
+      ...endOps(end),
+    ];
     if (!sandboxId) {
-      await this.write(key.endpoint(endpoint.id), endpoint);
+      await this.kv.txn([], record);
+      markEnded(end);
       return;
     }
     await this.withSandbox(sandboxId, (sandbox) => {
       if (!sandbox) throw new Errors.SandboxNotFound(sandboxId);
-      const ops: KvOp[] = [
-        { type: 'put', key: key.endpoint(endpoint.id), value: endpoint as unknown as JsonValue },
-      ];
+      const ops: KvOp[] = [...record];
       if (sandbox.ownsNetns)
         ops.push({ type: 'put', key: key.hostsFile(endpoint.networkId, sandboxId), value: endpoint.id });
       // A record written again (an endpoint made first and joined later, a join repeated) is listed once.
@@ -212,6 +225,7 @@ export class State {
         : [...sandbox.endpointIds, endpoint.id];
       return { sandbox: { ...sandbox, endpointIds }, ops };
     });
+    markEnded(end);
   }
 
   /** Rewrite an endpoint's record (its sandbox unchanged). */
@@ -244,10 +258,14 @@ export class State {
   }
 
   /** Delete an endpoint's record and drop it from its sandbox's endpointIds, in one transaction. */
-  async deleteEndpoint(endpoint: Pick<Endpoint, 'id' | 'networkId' | 'sandboxId'>): Promise<void> {
-    const ops: KvOp[] = [{ type: 'delete', key: key.endpoint(endpoint.id) }];
+  async deleteEndpoint(
+    endpoint: Pick<Endpoint, 'id' | 'networkId' | 'sandboxId'>,
+    end?: IntentEnd,
+  ): Promise<void> {
+    const ops: KvOp[] = [{ type: 'delete', key: key.endpoint(endpoint.id) }, ...endOps(end)];
     if (!endpoint.sandboxId) {
       await this.kv.txn([], ops);
+      markEnded(end);
       return;
     }
     // A sandbox joins a network once: its index entry goes with this endpoint.
@@ -258,6 +276,7 @@ export class State {
         : undefined,
       ops,
     }));
+    markEnded(end);
   }
 
   /** Ids of netctl's own sandboxes on a network (the hostsfiles index): whose /etc/hosts lists its endpoints. */
@@ -348,4 +367,11 @@ export class State {
   async deleteIntent(id: string): Promise<void> {
     await this.kv.delete(key.intent(id));
   }
+}
+
+const endOps = (end: IntentEnd | undefined): KvOp[] =>
+  end ? [{ type: 'delete', key: key.intent(end.id) }] : [];
+
+function markEnded(end: IntentEnd | undefined): void {
+  if (end) end.ended = true;
 }
