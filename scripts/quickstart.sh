@@ -55,5 +55,7 @@ That was all inside a throwaway namespace. Next:
   npm test                          every test, in a private namespace
   npm run bench -- kernel           our kernel layer against ip(8)
   node bin/netctl.js --help         the command line; docs/cli.md
-  sudo node bin/netctl.js daemon    the daemon for real (state in /var/lib/netctl)
+  sudo node bin/netctl.js daemon    the daemon for real (state in /var/lib/netctl),
+                                    also Docker's netctl-bridge and netctl plugins: docs/docker.md
+  node bin/netctl.js cni install    netctl as a CNI plugin for podman or containerd: docs/cni.md
 NEXT
