@@ -142,9 +142,7 @@ async function measure(plugins: Plugin[], n: number, cleanup: Cleanup): Promise<
   return samples;
 }
 
-async function bench(
-  n: number,
-): Promise<{
+async function bench(n: number): Promise<{
   samples: Map<Mode, Samples>;
   daemonExit: string;
   daemonCpuMs: { user: number; system: number };

@@ -15,7 +15,8 @@ import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { createNetns } from '../../../src/kernel/index.js';
 import { packageRoot } from '../../../src/paths.js';
-import { spawnCollected, testDir } from '../controller/daemon-fixture.js';
+import { spawnCollected } from '../../helpers/spawned.js';
+import { testDir } from '../controller/daemon-fixture.js';
 
 export const SHIM = join(packageRoot, 'native', 'build', 'Release', 'netctl-cni');
 export const REFERENCE_PLUGINS = '/usr/lib/cni';

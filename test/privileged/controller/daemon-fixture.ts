@@ -26,6 +26,7 @@ import { openStore } from '../../../src/kv/index.js';
 import { packageRoot } from '../../../src/paths.js';
 import { SANDBOX_RUN_DIR } from '../../../src/sandbox/etc.js';
 import { probeSocket } from '../../../src/server/listen.js';
+import { killAll, killSpawned, spawnCollected } from '../../helpers/spawned.js';
 
 const BIN = join(packageRoot, 'bin', 'netctl.js');
 const EXEC = join(packageRoot, 'native', 'build', 'Release', 'netctl-exec');
@@ -143,43 +144,6 @@ export async function withLocal<T>(dir: string, fn: (api: NetctlApi) => Promise<
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Run the real `netctl` CLI against dir's socket and state; no daemon needs to run. */
-export interface Spawned {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-  /** Wall-clock time from the spawn to the exit. */
-  ms: number;
-}
-
-/** Run file with args (never a shell), input on stdin; killed by cleanupAll if a test leaves it running. */
-export function spawnCollected(
-  file: string,
-  args: string[],
-  options: { env?: NodeJS.ProcessEnv; input?: string } = {},
-): Promise<Spawned> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env: options.env ?? {}, stdio: ['pipe', 'pipe', 'pipe'] });
-    running.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (status) => {
-      running.delete(child);
-      resolve({ status, stdout, stderr, ms: performance.now() - started });
-    });
-    // A child that exits before reading all of stdin is not an error here: its status says what happened.
-    child.stdin.on('error', () => {});
-    child.stdin.end(options.input ?? '');
-  });
-}
-
 export function netctl(
   dir: string,
   args: string[],
@@ -563,14 +527,9 @@ export async function cleanupAll(): Promise<void> {
     }
   };
   await phase(async () => {
-    for (const proc of [...running]) {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGKILL');
-        await exited;
-      }
-    }
+    await killAll(running);
     running.clear();
+    await killSpawned();
   });
   await phase(() => {
     for (const ns of listDir('/run/netns')) execFileSync('ip', ['netns', 'del', ns]);

@@ -22,6 +22,7 @@ import { Ipam } from '../../../src/ipam/ipam.js';
 import { addrAdd, createNetns, deleteNetns, linkAdd, linkSetUp, Netlink } from '../../../src/kernel/index.js';
 import { type KvStore, openStore } from '../../../src/kv/index.js';
 import { packageRoot } from '../../../src/paths.js';
+import { spawnCollected } from '../../helpers/spawned.js';
 import { httpGetArgv } from '../controller/fixture.js';
 import { PREFIX } from '../harness.js';
 
@@ -216,21 +217,12 @@ export async function netctl(
   h: DockerHost,
   ...args: string[]
 ): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, '--socket', join(h.state, 'api.sock'), ...args], {
-      env: { PATH: process.env.PATH, NETCTL_STATE_DIR: h.state, NETCTL_LOG_LEVEL: 'warn' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status: status ?? -1, stdout, stderr }));
-  });
+  const { status, stdout, stderr } = await spawnCollected(
+    process.execPath,
+    [BIN, '--socket', join(h.state, 'api.sock'), ...args],
+    { env: { PATH: process.env.PATH, NETCTL_STATE_DIR: h.state, NETCTL_LOG_LEVEL: 'warn' } },
+  );
+  return { status: status ?? -1, stdout, stderr };
 }
 
 /** `netctl network inspect NAME`, parsed (Docker's shape). */

@@ -3,7 +3,6 @@
  * ensure step or `npm run build`), against a real API server on a temporary
  * socket backed by a FakeApi: exit statuses and output as a script sees them.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { FakeApi } from '../../../src/controller/testing/fake.js';
 import { packageRoot } from '../../../src/paths.js';
 import { buildApiServer } from '../../../src/server/api.js';
 import { listenUnix } from '../../../src/server/listen.js';
+import { spawnCollected } from '../../helpers/spawned.js';
 
 const bin = join(packageRoot, 'bin', 'netctl.js');
 let dir: string;
@@ -20,23 +20,12 @@ let socket: string;
 let api: FakeApi;
 let app: FastifyInstance;
 
-function netctl(args: string[], env: NodeJS.ProcessEnv = {}) {
-  return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    // Async spawn: the server answering it runs in this very process.
-    const child = spawn(process.execPath, [bin, ...args], {
-      env: { PATH: process.env.PATH, NETCTL_LOG_LEVEL: 'warn', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
+async function netctl(args: string[], env: NodeJS.ProcessEnv = {}) {
+  // Async spawn: the server answering it runs in this very process.
+  const { status, stdout, stderr } = await spawnCollected(process.execPath, [bin, ...args], {
+    env: { PATH: process.env.PATH, NETCTL_LOG_LEVEL: 'warn', ...env },
   });
+  return { status, stdout, stderr };
 }
 
 beforeAll(async () => {
