@@ -1,8 +1,9 @@
 /** What every command shares: output, the api, exit status, the global options. */
 import type { Command } from 'commander';
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import type { NetctlApi } from '../controller/api.js';
 import { log } from '../log.js';
+import { MAX_TIMEOUT_SECONDS, parseSeconds } from './backend.js';
 import type { CliContext } from './context.js';
 import { EXIT_OK, reportError } from './exit.js';
 import { FORMATS, Output } from './output.js';
@@ -12,14 +13,28 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export interface GlobalOptions {
   socket?: string;
   kv?: string;
+  timeout?: number;
   logLevel?: (typeof LOG_LEVELS)[number];
 }
 
-/** --socket, --kv and --log-level: on the program, and (hidden) on every verb, so they work on either side of it. */
+function seconds(value: string): number {
+  const parsed = parseSeconds(value);
+  if (parsed === undefined)
+    throw new InvalidArgumentError(
+      `want seconds, more than 0 and at most ${MAX_TIMEOUT_SECONDS} (e.g. 60 or 0.5)`,
+    );
+  return parsed;
+}
+
+/** --socket, --kv, --timeout and --log-level: on the program, and (hidden) on every verb, so they work on either side of it. */
 export function globalOptions(hidden: boolean): Option[] {
   const options = [
     new Option('--socket <path>', 'daemon API socket (default: $NETCTL_SOCKET or /run/netctl/api.sock)'),
     new Option('--kv <url>', 'state store for in-process mode, e.g. redis://host:6379/0 (default: embedded)'),
+    new Option(
+      '--timeout <seconds>',
+      'how long to wait for the daemon to answer each request (default: $NETCTL_TIMEOUT or 60)',
+    ).argParser(seconds),
     new Option('--log-level <level>', 'log level (logs go to stderr)').choices(LOG_LEVELS),
   ];
   if (hidden) for (const option of options) option.hideHelp();
@@ -54,6 +69,7 @@ export class Cli {
       const o = c.opts<GlobalOptions>();
       if (o.socket !== undefined) merged.socket = o.socket;
       if (o.kv !== undefined) merged.kv = o.kv;
+      if (o.timeout !== undefined) merged.timeout = o.timeout;
       if (o.logLevel !== undefined) merged.logLevel = o.logLevel;
     }
     return merged;
@@ -69,6 +85,7 @@ export class Cli {
     const backend = await this.ctx.openApi({
       ...(g.socket ? { socket: g.socket } : {}),
       ...(g.kv ? { kv: g.kv } : {}),
+      ...(g.timeout !== undefined ? { timeout: g.timeout } : {}),
       env: this.ctx.env,
     });
     try {

@@ -3,7 +3,9 @@
  * Error bodies become the registry's errors again (same code, class and
  * message), so the CLI prints and exits the same way with or without a
  * daemon. Nothing listening on the socket is NETCTL_DAEMON_UNAVAILABLE with
- * the connect error as its cause: see isNoDaemon.
+ * the connect error as its cause: see isNoDaemon. So is a daemon that takes
+ * longer than the deadline to answer a request: a wedged daemon must not
+ * hang every command (and every script) that asks it something.
  */
 import { request as httpRequest } from 'node:http';
 import type {
@@ -22,6 +24,13 @@ import { type ErrorClass, Errors, specOf } from '../errors.js';
 type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 const NO_DAEMON_CODES = new Set(['ENOENT', 'ECONNREFUSED']);
+
+/**
+ * How long a request may take, whole: connect, send, the complete answer.
+ * A daemon answers in milliseconds; gc or repair of a large state may take
+ * seconds. A minute is a daemon that will not answer.
+ */
+export const DEFAULT_TIMEOUT_SECONDS = 60;
 
 /** The daemon is not there at all (no socket, or nobody listening): fall back to in-process. */
 export function isNoDaemon(err: unknown): boolean {
@@ -57,16 +66,33 @@ export function errorFromBody(status: number, body: unknown): Error {
 const enc = encodeURIComponent;
 
 export class HttpApi implements NetctlApi {
-  constructor(readonly socketPath: string) {}
+  constructor(
+    readonly socketPath: string,
+    readonly timeoutSeconds = DEFAULT_TIMEOUT_SECONDS,
+  ) {}
 
   request<T>(method: Method, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    // One deadline for the whole request, not the socket's idle timeout,
+    // which a daemon sending a byte now and then would keep resetting.
+    const deadline = AbortSignal.timeout(this.timeoutSeconds * 1000);
+    const lost = (err: NodeJS.ErrnoException) => {
+      const reason = deadline.aborted
+        ? `no answer within ${this.timeoutSeconds} s`
+        : NO_DAEMON_CODES.has(err.code ?? '')
+          ? `no daemon listening (${err.code})`
+          : err.code === 'EACCES'
+            ? 'permission denied (run as root)'
+            : err.message;
+      return new Errors.DaemonUnavailable(this.socketPath, reason, { cause: err });
+    };
     return new Promise<T>((resolve, reject) => {
       const req = httpRequest(
         {
           socketPath: this.socketPath,
           method,
           path,
+          signal: deadline,
           headers: {
             accept: 'application/json',
             ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
@@ -75,7 +101,7 @@ export class HttpApi implements NetctlApi {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('error', (err) => reject(new Errors.DaemonUnavailable(this.socketPath, err.message)));
+          res.on('error', (err) => reject(lost(err)));
           res.on('end', () => {
             const text = Buffer.concat(chunks).toString('utf8');
             let parsed: unknown;
@@ -93,14 +119,7 @@ export class HttpApi implements NetctlApi {
           });
         },
       );
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        const reason = NO_DAEMON_CODES.has(err.code ?? '')
-          ? `no daemon listening (${err.code})`
-          : err.code === 'EACCES'
-            ? 'permission denied (run as root)'
-            : err.message;
-        reject(new Errors.DaemonUnavailable(this.socketPath, reason, { cause: err }));
-      });
+      req.on('error', (err) => reject(lost(err)));
       req.end(payload);
     });
   }
