@@ -2,16 +2,15 @@
  * A private podman (Debian's 4.3) with its CNI backend, for the e2e test:
  * its own containers.conf (CNI backend, plugin dirs = ours, then
  * /usr/lib/cni; network configs in a dir of ours; cgroupfs; file events),
- * its own --root/--runroot with the vfs driver, and a busybox image built
- * from busybox-static and imported (no registry).
+ * its own storage.conf (root and runroot in a dir of ours, the vfs driver;
+ * not /etc/containers/storage.conf, whatever that holds), and a busybox
+ * image built from busybox-static and imported (no registry).
  *
  * podman runs in a mount namespace of its own, held by a holder process,
- * with tmpfs over the host paths it writes whatever its flags say
- * (/var/lib/cni: libcni's result cache; /var/lib/containers: the blob info
- * cache; /var/tmp: image copies). /run/netns is shared with the test's
- * namespace (one peer group), so the netns podman makes for a container is
- * seen by the netctl daemon that runs in the test's namespace, as a
- * host's daemon sees them.
+ * with tmpfs over the host paths it writes whatever its flags say (see
+ * HOLDER_SCRIPT). /run/netns is shared with the test's namespace (one peer
+ * group), so the netns podman makes for a container is seen by the netctl
+ * daemon that runs in the test's namespace, as a host's daemon sees them.
  */
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
@@ -37,9 +36,26 @@ export interface Podman {
   stop(): Promise<void>;
 }
 
-const HOLDER_SCRIPT =
-  'mount -t tmpfs tmpfs /var/lib/cni && mount -t tmpfs tmpfs /var/lib/containers && ' +
-  'mount -t tmpfs tmpfs /var/tmp && echo ready && exec sleep infinity';
+/**
+ * Debian's podman 4.3 writes two dirs under /var/lib whatever its flags say:
+ * /var/lib/cni (libcni's result cache) and /var/lib/containers (the blob
+ * info cache); and it copies images through /var/tmp. Neither /var/lib dir
+ * exists on a machine that never ran podman, and a tmpfs needs a mount point,
+ * so the tmpfs goes over /var/lib itself and the two dirs are made in it:
+ * nothing is created on the host's disk, and what an earlier podman left
+ * there is hidden. podman, runc, conmon and the CNI plugins read nothing
+ * else under /var/lib (only `podman info` looks at /var/lib/dpkg, for the
+ * package versions it shows), so nothing of the original is bound back.
+ * /var/tmp is in base-files: every Debian has it.
+ */
+const HOLDER_SCRIPT = [
+  'set -e',
+  'mount -t tmpfs -o mode=755 tmpfs /var/lib',
+  'mkdir /var/lib/cni /var/lib/containers',
+  'mount -t tmpfs -o mode=1777 tmpfs /var/tmp',
+  'echo ready',
+  'exec sleep infinity',
+].join('\n');
 
 /** /run/netns as a shared mount, so netns mounted in podman's namespace show in ours (as `ip netns` does). */
 function shareNetnsDir(): void {
@@ -140,11 +156,23 @@ export async function startPodman(
   env: Record<string, string>,
 ): Promise<Podman> {
   const conf = join(dir, 'containers.conf');
+  const storageConf = join(dir, 'storage.conf');
   const podmanEnv = {
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
     ...env,
     CONTAINERS_CONF: conf,
+    CONTAINERS_STORAGE_CONF: storageConf,
   };
+  writeFileSync(
+    storageConf,
+    [
+      '[storage]',
+      'driver = "vfs"',
+      `graphroot = "${join(dir, 'root')}"`,
+      `runroot = "${join(dir, 'runroot')}"`,
+      '',
+    ].join('\n'),
+  );
   writeFileSync(
     conf,
     [
@@ -173,17 +201,12 @@ export async function startPodman(
   const cgroupsBefore = new Set(libpodCgroups());
   const holder = await startHolder();
   const pid = holder.pid as number;
-  const base = ['--root', join(dir, 'root'), '--runroot', join(dir, 'runroot'), '--storage-driver', 'vfs'];
   const run = async (args: string[], timeoutMs = 60_000): Promise<string> => {
     try {
-      const { stdout } = await execFileAsync(
-        'nsenter',
-        ['-t', String(pid), '-m', '--', 'podman', ...base, ...args],
-        {
-          env: podmanEnv,
-          timeout: timeoutMs,
-        },
-      );
+      const { stdout } = await execFileAsync('nsenter', ['-t', String(pid), '-m', '--', 'podman', ...args], {
+        env: podmanEnv,
+        timeout: timeoutMs,
+      });
       return stdout;
     } catch (err) {
       const e = err as { stderr?: string; message: string };
