@@ -10,6 +10,12 @@
  * containers' netns and whatever else runs there (a netctl daemon) stay.
  * Remote plugins are found at /run/docker/plugins/NAME.sock as seen inside
  * that mount namespace, which is bound to a host-visible directory.
+ *
+ * A mount namespace keeps mounts private, not files: every path dockerd,
+ * containerd and the docker CLI would write by default, and the config
+ * files they would read, are pointed into the temp dir, so a machine that
+ * never ran Docker gets nothing on its disk, and what a Docker of its own
+ * left there (daemon.json, key.json, ~/.docker) changes nothing here.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import {
@@ -124,11 +130,25 @@ export async function startDockerd(name: string): Promise<Dockerd> {
       `state = "${dir}/ctd/state"`,
       '[grpc]',
       `  address = "${dir}/ctd/ctd.sock"`,
+      // Its default, /opt/containerd, is made at start-up (bin/ and lib/).
+      '[plugins."io.containerd.internal.v1.opt"]',
+      `  path = "${dir}/ctd/opt"`,
       '[plugins."io.containerd.grpc.v1.cri"]',
       '  disable = true',
       '',
     ].join('\n'),
   );
+  // dockerd reads /etc/docker/daemon.json unless told another file; 20.10
+  // makes /etc/docker/key.json (its engine ID) unless this file names another
+  // (a daemon.json key, not a flag).
+  writeFileSync(
+    join(dir, 'daemon.json'),
+    `${JSON.stringify({ 'deprecated-key-path': join(dir, 'key.json') })}\n`,
+  );
+  // The docker CLI's: not ~/.docker/config.json (nor ~/.dockercfg when that
+  // is missing), whose formats and proxies would change what docker does.
+  mkdirSync(join(dir, 'docker-config'));
+  writeFileSync(join(dir, 'docker-config', 'config.json'), '{}\n');
   const socket = join(dir, 'docker.sock');
   const ready = join(dir, 'holder.ready');
   // The holder keeps the private mount namespace (tmpfs /run with the plugin
@@ -161,7 +181,10 @@ export async function startDockerd(name: string): Promise<Dockerd> {
   let dockerd: ChildProcess | undefined;
   let extraArgs: string[] = [];
   const docker: Dockerd['docker'] = async (args, timeoutMs = 30_000) =>
-    execFileAsync('/usr/bin/docker', ['-H', `unix://${socket}`, ...args], { timeout: timeoutMs });
+    execFileAsync('/usr/bin/docker', ['-H', `unix://${socket}`, ...args], {
+      timeout: timeoutMs,
+      env: { ...process.env, DOCKER_CONFIG: join(dir, 'docker-config') },
+    });
   const answers = () =>
     docker(['version'], 5000).then(
       () => true,
@@ -179,6 +202,8 @@ export async function startDockerd(name: string): Promise<Dockerd> {
         `${dir}/exec`,
         '--pidfile',
         `${dir}/dockerd.pid`,
+        '--config-file',
+        `${dir}/daemon.json`,
         '-H',
         `unix://${socket}`,
         '--bridge',
