@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # command-or-file -> Debian package
 need="ip:iproute2 iptables:iptables nft:nftables unshare:util-linux nsenter:util-linux
 redis-server:redis-server dockerd:docker.io /usr/lib/cni/bridge:containernetworking-plugins
-busybox:busybox-static podman:podman runc:runc iperf3:iperf3 jq:jq g++:g++ make:make python3:python3"
+/bin/busybox:busybox-static podman:podman runc:runc iperf3:iperf3 jq:jq g++:g++ make:make python3:python3"
 missing=""
 for pair in $need; do
   what=${pair%%:*} pkg=${pair#*:}
@@ -16,6 +16,12 @@ for pair in $need; do
     *) command -v "$what" >/dev/null 2>&1 || missing="$missing $pkg" ;;
   esac
 done
+# The tests' container images are /bin/busybox alone, so it must be the static
+# one: Debian's busybox package (which initramfs-tools recommends) is linked
+# dynamically and runs in no image. busybox-static replaces it.
+if [ -e /bin/busybox ] && ldd /bin/busybox 2>/dev/null | grep -q '=>'; then
+  missing="$missing busybox-static"
+fi
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "netctl: installing system packages:$missing"
