@@ -21,9 +21,11 @@ let api: FakeApi;
 let app: FastifyInstance;
 
 async function netctl(args: string[], env: NodeJS.ProcessEnv = {}) {
-  // Async spawn: the server answering it runs in this very process.
+  // Async spawn: the server answering it runs in this very process. A state
+  // dir of ours even so: a CLI that found no daemon would otherwise make
+  // /var/lib/netctl on the host's disk.
   const { status, stdout, stderr } = await spawnCollected(process.execPath, [bin, ...args], {
-    env: { PATH: process.env.PATH, NETCTL_LOG_LEVEL: 'warn', ...env },
+    env: { PATH: process.env.PATH, NETCTL_LOG_LEVEL: 'warn', NETCTL_STATE_DIR: join(dir, 'state'), ...env },
   });
   return { status, stdout, stderr };
 }
