@@ -59,6 +59,8 @@ export const Errors = {
     'badRequest',
   ),
   RequestTooLarge: define('NETCTL_REQUEST_TOO_LARGE', 'request body is larger than %s bytes', 'badRequest'),
+  InvalidNetns: define('NETCTL_INVALID_NETNS', 'invalid network namespace: %s', 'badRequest'),
+  SubnetTooBroad: define('NETCTL_SUBNET_TOO_BROAD', 'subnet %s is refused: %s', 'badRequest'),
   ConfirmationRequired: define(
     'NETCTL_CONFIRMATION_REQUIRED',
     '%s needs confirmation: pass -f/--force (no terminal to ask on)',
@@ -108,6 +110,12 @@ export const Errors = {
     'netctl network %s cannot be Docker network %s: %s',
     'conflict',
   ),
+  NotOwned: define('NETCTL_NOT_OWNED', "%s exists and is not netctl's: nothing was changed", 'conflict'),
+  SubnetOverlapsRoute: define(
+    'NETCTL_SUBNET_OVERLAPS_ROUTE',
+    "subnet %s overlaps the host's route %s: choose another subnet",
+    'conflict',
+  ),
   DaemonRunning: define(
     'NETCTL_DAEMON_RUNNING',
     'another netctl daemon is already listening on %s',
@@ -149,6 +157,7 @@ export const LAYER_CODES: Record<string, string> = {
   'kv.invalid_key': 'NETCTL_INVALID_REQUEST',
   'kv.invalid_url': 'NETCTL_INVALID_REQUEST',
   'kv.backend': 'NETCTL_INTERNAL',
+  'kernel.not_owned': 'NETCTL_NOT_OWNED',
 };
 
 /** Every registered error, in definition order. */

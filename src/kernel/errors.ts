@@ -60,13 +60,39 @@ export class NetnsNotFoundError extends Error {
   }
 }
 
-/** The path exists but is not a network namespace (a plain file, a mount ns, ...). */
+/** The path exists but is not a network namespace (a plain file, a mount ns, a FIFO, ...). */
 export class NotANetnsError extends Error {
   override readonly name = 'NotANetnsError';
   readonly code = 'ENOTNETNS';
-  constructor(readonly path: string) {
-    super(`${path} is not a network namespace`);
+  constructor(
+    readonly path: string,
+    /** What it is instead, when known: `a FIFO`, `a character device`. */
+    readonly found?: string,
+  ) {
+    super(`${path} is not a network namespace${found ? ` (${found})` : ''}`);
   }
+}
+
+/** A namespace no request may name: netctl's own, or the host's. */
+export class ProtectedNetnsError extends Error {
+  override readonly name = 'ProtectedNetnsError';
+  readonly code = 'ENETNSPROTECTED';
+  constructor(
+    readonly path: string,
+    /** Which one it is: `the host's network namespace`. */
+    readonly what: string,
+  ) {
+    super(`${path} is ${what}`);
+  }
+}
+
+/** Any of the reasons a netns path from outside is refused. */
+export function isUnusableNetns(
+  err: unknown,
+): err is NetnsNotFoundError | NotANetnsError | ProtectedNetnsError {
+  return (
+    err instanceof NetnsNotFoundError || err instanceof NotANetnsError || err instanceof ProtectedNetnsError
+  );
 }
 
 /** True when err is a Node-shaped error (ours or Node's) with this errno code. */

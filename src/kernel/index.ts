@@ -8,5 +8,6 @@ export * from './mac.js';
 export * from './neigh.js';
 export * from './netlink.js';
 export * from './netns.js';
+export * from './owner.js';
 export * from './route.js';
 export * from './sysctl.js';

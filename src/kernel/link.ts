@@ -11,7 +11,8 @@ import { bridgeInfo, parseLinkInfo, type VethPeerInfo, vethInfo, vxlanInfo } fro
 import { bytesToMac, macToBytes } from './mac.js';
 import { native } from './native.js';
 import { CREATE, type Netlink, toBuffer } from './netlink.js';
-import { type NetnsRef, openNetns } from './netns.js';
+import { type NetnsRef, openNetns, THIS_NETNS } from './netns.js';
+import { linkOwner, mayTake, NETCTL_GROUP, NotOwnedError, ownerTag, UNCLAIMED } from './owner.js';
 
 const { MessageType } = rt;
 
@@ -27,6 +28,8 @@ export interface LinkAttrs {
   operState: string;
   masterIndex: number | undefined;
   alias: string | undefined;
+  /** Device group (IFLA_GROUP); netctl's links are in NETCTL_GROUP (owner.ts). */
+  group: number;
   /** IFLA_LINK: a veth's peer index, a vxlan's underlay (may be in another netns). */
   parentIndex: number | undefined;
 }
@@ -60,8 +63,12 @@ interface NewLinkCommon {
   name: string;
   mtu?: number;
   mac?: string;
-  /** Set right after creation (the kernel ignores IFLA_IFALIAS in a create). */
-  alias?: string;
+  /**
+   * Who the link is for (`net:<id>`, `ep:<id>`): the link is made in
+   * netctl's device group, and named owner's in its alias right after
+   * (the kernel ignores IFLA_IFALIAS in a create; see owner.ts).
+   */
+  owner?: string;
   up?: boolean;
   /** Enslave to this bridge at creation. */
   master?: number;
@@ -94,6 +101,7 @@ function toLink(message: Buffer): Link {
     operState: OPER_STATES[attrs.operstate ?? 0] ?? 'unknown',
     masterIndex: attrs.master || undefined,
     alias: attrs.ifalias || undefined,
+    group: attrs.group ?? 0,
     parentIndex: attrs.link ? attrs.link.readUInt32LE(0) || undefined : undefined,
   };
   const info = parseLinkInfo(attrs.linkinfo);
@@ -172,9 +180,9 @@ export async function linkList(h: Netlink): Promise<Link[]> {
 }
 
 /**
- * Equivalent to: `ip link add NAME [mtu M] [address MAC] [master BR] [up] type
- * bridge | veth peer name P [netns NS] | vxlan id VNI ...`; then `ip link set
- * NAME alias A` when an alias is given.
+ * Equivalent to: `ip link add NAME [mtu M] [address MAC] [master BR] [up]
+ * [group G] type bridge | veth peer name P [netns NS] | vxlan id VNI ...`;
+ * then `ip link set NAME alias netctl:OWNER` when an owner is given.
  * A veth's peer is created directly in its namespace (no later move, which
  * costs the kernel ~19 ms). Throws KernelError EEXIST when NAME exists.
  */
@@ -183,6 +191,7 @@ export async function linkAdd(h: Netlink, spec: NewLink): Promise<void> {
   if (spec.mtu) attrs.mtu = spec.mtu;
   if (spec.mac) attrs.address = macToBytes(spec.mac);
   if (spec.master) attrs.master = spec.master;
+  if (spec.owner) attrs.group = NETCTL_GROUP;
   const peerNetns =
     spec.kind === 'veth' && typeof spec.peer.netns === 'string' ? openNetns(spec.peer.netns) : undefined;
   try {
@@ -215,21 +224,30 @@ export async function linkAdd(h: Netlink, spec: NewLink): Promise<void> {
   } finally {
     peerNetns?.close();
   }
-  if (spec.alias) await linkSetAlias(h, spec.name, spec.alias);
+  if (spec.owner) await linkSetAlias(h, spec.name, ownerTag(spec.owner));
 }
 
 /**
- * Create spec's link unless a link of that name exists; an existing link of
- * another kind is an error (plugins/main/bridge: "already exists but is not
- * a bridge"). Returns the link as the kernel has it.
+ * Create spec's link for its owner unless the owner has it already. A link
+ * of that name that is someone else's is NotOwnedError, and one of another
+ * kind LinkKindMismatchError (plugins/main/bridge: "already exists but is
+ * not a bridge"); either way nothing is changed. A netctl link left
+ * unclaimed by a crash (owner.ts) is taken over. Returns the link as the
+ * kernel has it.
  */
-export async function ensureLink(h: Netlink, spec: NewLink): Promise<Link> {
+export async function ensureLink(h: Netlink, spec: NewLink & { owner: string }): Promise<Link> {
   try {
     await linkAdd(h, spec);
   } catch (err) {
     if (!hasErrorCode(err, 'EEXIST')) throw err;
   }
-  const link = await linkByName(h, spec.name);
+  let link = await linkByName(h, spec.name);
+  if (!mayTake(link, spec.owner))
+    throw new NotOwnedError(describeLink(h, spec.name), spec.owner, linkOwner(link));
+  if (linkOwner(link) === UNCLAIMED) {
+    await linkSetAlias(h, link, ownerTag(spec.owner));
+    link = await linkByName(h, spec.name);
+  }
   if (link.kind !== spec.kind) {
     throw new LinkKindMismatchError(
       spec.name,
@@ -370,4 +388,41 @@ export async function linkSetNs(h: Netlink, ref: LinkRef, ns: NetnsRef): Promise
   } finally {
     if (typeof ns === 'string') netns.close();
   }
+}
+
+// Owner-checked verbs (owner.ts): what netctl changes or deletes must be its own.
+
+/** The link as the kernel has it, or undefined when there is none. */
+export async function linkIfExists(h: Netlink, ref: LinkRef): Promise<Link | undefined> {
+  try {
+    return await linkGet(h, ref);
+  } catch (err) {
+    if (hasErrorCode(err, 'ENODEV')) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The link named, checked to be owner's (or netctl's and unclaimed);
+ * undefined when there is none. Throws NotOwnedError for anyone else's.
+ */
+export async function ownedLink(h: Netlink, name: string, owner: string): Promise<Link | undefined> {
+  const link = await linkIfExists(h, name);
+  if (link && !mayTake(link, owner)) throw new NotOwnedError(describeLink(h, name), owner, linkOwner(link));
+  return link;
+}
+
+/** `link NAME`, with the namespace when the handle is not in this thread's own. */
+export function describeLink(h: Netlink, name: string): string {
+  return h.netns.path === THIS_NETNS ? `link ${name}` : `link ${name} in netns ${h.netns.path}`;
+}
+
+/**
+ * Delete link NAME if it is owner's (or netctl's and unclaimed); absent is
+ * success. Anyone else's is left as it is: NotOwnedError. The delete goes
+ * by the index that was checked, so a link renamed meanwhile is not hit.
+ */
+export async function linkDelOwned(h: Netlink, name: string, owner: string): Promise<void> {
+  const link = await ownedLink(h, name, owner);
+  if (link) await linkDel(h, link.index);
 }

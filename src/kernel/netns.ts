@@ -8,9 +8,24 @@
  * socket created inside the window, which stays bound to that namespace
  * (as vishvananda/netlink GetNetlinkSocketAt and CNI's ns.Do do).
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  type Stats,
+  statSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
-import { hasErrorCode, KernelError, NetnsNotFoundError, NotANetnsError } from './errors.js';
+import {
+  hasErrorCode,
+  KernelError,
+  NetnsNotFoundError,
+  NotANetnsError,
+  ProtectedNetnsError,
+} from './errors.js';
 import { native } from './native.js';
 
 /** Where named namespaces are pinned, as `ip netns` does. */
@@ -42,18 +57,41 @@ function handle(path: string, fd: number): Netns {
   };
 }
 
-/** Open the namespace at path; throws NetnsNotFoundError or NotANetnsError. */
+// Not in Node's fs.constants: open(2)'s O_PATH (asm-generic/fcntl.h). libuv adds O_CLOEXEC itself.
+const O_PATH = 0o10000000;
+
+/**
+ * Open the namespace at path; throws NetnsNotFoundError or NotANetnsError.
+ *
+ * Safe on any path: it looks before it opens. An O_PATH descriptor opens
+ * nothing, so a FIFO at path cannot block the caller (and the daemon's
+ * event loop with it) and a device cannot act on being opened; only a
+ * regular file — which is what an nsfs file is — is then opened for real,
+ * through that descriptor, so what was looked at is what is opened.
+ */
 export function openNetns(path: string): Netns {
-  let fd: number;
+  let probe: number;
   try {
-    fd = openSync(path, 'r');
+    probe = openSync(path, O_PATH);
   } catch (err) {
     if (hasErrorCode(err, 'ENOENT')) throw new NetnsNotFoundError(path);
+    if (hasErrorCode(err, 'ELOOP')) throw new NotANetnsError(path, 'too many levels of symbolic links');
+    if (hasErrorCode(err, 'ENOTDIR')) throw new NetnsNotFoundError(path);
+    if (hasErrorCode(err, 'EACCES')) throw new NotANetnsError(path, 'permission denied');
     throw err;
   }
+  let fd: number;
   try {
-    // ENOTTY: not an nsfs file at all; another type: a different namespace kind.
-    if (native.namespaceType(fd) !== native.CLONE_NEWNET) throw new NotANetnsError(path);
+    const stat = fstatSync(probe);
+    if (!stat.isFile()) throw new NotANetnsError(path, fileKind(stat));
+    fd = openSync(`/proc/self/fd/${probe}`, constants.O_RDONLY | constants.O_NONBLOCK);
+  } finally {
+    closeSync(probe);
+  }
+  try {
+    // ENOTTY: not an nsfs file at all (a plain file); another type: a different namespace kind.
+    if (native.namespaceType(fd) !== native.CLONE_NEWNET)
+      throw new NotANetnsError(path, 'a namespace of another kind');
   } catch (err) {
     closeSync(fd);
     if (hasErrorCode(err, 'ENOTTY')) throw new NotANetnsError(path);
@@ -62,9 +100,75 @@ export function openNetns(path: string): Netns {
   return handle(path, fd);
 }
 
+function fileKind(stat: Stats): string {
+  if (stat.isFIFO()) return 'a FIFO';
+  if (stat.isCharacterDevice()) return 'a character device';
+  if (stat.isBlockDevice()) return 'a block device';
+  if (stat.isSocket()) return 'a socket';
+  if (stat.isDirectory()) return 'a directory';
+  return 'not a regular file';
+}
+
+/**
+ * A path where a runtime will mount a namespace later (Docker's SandboxKey
+ * at Join: dockerd binds the container's netns there when the container
+ * starts). Nothing there yet, or the empty file it mounts onto, is fine;
+ * a namespace there must be one openUntrustedNetns takes; anything else
+ * (a FIFO, a device, a symlink loop) is NotANetnsError.
+ */
+export function checkFutureNetns(path: string): void {
+  try {
+    openUntrustedNetns(path).close();
+  } catch (err) {
+    if (err instanceof NetnsNotFoundError) return;
+    // A regular file that is no namespace (yet): the placeholder.
+    if (err instanceof NotANetnsError && err.found === undefined && statSync(path).isFile()) return;
+    throw err;
+  }
+}
+
+/** dev:ino of the namespaces no request from outside may name. */
+function protectedNetns(): Map<string, string> {
+  const found = new Map<string, string>();
+  for (const [path, what] of [
+    ['/proc/self/ns/net', "netctl's own network namespace"],
+    ['/proc/1/ns/net', "the host's network namespace"],
+  ] as const) {
+    try {
+      const stat = statSync(path);
+      found.set(`${stat.dev}:${stat.ino}`, what);
+    } catch {
+      // pid 1's may be out of reach (another pid namespace): then this process's stands for it.
+    }
+  }
+  return found;
+}
+
+/**
+ * A namespace a caller names (a sandbox key, CNI_NETNS, Docker's
+ * SandboxKey): opened as openNetns does, and refused when it is this
+ * process's own or the host's (pid 1's) — whatever the path, compared by
+ * inode, so `/proc/1/../self/ns/net` is seen for what it is. Work done in
+ * either would change the host's own network. Throws NetnsNotFoundError,
+ * NotANetnsError or ProtectedNetnsError.
+ */
+export function openUntrustedNetns(path: string): Netns {
+  const netns = openNetns(path);
+  const stat = fstatSync(netns.fd);
+  const what = protectedNetns().get(`${stat.dev}:${stat.ino}`);
+  if (what) {
+    netns.close();
+    throw new ProtectedNetnsError(path, what);
+  }
+  return netns;
+}
+
+/** Path of the calling thread's own namespace. */
+export const THIS_NETNS = '/proc/thread-self/ns/net';
+
 /** The namespace the calling thread is in now. */
 export function currentNetns(): Netns {
-  return openNetns('/proc/thread-self/ns/net');
+  return openNetns(THIS_NETNS);
 }
 
 // The fd of the namespace this thread is in, tracked so nested withNetns

@@ -3,9 +3,11 @@
  * per endpoint, NAT and filtering in netctl's own iptables chains — Docker's
  * bridge networking (libnetwork drivers/bridge), on netctl's kernel layer.
  *
- * Every link it makes carries its owner in the link alias
- * (`netctl:net:<id>`, `netctl:ep:<id>`), every rule in its comment, so
- * reconcile and `netctl gc` can find exactly what is netctl's.
+ * Every link it makes carries netctl's tag and its owner (`net:<id>`,
+ * `ep:<id>`; src/kernel/owner.ts), every rule its owner in its comment, so
+ * reconcile and `netctl gc` can find exactly what is netctl's — and it
+ * changes or deletes no link that is not its own, whatever name a network's
+ * options give (a foreign `br0` is a conflict, never touched).
  */
 import type {
   Capability,
@@ -35,30 +37,30 @@ import {
   hasErrorCode,
   LinkNotFoundError,
   linkAdd,
-  linkByName,
-  linkDel,
+  linkDelOwned,
   linkIndex,
   linkList,
+  linkOwner,
   linkSetHairpin,
   linkSetMaster,
   linkSetUp,
   Netlink,
   type NetnsRef,
   type NewLink,
+  NotOwnedError,
+  ownedLink,
   parsePrefix,
   randomMac,
   sysctlSet,
 } from '../../kernel/index.js';
+import { log } from '../../log.js';
+import { endpointOwner, isOwnerOfKind, networkOwner } from '../../owners.js';
 import { type BridgeConfig, ENABLE_ICC, parseBridgeOptions } from './options.js';
 
 import { always, runSteps, type Step } from './setup.js';
 
 /** BR_MAX_PORTS - 1: port 0 is reserved. */
 const BRIDGE_MAX_PORTS = 1023;
-
-export const OWNER_PREFIX = 'netctl:';
-export const networkOwner = (id: string) => `net:${id}`;
-export const endpointOwner = (id: string) => `ep:${id}`;
 
 /** Host-side veth name: `vn` + 12 hex of the endpoint id (15 characters max). */
 export const hostVethName = (endpointId: string) => `vn${endpointId.slice(0, 12)}`;
@@ -126,10 +128,10 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
             kind: 'bridge',
             name: config.bridgeName,
             mac,
-            alias: `${OWNER_PREFIX}${networkOwner(network.id)}`,
+            owner: networkOwner(network.id),
             ...(config.mtu ? { mtu: config.mtu } : {}),
           });
-          return () => linkDel(this.host, config.bridgeName);
+          return () => this.removeLink(config.bridgeName, networkOwner(network.id));
         },
       ],
       [
@@ -176,12 +178,19 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     ];
   }
 
-  private async bridgeLink(config: BridgeConfig) {
+  /**
+   * Delete a link of owner's. One of the same name that is someone else's
+   * (it took the name after ours went) is left alone: not ours to delete.
+   */
+  private async removeLink(name: string, owner: string): Promise<void> {
     try {
-      return await linkByName(this.host, config.bridgeName);
+      await linkDelOwned(this.host, name, owner);
     } catch (err) {
-      if (err instanceof LinkNotFoundError) return undefined;
-      throw err;
+      if (!(err instanceof NotOwnedError)) throw err;
+      log.warn(
+        { link: name, owner, holder: err.holder ?? 'not netctl' },
+        'left a link that is not ours alone',
+      );
     }
   }
 
@@ -189,10 +198,8 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     const { network } = info;
     const config = parseBridgeOptions(network);
     const mac = network.driverData.mac ?? randomMac();
-    const existing = await this.bridgeLink(config);
-    if (existing && existing.alias !== `${OWNER_PREFIX}${networkOwner(network.id)}`) {
-      throw new Error(`bridge ${config.bridgeName} already exists and is not this network's`);
-    }
+    // Refused before anything is made: a bridge of that name that is someone else's.
+    await ownedLink(this.host, config.bridgeName, networkOwner(network.id));
     info.setDriverData('bridge', config.bridgeName);
     info.setDriverData('mac', mac);
     await runSteps({ network, config, mac }, this.steps());
@@ -201,9 +208,9 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   async deleteNetwork(network: Network): Promise<void> {
     const config = parseBridgeOptions(network);
     await this.firewall.del(networkRules(this.firewallNetwork(network, config)));
-    await linkDel(this.host, config.bridgeName);
+    await this.removeLink(config.bridgeName, networkOwner(network.id));
     // The last network out takes netctl's chains and jumps with it.
-    if (!(await this.firewall.list()).some((r) => r.owner.startsWith('net:')))
+    if (!(await this.firewall.list()).some((r) => isOwnerOfKind(r.owner, 'net')))
       await removeBase(this.firewall);
   }
 
@@ -215,13 +222,18 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   }
 
   async deleteEndpoint(_network: Network, endpoint: Endpoint): Promise<void> {
-    await linkDel(this.host, endpoint.driverData.hostIfname ?? hostVethName(endpoint.id));
+    await this.removeLink(
+      endpoint.driverData.hostIfname ?? hostVethName(endpoint.id),
+      endpointOwner(endpoint.id),
+    );
   }
 
   async join(network: Network, endpoint: Endpoint, sandbox: SandboxInfo, join: JoinInfo): Promise<void> {
     const config = parseBridgeOptions(network);
     const hostIfname = endpoint.driverData.hostIfname ?? hostVethName(endpoint.id);
-    const master = await linkIndex(this.host, config.bridgeName);
+    const bridge = await ownedLink(this.host, config.bridgeName, networkOwner(network.id));
+    if (!bridge) throw new LinkNotFoundError(config.bridgeName);
+    const master = bridge.index;
     const inPlace = sandbox.placement === 'in-place';
     const peerName = inPlace ? sandbox.ifname : `${hostIfname}c`.slice(0, 15);
     // In place, the peer is born in the sandbox with its final name: no
@@ -232,7 +244,7 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
       name: hostIfname,
       ...(endpoint.driverData.hostMac ? { mac: endpoint.driverData.hostMac } : {}),
       master,
-      alias: `${OWNER_PREFIX}${endpointOwner(endpoint.id)}`,
+      owner: endpointOwner(endpoint.id),
       ...(config.mtu ? { mtu: config.mtu } : {}),
       peer: {
         name: peerName,
@@ -242,15 +254,18 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
       },
     };
     try {
-      await linkAdd(this.host, veth);
+      await this.addVeth(veth, endpointOwner(endpoint.id));
     } catch (err) {
       // The kernel numbers bridge ports 1-1023 and answers EXFULL after that
       // (having removed the new veth again).
       if (hasErrorCode(err, 'EXFULL')) throw new Errors.NetworkFull(network.name, BRIDGE_MAX_PORTS);
       if (!hasErrorCode(err, 'EEXIST')) throw err;
-      // A leftover of a join that crashed half-way: replace it.
-      await linkDel(this.host, hostIfname);
-      await linkAdd(this.host, veth);
+      // The host side is free (addVeth saw to it): the peer's name is taken.
+      throw new NotOwnedError(
+        `link ${peerName} in ${inPlace ? `netns ${sandbox.key}` : 'the host'}`,
+        endpointOwner(endpoint.id),
+        undefined,
+      );
     }
     // A bridge port needs no address of its own, and IPv6 autoconfiguration
     // on hundreds of ports floods the bridge (see disableIpv6).
@@ -273,8 +288,25 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     }
   }
 
+  /**
+   * Make the veth; a host side of that name left by a join that crashed
+   * half-way is replaced if it is this endpoint's (NotOwnedError if not).
+   */
+  private async addVeth(veth: NewLink, owner: string): Promise<void> {
+    try {
+      await linkAdd(this.host, veth);
+    } catch (err) {
+      if (!hasErrorCode(err, 'EEXIST') || !(await ownedLink(this.host, veth.name, owner))) throw err;
+      await linkDelOwned(this.host, veth.name, owner);
+      await linkAdd(this.host, veth);
+    }
+  }
+
   async leave(_network: Network, endpoint: Endpoint): Promise<void> {
-    await linkDel(this.host, endpoint.driverData.hostIfname ?? hostVethName(endpoint.id));
+    await this.removeLink(
+      endpoint.driverData.hostIfname ?? hostVethName(endpoint.id),
+      endpointOwner(endpoint.id),
+    );
   }
 
   /** The endpoint's published-port rules, one set per address family it has. */
@@ -318,17 +350,18 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   }
 
   async listOwned(): Promise<OwnedResource[]> {
-    const links = (await linkList(this.host))
-      .filter((l) => l.alias?.startsWith(OWNER_PREFIX))
-      .map((l) => ({ kind: 'link', name: l.name, owner: (l.alias as string).slice(OWNER_PREFIX.length) }));
+    const links = (await linkList(this.host)).flatMap((l) => {
+      const owner = linkOwner(l);
+      return owner ? [{ kind: 'link', name: l.name, owner }] : [];
+    });
     const rules = (await this.firewall.list())
-      .filter((r) => r.owner.startsWith('net:') || r.owner.startsWith('ep:'))
+      .filter((r) => isOwnerOfKind(r.owner, 'net') || isOwnerOfKind(r.owner, 'ep'))
       .map((r) => ({ kind: 'rule', name: r.line, owner: r.owner, handle: r }));
     return [...links, ...rules];
   }
 
   async removeOwned(resource: OwnedResource): Promise<void> {
-    if (resource.kind === 'link') await linkDel(this.host, resource.name);
+    if (resource.kind === 'link') await linkDelOwned(this.host, resource.name, resource.owner);
     else if (resource.kind === 'rule') await this.firewall.del([resource.handle as OwnedRule]);
     else if (resource.kind === 'chains') await removeBase(this.firewall);
   }
@@ -343,7 +376,14 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   async missing(network: Network, endpoints: Endpoint[]): Promise<string[]> {
     const config = parseBridgeOptions(network);
     const found: string[] = [];
-    const bridge = await this.bridgeLink(config);
+    let bridge: Awaited<ReturnType<typeof ownedLink>>;
+    try {
+      bridge = await ownedLink(this.host, config.bridgeName, networkOwner(network.id));
+    } catch (err) {
+      if (!(err instanceof NotOwnedError)) throw err;
+      // Not put back by repair either: the name is someone else's now.
+      return [`bridge ${config.bridgeName}: ${err.message}`];
+    }
     if (!bridge) found.push(`bridge ${config.bridgeName}`);
     else if (!bridge.up) found.push(`bridge ${config.bridgeName} is down`);
     const rules = await this.firewall.check([
@@ -371,11 +411,15 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     for (const endpoint of endpoints) {
       const hostIfname = endpoint.driverData.hostIfname ?? hostVethName(endpoint.id);
       try {
-        await linkSetMaster(this.host, hostIfname, master);
-        await linkSetUp(this.host, hostIfname);
-        await linkSetHairpin(this.host, hostIfname, true);
+        // Only the endpoint's own veth goes back on the bridge.
+        const veth = await ownedLink(this.host, hostIfname, endpointOwner(endpoint.id));
+        if (veth) {
+          await linkSetMaster(this.host, veth, master);
+          await linkSetUp(this.host, veth);
+          await linkSetHairpin(this.host, veth, true);
+        }
       } catch (err) {
-        if (!(err instanceof LinkNotFoundError)) throw err;
+        if (!(err instanceof LinkNotFoundError) && !(err instanceof NotOwnedError)) throw err;
       }
       if (endpoint.portMappings.length)
         await this.programExternalConnectivity(network, endpoint, endpoint.portMappings);

@@ -7,8 +7,10 @@ import {
   linkByIndex,
   linkByName,
   linkDel,
+  linkDelOwned,
   linkIndex,
   linkList,
+  linkOwner,
   linkSetAlias,
   linkSetDown,
   linkSetHairpin,
@@ -19,6 +21,9 @@ import {
   linkSetNoMaster,
   linkSetNs,
   linkSetUp,
+  NETCTL_GROUP,
+  NotOwnedError,
+  UNCLAIMED,
 } from '../../../src/kernel/index.js';
 import { ipJson, run, testNetns } from '../harness.js';
 
@@ -30,6 +35,7 @@ interface IpLink {
   flags: string[];
   master?: string;
   ifalias?: string;
+  group?: string;
   link_netnsid?: number;
   linkinfo?: { info_kind: string; info_data?: Record<string, unknown> };
 }
@@ -45,18 +51,19 @@ function ipLinkNames(netns: string): string[] {
 }
 
 describe('bridge', () => {
-  it('is created with the MTU, MAC, alias and state asked for', async () => {
+  it("is created with the MTU, MAC, state and owner asked for: netctl's group at birth, the owner in its alias", async () => {
     const ns = testNetns();
     await linkAdd(ns.nl, {
       kind: 'bridge',
       name: 'br0',
       mtu: 1400,
       mac: '02:42:ac:11:00:01',
-      alias: 'netctl:net1',
+      owner: 'net1',
       up: true,
     });
     const link = ipLink(ns.path, 'br0');
     expect(link.linkinfo?.info_kind).toBe('bridge');
+    expect(link.group).toBe(String(NETCTL_GROUP));
     expect(link.mtu).toBe(1400);
     expect(link.address).toBe('02:42:ac:11:00:01');
     expect(link.ifalias).toBe('netctl:net1');
@@ -66,6 +73,8 @@ describe('bridge', () => {
     expect(ours).toMatchObject({ kind: 'bridge', name: 'br0', index: link.ifindex, mtu: 1400, up: true });
     expect(ours.mac).toBe('02:42:ac:11:00:01');
     expect(ours.alias).toBe('netctl:net1');
+    expect(ours.group).toBe(NETCTL_GROUP);
+    expect(linkOwner(ours)).toBe('net1');
   });
 
   it('refuses a second link of the same name', async () => {
@@ -267,13 +276,50 @@ describe('link settings', () => {
 describe('ensureLink and linkList', () => {
   it('creates once, returns the existing link after, and refuses a link of another kind', async () => {
     const ns = testNetns();
-    const first = await ensureLink(ns.nl, { kind: 'bridge', name: 'br0' });
-    const second = await ensureLink(ns.nl, { kind: 'bridge', name: 'br0' });
+    const first = await ensureLink(ns.nl, { kind: 'bridge', name: 'br0', owner: 'net:a' });
+    const second = await ensureLink(ns.nl, { kind: 'bridge', name: 'br0', owner: 'net:a' });
     expect(second.index).toBe(first.index);
-    await linkAdd(ns.nl, { kind: 'veth', name: 'v0', peer: { name: 'v1' } });
-    await expect(ensureLink(ns.nl, { kind: 'bridge', name: 'v0' })).rejects.toBeInstanceOf(
+    await linkAdd(ns.nl, { kind: 'veth', name: 'v0', peer: { name: 'v1' }, owner: 'net:a' });
+    await expect(ensureLink(ns.nl, { kind: 'bridge', name: 'v0', owner: 'net:a' })).rejects.toBeInstanceOf(
       LinkKindMismatchError,
     );
+  });
+
+  it("refuses a link that is not the owner's (someone else's, or another netctl owner's) and changes nothing", async () => {
+    const ns = testNetns();
+    run('ip', ['link', 'add', 'br0', 'type', 'bridge'], { netns: ns.path });
+    const before = ipLink(ns.path, 'br0');
+    await expect(
+      ensureLink(ns.nl, { kind: 'bridge', name: 'br0', owner: 'net:a', mtu: 1400 }),
+    ).rejects.toThrow(NotOwnedError);
+    await expect(linkDelOwned(ns.nl, 'br0', 'net:a')).rejects.toMatchObject({
+      code: 'kernel.not_owned',
+      holder: undefined,
+      message: `link br0 in netns ${ns.path} exists and is not netctl's: nothing was changed`,
+    });
+    expect(ipLink(ns.path, 'br0')).toEqual(before);
+
+    await linkAdd(ns.nl, { kind: 'bridge', name: 'br1', owner: 'net:b' });
+    await expect(ensureLink(ns.nl, { kind: 'bridge', name: 'br1', owner: 'net:a' })).rejects.toMatchObject({
+      holder: 'net:b',
+    });
+    await expect(linkDelOwned(ns.nl, 'br1', 'net:a')).rejects.toThrow(NotOwnedError);
+    await linkDelOwned(ns.nl, 'br1', 'net:b');
+    await linkDelOwned(ns.nl, 'br1', 'net:b'); // gone already: done
+    expect(ipLinkNames(ns.path)).not.toContain('br1');
+  });
+
+  it('takes over a link netctl made but never named (killed between create and alias)', async () => {
+    const ns = testNetns();
+    run('ip', ['link', 'add', 'br0', 'group', String(NETCTL_GROUP), 'type', 'bridge'], { netns: ns.path });
+    expect(linkOwner(await linkByName(ns.nl, 'br0'))).toBe(UNCLAIMED);
+    const link = await ensureLink(ns.nl, { kind: 'bridge', name: 'br0', owner: 'net:a' });
+    expect(link.alias).toBe('netctl:net:a');
+    run('ip', ['link', 'add', 'v0', 'group', String(NETCTL_GROUP), 'type', 'veth', 'peer', 'name', 'v1'], {
+      netns: ns.path,
+    });
+    await linkDelOwned(ns.nl, 'v0', 'ep:x');
+    expect(ipLinkNames(ns.path)).not.toContain('v0');
   });
 
   it('lists every link with its kind', async () => {

@@ -1,6 +1,10 @@
-import { readlinkSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  checkFutureNetns,
   createAnonymousNetns,
   createNetns,
   currentNetns,
@@ -11,6 +15,8 @@ import {
   NetnsNotFoundError,
   NotANetnsError,
   openNetns,
+  openUntrustedNetns,
+  ProtectedNetnsError,
   withNetns,
 } from '../../../src/kernel/index.js';
 import { run, testNetns, uniqueName } from '../harness.js';
@@ -62,6 +68,56 @@ describe('openNetns', () => {
     expect(() => openNetns('/run/netns/does-not-exist')).toThrow(NetnsNotFoundError);
     expect(() => openNetns('/etc/hostname')).toThrow(NotANetnsError);
     expect(() => openNetns('/proc/self/ns/mnt')).toThrow(NotANetnsError);
+  });
+
+  it('never blocks or opens what is not a regular file: FIFO, device, socket, directory, symlink loop', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'netctl-netns-'));
+    try {
+      execFileSync('mkfifo', [join(dir, 'fifo')]);
+      symlinkSync(join(dir, 'loop'), join(dir, 'loop'));
+      const cases: [string, string][] = [
+        [join(dir, 'fifo'), 'a FIFO'],
+        ['/dev/zero', 'a character device'],
+        [dir, 'a directory'],
+        [join(dir, 'loop'), 'too many levels of symbolic links'],
+      ];
+      const started = performance.now();
+      for (const [path, found] of cases) {
+        expect(() => openNetns(path)).toThrow(expect.objectContaining({ name: 'NotANetnsError', found }));
+      }
+      // A FIFO opened for reading blocks until a writer comes: this returned at once.
+      expect(performance.now() - started).toBeLessThan(500);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses this process's own and the host's namespace from outside, by inode whatever the path", () => {
+    for (const path of ['/proc/self/ns/net', `/proc/${process.pid}/ns/net`, '/proc/1/../self/ns/net']) {
+      expect(() => openUntrustedNetns(path)).toThrow(ProtectedNetnsError);
+    }
+    // pid 1's: refused as the host's, or not even readable here (a container's sandbox).
+    expect(() => openUntrustedNetns('/proc/1/ns/net')).toThrow(
+      expect.objectContaining({ name: expect.stringMatching(/^(ProtectedNetnsError|NotANetnsError)$/) }),
+    );
+    const ns = testNetns();
+    openUntrustedNetns(ns.path).close();
+  });
+
+  it('takes a future netns path that is absent or an empty placeholder, not a FIFO or a protected netns', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'netctl-netns-'));
+    try {
+      writeFileSync(join(dir, 'placeholder'), '');
+      execFileSync('mkfifo', [join(dir, 'fifo')]);
+      expect(() => checkFutureNetns(join(dir, 'absent'))).not.toThrow();
+      expect(() => checkFutureNetns(join(dir, 'placeholder'))).not.toThrow();
+      expect(() => checkFutureNetns(testNetns().path)).not.toThrow();
+      expect(() => checkFutureNetns(join(dir, 'fifo'))).toThrow(NotANetnsError);
+      expect(() => checkFutureNetns('/proc/self/ns/mnt')).toThrow(NotANetnsError);
+      expect(() => checkFutureNetns('/proc/1/../self/ns/net')).toThrow(ProtectedNetnsError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('opens /proc/PID/ns/net paths and reports the namespace inode', () => {

@@ -33,7 +33,10 @@ describe('error registry', () => {
   it('maps every lower-layer code as docs/errors.md says', () => {
     const doc = readFileSync(join(packageRoot, 'docs', 'errors.md'), 'utf8');
     const documented = Object.fromEntries(
-      [...doc.matchAll(/^\| `((?:kv|ipam)\.[a-z_]+)` \| `(NETCTL_[A-Z_]+)` \|$/gm)].map((m) => [m[1], m[2]]),
+      [...doc.matchAll(/^\| `((?:kv|ipam|kernel)\.[a-z_]+)` \| `(NETCTL_[A-Z_]+)` \|$/gm)].map((m) => [
+        m[1],
+        m[2],
+      ]),
     );
     expect(documented).toEqual(LAYER_CODES);
     for (const [layer, code] of Object.entries(LAYER_CODES)) {
