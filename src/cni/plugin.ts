@@ -14,7 +14,6 @@
  * (src/server/cni.ts) and in a process of their own (main.ts).
  */
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
 import { z } from 'zod';
 import type { NetctlApi, SandboxDetails } from '../controller/api.js';
 import type { Endpoint, Network } from '../core/model.js';
@@ -29,7 +28,6 @@ import {
 import { BRIDGE_NAME, ENABLE_IP_MASQUERADE, linkName, MTU } from '../drivers/bridge/options.js';
 import { specOf } from '../errors.js';
 import { overlaps, parseSubnet } from '../ipam/cidr.js';
-import { NetnsNotFoundError, NotANetnsError } from '../kernel/errors.js';
 import { familyOf, parsePrefix } from '../kernel/inet.js';
 import { log } from '../log.js';
 import { staleReason } from '../sandbox/identity.js';
@@ -293,28 +291,6 @@ async function findSandbox(api: NetctlApi, containerId: string): Promise<Sandbox
   }
 }
 
-/** Go skel's check: CNI_NETNS must be a netns, and not the plugin's own (the host's). */
-function checkNetns(netns: string): void {
-  let target: ReturnType<typeof statSync>;
-  try {
-    target = statSync(netns);
-  } catch (err) {
-    throw new CniError(
-      CniCode.INVALID_ENVIRONMENT,
-      `invalid CNI_NETNS`,
-      `CNI_NETNS=${netns}: ${(err as Error).message}`,
-    );
-  }
-  const own = statSync('/proc/self/ns/net');
-  if (target.ino === own.ino && target.dev === own.dev) {
-    throw new CniError(
-      CniCode.INVALID_ENVIRONMENT,
-      'invalid CNI_NETNS',
-      `CNI_NETNS=${netns} is the plugin's own network namespace`,
-    );
-  }
-}
-
 /**
  * The container's sandbox on its netns: the one an earlier ADD made (for
  * another network) or a new one. A sandbox of the same container id on
@@ -340,8 +316,10 @@ async function ensureSandbox(
       });
       return { details: { sandbox, endpoints: [] }, created: true };
     } catch (err) {
-      if (err instanceof NetnsNotFoundError || err instanceof NotANetnsError) {
-        throw new CniError(CniCode.INVALID_ENVIRONMENT, 'invalid CNI_NETNS', err.message);
+      // Go skel's check, done by the controller for every entry point: CNI_NETNS
+      // must be a netns, and neither the plugin's own nor the host's.
+      if (codeOf(err) === 'NETCTL_INVALID_NETNS') {
+        throw new CniError(CniCode.INVALID_ENVIRONMENT, 'invalid CNI_NETNS', (err as Error).message);
       }
       if (codeOf(err) !== 'NETCTL_SANDBOX_EXISTS' || attempt >= 3) throw err;
     }
@@ -395,11 +373,11 @@ export function netctlCniHandlers(backend: { api(): Promise<NetctlApi> }): Handl
     async add(args) {
       const conf = parseConfig(args);
       const wanted = attachmentRequestOf(conf, args);
-      checkNetns(args.netns);
       const api = await backend.api();
-      const network = await ensureNetwork(api, conf);
+      // The sandbox first: it checks CNI_NETNS before the network may be made.
       const { details, created } = await ensureSandbox(api, args);
       try {
+        const network = await ensureNetwork(api, conf);
         // SPEC.md "ADD": an interface of the requested name in the container is an error.
         const clash = details.endpoints.find((e) => e.ifname === args.ifname);
         if (clash) {

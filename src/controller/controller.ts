@@ -34,17 +34,18 @@ import { Errors } from '../errors.js';
 import {
   createNetns,
   deleteNetns,
+  hasErrorCode,
   linkSetUp,
   macFromIpv4,
   matchCidr,
   Netlink,
   netnsPath,
-  openNetns,
   parsePrefix,
   pinCurrentNetns,
   randomMac,
 } from '../kernel/index.js';
 import { log } from '../log.js';
+import { endpointOwner, networkOwner, sandboxOwner } from '../owners.js';
 import { packageVersion } from '../paths.js';
 import { type HostEntry, removeSandboxEtc, writeSandboxEtc, writeSandboxHosts } from '../sandbox/etc.js';
 import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
@@ -63,12 +64,11 @@ import { checkNetwork, repairNetworks } from './check.js';
 import { Gate } from './gate.js';
 import { crashPoint, type Intent, newIntent } from './intents.js';
 import { collectGarbage } from './reconcile.js';
+import { checkSandboxKey } from './sandbox-key.js';
 import type { IntentEnd, State } from './state.js';
+import { checkSubnet, type HostRoutes, routeSubnets } from './subnets.js';
 
 export const newId = () => randomBytes(32).toString('hex');
-export const networkOwner = (id: string) => `net:${id}`;
-export const endpointOwner = (id: string) => `ep:${id}`;
-export const sandboxOwner = (id: string) => `sb:${id}`;
 
 /** Named netns netctl makes for its own sandboxes. */
 export const sandboxNetnsName = (name: string) => `netctl-${name}`;
@@ -82,6 +82,8 @@ export interface ControllerOptions {
   drivers: Driver[];
   /** How the store is named in health reports (never with credentials). */
   storeName: string;
+  /** The host's routes a network's subnet must not overlap (subnets.ts); none when absent. */
+  hostRoutes?: HostRoutes;
 }
 
 /** IPAM driver name for networks without addresses (host, none), as Docker's "null" IPAM. */
@@ -124,6 +126,7 @@ export class Controller implements NetctlApi {
   readonly ipam: IpamDriver;
   readonly drivers: Map<string, Driver>;
   private readonly storeName: string;
+  private readonly hostRoutes: HostRoutes;
   /** Operations side by side, gc alone (gate.ts). */
   private readonly gate = new Gate();
   /** /etc/hosts refreshes, one at a time (see refreshHosts). */
@@ -136,6 +139,7 @@ export class Controller implements NetctlApi {
     this.ipam = options.ipam;
     this.drivers = new Map(options.drivers.map((d) => [d.type, d]));
     this.storeName = options.storeName;
+    this.hostRoutes = options.hostRoutes ?? (async () => []);
   }
 
   async health(): Promise<Health> {
@@ -275,6 +279,8 @@ export class Controller implements NetctlApi {
       throw new Errors.InvalidRequest('--ipv6 needs an IPv6 --subnet (no default IPv6 pool is configured)');
     }
     for (const c of configs) checkPoolConfig(c);
+    const routes = configs.length ? await this.hostRoutes() : [];
+    for (const c of configs) if (c.subnet) checkSubnet(c.subnet, routes);
 
     const id = external?.id ?? newId();
     driver.checkOptions?.({ id, options: req.options, internal: req.internal });
@@ -298,6 +304,8 @@ export class Controller implements NetctlApi {
               ...(c.ipRange ? { subPool: c.ipRange } : {}),
               v6,
               owner,
+              // A default pool steers around the host's routes (subnets.ts).
+              ...(c.subnet ? {} : { avoid: routeSubnets(routes).map((r) => r.cidr) }),
             });
             const held = { poolId: pool.poolId, reservations: [] as Reservation[] };
             pools.push(held);
@@ -486,11 +494,18 @@ export class Controller implements NetctlApi {
     const shared = req.netnsOf ? await this.sharedNetns(req.netnsOf) : undefined;
     const ownsNetns = req.key === undefined && shared === undefined;
     const key = req.key ?? shared?.key ?? netnsPath(sandboxNetnsName(req.name));
+    if (req.key) checkSandboxKey(req.key, options);
     const create = async () => {
       if (ownsNetns) {
         // Its owner tag first, so gc can find the netns should we die before the record.
         claimNetns(id, key);
-        createNetns(sandboxNetnsName(req.name));
+        try {
+          createNetns(sandboxNetnsName(req.name));
+        } catch (err) {
+          // A netns of that name that no sandbox of ours made: not ours to take.
+          if (hasErrorCode(err, 'EEXIST')) throw new Errors.NotOwned(`netns ${key}`);
+          throw err;
+        }
         madeNetns = true;
         const h = Netlink.open(key);
         try {
@@ -498,8 +513,6 @@ export class Controller implements NetctlApi {
         } finally {
           h.close();
         }
-      } else if (!options.netnsLater) {
-        openNetns(key).close(); // it must exist and be a netns
       }
       const inode = options.netnsLater ? 0 : netnsInode(key);
       if (inode === undefined) throw new Errors.SandboxNotFound(key);

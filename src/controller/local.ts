@@ -10,9 +10,11 @@ import { NoneDriver } from '../drivers/none/none.js';
 import { iptablesBackend } from '../firewall/index.js';
 import { KvIpamDriver } from '../ipam/driver.js';
 import { Ipam } from '../ipam/ipam.js';
+import { linkList, linkOwner, Netlink, routeList } from '../kernel/index.js';
 import { type KvStore, openStore } from '../kv/index.js';
 import { Controller } from './controller.js';
 import { State } from './state.js';
+import type { HostRoute } from './subnets.js';
 
 export interface LocalApiOptions {
   /** Store URL (`--kv`), e.g. redis://host:6379/0; the embedded store when absent. */
@@ -34,6 +36,27 @@ export function describeStore(kv: KvStore, url: string | undefined): string {
   }
 }
 
+/**
+ * The routes of this namespace (the host's) that a new network's subnet
+ * must not overlap: the main table of both families, without the default
+ * routes (every subnet is inside those) and without routes through
+ * netctl's own links (its networks, which the IPAM keeps apart already).
+ */
+export async function hostRoutes(): Promise<HostRoute[]> {
+  const h = Netlink.open();
+  try {
+    const links = new Map((await linkList(h)).map((l) => [l.index, l]));
+    const routes = [...(await routeList(h, { family: 4 })), ...(await routeList(h, { family: 6 }))];
+    return routes.flatMap((r) => {
+      const link = r.linkIndex === undefined ? undefined : links.get(r.linkIndex);
+      if (r.dst === 'default' || (link && linkOwner(link))) return [];
+      return [{ dst: r.dst, ...(link ? { dev: link.name } : {}) }];
+    });
+  } finally {
+    h.close();
+  }
+}
+
 export async function createLocalApi(
   options: LocalApiOptions = {},
 ): Promise<{ api: Controller; close(): Promise<void> }> {
@@ -44,6 +67,7 @@ export async function createLocalApi(
     ipam: new KvIpamDriver(new Ipam(kv)),
     drivers: [bridge, new HostDriver(), new NoneDriver()],
     storeName: describeStore(kv, options.kv),
+    hostRoutes,
   });
   return {
     api,

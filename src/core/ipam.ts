@@ -19,6 +19,8 @@ export interface PoolRequest {
   v6: boolean;
   /** Who holds the pool (`net:<id>`). */
   owner: string;
+  /** Without a pool: subnets the one picked must not overlap (the host's routes). */
+  avoid?: readonly string[];
 }
 
 export interface Pool {

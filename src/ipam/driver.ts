@@ -33,6 +33,7 @@ export class KvIpamDriver implements IpamDriver, ReleasesByOwner, IpamLookup {
       ...(request.pool !== undefined ? { subnet: request.pool } : {}),
       ...(request.subPool !== undefined ? { ipRange: request.subPool } : {}),
       v6: request.v6,
+      ...(request.avoid ? { avoid: request.avoid } : {}),
       gateway: false,
       owner: request.owner,
     });

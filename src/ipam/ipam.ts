@@ -199,11 +199,10 @@ export class Ipam {
       } else {
         const family: Family = request.v6 ? 6 : 4;
         const defaults = this.defaultPools[space] ?? [];
-        const picked = pickDefaultSubnet(
-          defaults,
-          family,
-          existing.map((p) => p.parsed),
-        );
+        const picked = pickDefaultSubnet(defaults, family, [
+          ...existing.map((p) => p.parsed),
+          ...(request.avoid ?? []).map((cidr) => parseSubnet(cidr, 'subnet to avoid')),
+        ]);
         if (!picked) {
           throw new NoAvailablePoolError(
             space,

@@ -62,6 +62,8 @@ export interface PoolRequest {
   v6?: boolean;
   /** Who holds the pool (`net:<id>`), for reconcile to find pools whose network is gone. */
   owner?: string;
+  /** Subnets a default pool must not overlap (the host's routes): skipped, as pools in use are. */
+  avoid?: readonly string[];
 }
 
 /** What the allocator needs to know about a pool, derived once from its record. */

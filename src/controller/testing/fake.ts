@@ -30,6 +30,7 @@ import type {
   NetworkDetails,
   SandboxDetails,
 } from '../api.js';
+import { checkSandboxKey } from '../sandbox-key.js';
 
 export const FAKE_DRIVERS = ['bridge', 'overlay', 'host', 'none'] as const;
 
@@ -79,8 +80,14 @@ function portsOf(m: PortMapping): number[] {
   return out;
 }
 
+export interface FakeApiOptions {
+  /** How a sandbox key from outside is checked; default: as the controller does (sandbox-key.ts). */
+  checkKey?: (key: string) => void;
+}
+
 export class FakeApi implements NetctlApi {
   readonly calls: FakeCall[] = [];
+  private readonly checkKey: (key: string) => void;
   readonly networks = new Map<string, Network>();
   readonly sandboxes = new Map<string, Sandbox>();
   readonly endpoints = new Map<string, Endpoint>();
@@ -92,6 +99,10 @@ export class FakeApi implements NetctlApi {
   readonly failNext = new Map<keyof NetctlApi, Error>();
   private nextSubnet = 0;
   private nextInode = 4026532000;
+
+  constructor(options: FakeApiOptions = {}) {
+    this.checkKey = options.checkKey ?? checkSandboxKey;
+  }
 
   private record(method: keyof NetctlApi, args: unknown[]): void {
     this.calls.push({ method, args: clone(args) });
@@ -217,6 +228,7 @@ export class FakeApi implements NetctlApi {
     this.record('createSandbox', [request]);
     const r = parseRequest(createSandboxSchema, request);
     if ([...this.sandboxes.values()].some((s) => s.name === r.name)) throw new Errors.SandboxExists(r.name);
+    if (r.key) this.checkKey(r.key);
     const id = newId();
     const sandbox: Sandbox = {
       id,

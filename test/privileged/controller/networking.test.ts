@@ -260,7 +260,17 @@ describe('bad input', () => {
       [w.api.connect({ network: 'nowhere', sandbox: 's' }), 'NETCTL_NETWORK_NOT_FOUND', /nowhere/],
       [w.api.connect({ network: 'base', sandbox: 'nobody' }), 'NETCTL_SANDBOX_NOT_FOUND', /nobody/],
       [w.api.deleteNetwork('nowhere'), 'NETCTL_NETWORK_NOT_FOUND', /nowhere/],
-      [w.api.createSandbox({ name: 'p', key: '/proc/self/ns/net' }), 'NETCTL_INVALID_REQUEST', /\/proc\/PID/],
+      [w.api.createSandbox({ name: 'p', key: '/proc/self/ns/net' }), 'NETCTL_INVALID_NETNS', /netctl's own/],
+      [
+        w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '128.0.0.0/1' }] } }),
+        'NETCTL_SUBNET_TOO_BROAD',
+        /128\.0\.0\.0\/1/,
+      ],
+      [
+        w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '192.0.2.128/25' }] } }),
+        'NETCTL_SUBNET_OVERLAPS_ROUTE',
+        /192\.0\.2\.0\/24 dev ext0/,
+      ],
       [w.api.createSandbox({ name: 'q', netnsOf: 'container:nobody' }), 'NETCTL_SANDBOX_NOT_FOUND', /nobody/],
     ];
     for (const [call, code, message] of cases) {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Errors } from '../../../src/errors.js';
 import { sandboxEtcDir } from '../../../src/sandbox/etc.js';
-import { harness } from './harness.js';
+import { harness, standIns } from './harness.js';
 
 async function world() {
   const h = harness();
@@ -170,8 +170,9 @@ describe('sandbox', () => {
       method: 'createSandbox',
       args: [{ name: 'box', hostname: 'h1', labels: { a: 'b' } }],
     });
-    expect((await netctl(['sandbox', 'create', '--netns', '/proc/1/ns/net', 'other'])).status).toBe(0);
-    expect(api.calls[1]?.args[0]).toMatchObject({ key: '/proc/1/ns/net' });
+    const outside = standIns.path('other');
+    expect((await netctl(['sandbox', 'create', '--netns', outside, 'other'])).status).toBe(0);
+    expect(api.calls[1]?.args[0]).toMatchObject({ key: outside });
     const ls = await netctl(['sandbox', 'ls']);
     expect(ls.stdout).toMatch(/SANDBOX ID\s+│\s+NAME\s+│\s+HOSTNAME\s+│\s+NETNS\s+│\s+ENDPOINTS\s+│\s+PID/);
     expect(ls.stdout).toMatch(
@@ -206,9 +207,10 @@ describe('sandbox', () => {
 
   it('exec in a netns netctl did not make: only entered, no /etc or hostname of ours', async () => {
     const { api, netctl } = harness();
-    await api.createSandbox({ name: 'joined', key: '/proc/1/ns/net' });
+    const outside = standIns.path('joined');
+    await api.createSandbox({ name: 'joined', key: outside });
     const r = await netctl(['sandbox', 'exec', 'joined', '--', 'true']);
-    expect(r).toMatchObject({ status: 0, stderr: 'fake-netctl-exec --netns /proc/1/ns/net -- true\n' });
+    expect(r).toMatchObject({ status: 0, stderr: `fake-netctl-exec --netns ${outside} -- true\n` });
     expect((await netctl(['sandbox', 'exec', 'joined', '--'])).status).toBe(2);
   });
 

@@ -8,6 +8,7 @@ import type { BackendOptions } from '../../../src/cli/backend.js';
 import type { CliContext } from '../../../src/cli/context.js';
 import { runCli } from '../../../src/cli/program.js';
 import { FakeApi } from '../../../src/controller/testing/fake.js';
+import { netnsStandIns } from '../../helpers/netns-stand-ins.js';
 
 export const FAKE_EXEC = join(import.meta.dirname, 'fake-netctl-exec.sh');
 
@@ -36,8 +37,12 @@ export interface Options extends Partial<CliContext> {
   input?: string;
 }
 
+/** Stand-ins for namespaces the CLI is given (`--netns`), shared by every harness. */
+export const standIns = netnsStandIns();
+afterAll(() => standIns.remove());
+
 export function harness() {
-  const api = new FakeApi();
+  const api = new FakeApi({ checkKey: standIns.checkKey });
   const runDir = join(runRoot, String(runs++));
   async function netctl(argv: string[], options: Options = {}): Promise<Result> {
     const stdout = new Capture();

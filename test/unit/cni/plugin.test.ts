@@ -4,26 +4,21 @@
  * interfaces, packets, the shim and the daemon) is in
  * test/privileged/cni/*.test.ts.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { CONTAINER_ID_LABEL, netctlCniHandlers, sandboxNameOf } from '../../../src/cni/plugin.js';
 import { dispatch } from '../../../src/cni/skel.js';
 import { FakeApi } from '../../../src/controller/testing/fake.js';
 import { Errors } from '../../../src/errors.js';
+import { netnsStandIns } from '../../helpers/netns-stand-ins.js';
 
 let fake: FakeApi;
-// CNI_NETNS must exist and not be our own netns; the fake never opens it.
-const dir = mkdtempSync(join(tmpdir(), 'netctl-cni-unit-'));
-const netns = (name: string) => {
-  const path = join(dir, name);
-  writeFileSync(path, '');
-  return path;
-};
+// Stand-ins for the containers' netns: the fake takes them, and checks any other CNI_NETNS for real.
+const standIns = netnsStandIns();
+const netns = (name: string) => standIns.path(name);
+afterAll(() => standIns.remove());
 
 beforeEach(() => {
-  fake = new FakeApi();
+  fake = new FakeApi({ checkKey: standIns.checkKey });
 });
 
 async function cni(command: string, config: object, env: Record<string, string> = {}) {
@@ -191,7 +186,7 @@ describe('ADD', () => {
       msg: 'invalid CNI_NETNS',
     });
     expect((await cni('ADD', conf(), { CNI_NETNS: '/proc/self/ns/net' })).out.details).toContain(
-      "plugin's own network namespace",
+      "netctl's own network namespace",
     );
     expect((await cni('ADD', conf({ mtu: 'big' }))).out).toMatchObject({
       code: 7,

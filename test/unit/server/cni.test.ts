@@ -3,24 +3,23 @@
  * is what the plugin prints, the Netctl-Cni-Exit header its exit status.
  * The real shim against a real daemon is in test/privileged/cni.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MAX_CONFIG_BYTES } from '../../../src/cni/skel.js';
 import { FakeApi } from '../../../src/controller/testing/fake.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
 import { MemoryStore } from '../../../src/kv/testing/memory.js';
 import { buildApiServer } from '../../../src/server/api.js';
+import { netnsStandIns } from '../../helpers/netns-stand-ins.js';
 
 let api: FakeApi;
 let app: FastifyInstance;
-const netns = join(mkdtempSync(join(tmpdir(), 'netctl-cni-route-')), 'ns');
-writeFileSync(netns, '');
+const standIns = netnsStandIns();
+const netns = standIns.path('ns');
+afterAll(() => standIns.remove());
 
 beforeEach(async () => {
-  api = new FakeApi();
+  api = new FakeApi({ checkKey: standIns.checkKey });
   const ipam = new Ipam(new MemoryStore());
   app = buildApiServer(api, { logger: false, cni: { api: async () => api, ipam: async () => ipam } });
   await app.ready();

@@ -7,7 +7,7 @@
  * driver is a recording stand-in (the kernel side is the privileged tests').
  */
 import type { FastifyInstance, InjectOptions } from 'fastify';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { Controller } from '../../../src/controller/controller.js';
 import { State } from '../../../src/controller/state.js';
 import type { Driver, ExternalConnectivity } from '../../../src/core/driver.js';
@@ -16,6 +16,7 @@ import type { Network } from '../../../src/core/model.js';
 import { parseBridgeOptions } from '../../../src/drivers/bridge/options.js';
 import { KvIpamDriver } from '../../../src/ipam/driver.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
+import { createAnonymousNetns } from '../../../src/kernel/index.js';
 import type { KvStore } from '../../../src/kv/index.js';
 import { createMemoryStore } from '../../../src/kv/testing/memory.js';
 import { buildDockerPluginServer, DOCKER_PLUGINS } from '../../../src/server/docker/server.js';
@@ -426,7 +427,10 @@ describe('Docker plugin sockets: a container through the calls dockerd makes', (
   it('drops, on Plugin.Activate, what a crashed dockerd left: sandboxes whose netns is gone, endpoints never joined', async () => {
     await dockerNetwork();
     const ids = { neverJoined: 'c'.repeat(64), netnsGone: 'd'.repeat(64), live: 'e'.repeat(64) };
-    const keys = { netnsGone: '/nonexistent/netns/0123456789ab', live: `/proc/${process.pid}/ns/net` };
+    // A live netns of its own: the daemon's own is refused as a key.
+    const live = createAnonymousNetns();
+    onTestFinished(() => live.close());
+    const keys = { netnsGone: '/nonexistent/netns/0123456789ab', live: live.path };
     for (const [i, id] of Object.values(ids).entries()) {
       await call(bridge, '/NetworkDriver.CreateEndpoint', {
         NetworkID: NET_ID,
