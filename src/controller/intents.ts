@@ -43,11 +43,4 @@ export function isLive(intent: Intent): boolean {
   return intent.bootId === bootId() && processStart(intent.pid) === intent.pidStart;
 }
 
-/**
- * Test-only crash injection (like CNI's debugPostIPAMError): when
- * NETCTL_CRASH_AT names this step, the process kills itself with SIGKILL,
- * exactly as a `kill -9` at that point would.
- */
-export function crashPoint(step: string): void {
-  if (process.env.NETCTL_CRASH_AT === step) process.kill(process.pid, 'SIGKILL');
-}
+export { crashPoint } from '../crash.js';

@@ -27,7 +27,7 @@
 import { join } from 'node:path';
 import { hasReconciler } from '../core/driver.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
-import { deleteNetns } from '../kernel/index.js';
+import { deleteNetns, UNCLAIMED } from '../kernel/index.js';
 import { log } from '../log.js';
 import { removeSandboxEtc, SANDBOX_RUN_DIR } from '../sandbox/etc.js';
 import { netnsInode, staleReason } from '../sandbox/identity.js';
@@ -244,7 +244,11 @@ async function plan(controller: Controller, snap: Snapshot): Promise<Step[]> {
     if (stale) teardown(owner, stale, () => controller.removeSandbox(sandbox));
   }
 
+  // A link netctl made and died before naming (src/kernel/owner.ts) could be
+  // any operation's in flight: it goes once none is running.
+  const anyLiveCreate = intents.some((i) => i.kind === 'create' && isLive(i));
   const exists = (owner: string): boolean => {
+    if (owner === UNCLAIMED) return anyLiveCreate;
     if (live.has(owner)) return true;
     if (gone.has(owner)) return false;
     const [kind] = owner.split(':');

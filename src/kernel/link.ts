@@ -4,6 +4,7 @@
  * shared attributes, and one verb per `ip link` operation.
  */
 import { type ifla, rt } from 'netlink';
+import { crashPoint } from '../crash.js';
 import { log } from '../log.js';
 import { hasErrorCode, KernelError, LinkKindMismatchError, LinkNotFoundError } from './errors.js';
 import { AF_BRIDGE } from './inet.js';
@@ -224,6 +225,7 @@ export async function linkAdd(h: Netlink, spec: NewLink): Promise<void> {
   } finally {
     peerNetns?.close();
   }
+  crashPoint('link.tag');
   if (spec.owner) await linkSetAlias(h, spec.name, ownerTag(spec.owner));
 }
 
