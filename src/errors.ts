@@ -87,6 +87,7 @@ export const Errors = {
     'endpoint with name %s already exists in network %s',
     'conflict',
   ),
+  InterfaceExists: define('NETCTL_INTERFACE_EXISTS', 'interface %s already exists in sandbox %s', 'conflict'),
   PoolOverlap: define('NETCTL_POOL_OVERLAP', 'subnet %s overlaps with %s', 'conflict'),
   AddressInUse: define('NETCTL_ADDRESS_IN_USE', 'address %s is already in use', 'conflict'),
   NoAvailableAddress: define('NETCTL_NO_AVAILABLE_ADDRESS', 'no available address in %s', 'conflict'),
@@ -114,6 +115,11 @@ export const Errors = {
   SubnetOverlapsRoute: define(
     'NETCTL_SUBNET_OVERLAPS_ROUTE',
     "subnet %s overlaps the host's route %s: choose another subnet",
+    'conflict',
+  ),
+  StoreMismatch: define(
+    'NETCTL_STORE_MISMATCH',
+    "this host's netctl daemon runs on %s, not %s: give the daemon's store (or no --kv), so state is never split",
     'conflict',
   ),
   DaemonRunning: define(
@@ -156,6 +162,7 @@ export const LAYER_CODES: Record<string, string> = {
   'kv.unavailable': 'NETCTL_STORE_UNAVAILABLE',
   'kv.invalid_key': 'NETCTL_INVALID_REQUEST',
   'kv.invalid_url': 'NETCTL_INVALID_REQUEST',
+  'kv.store_mismatch': 'NETCTL_STORE_MISMATCH',
   'kv.backend': 'NETCTL_INTERNAL',
   'kernel.not_owned': 'NETCTL_NOT_OWNED',
 };

@@ -26,7 +26,6 @@ import {
   type JoinRequest,
   joinSchema,
   type PortRequest,
-  portMappingSchema,
   portRequestSchema,
 } from '../core/schemas.js';
 import { parseRequest } from '../core/validate.js';
@@ -44,8 +43,9 @@ import {
   pinCurrentNetns,
   randomMac,
 } from '../kernel/index.js';
+import { isOutcomeUnknown, KvConflictError, KvError } from '../kv/index.js';
 import { log } from '../log.js';
-import { endpointOwner, networkOwner, sandboxOwner } from '../owners.js';
+import { endpointOwner, networkOwner, parseOwner, sandboxOwner } from '../owners.js';
 import { packageVersion } from '../paths.js';
 import { type HostEntry, removeSandboxEtc, writeSandboxEtc, writeSandboxHosts } from '../sandbox/etc.js';
 import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
@@ -61,11 +61,22 @@ import type {
   SandboxDetails,
 } from './api.js';
 import { checkNetwork, repairNetworks } from './check.js';
+import {
+  type ClaimOps,
+  claimConflict,
+  dropAttachment,
+  dropPorts,
+  mergeOps,
+  NO_CLAIMS,
+  portWishes,
+  takeAttachment,
+  takePorts,
+} from './claims.js';
 import { Gate } from './gate.js';
-import { crashPoint, type Intent, newIntent } from './intents.js';
+import { crashPoint, type Intent, isLive, newIntent } from './intents.js';
 import { collectGarbage } from './reconcile.js';
 import { checkSandboxKey } from './sandbox-key.js';
-import type { IntentEnd, State } from './state.js';
+import { claimKeys, type IntentEnd, type State } from './state.js';
 import { checkSubnet, type HostRoutes, routeSubnets } from './subnets.js';
 
 export const newId = () => randomBytes(32).toString('hex');
@@ -118,21 +129,19 @@ function endpointMac(asked: string | undefined, ipv4: string | undefined): strin
   return asked?.toLowerCase() ?? (ipv4 ? macFromIpv4(ipv4) : randomMac());
 }
 
-/** Host ports picked for `-p 80` (Docker's port allocator range). */
-export const EPHEMERAL_PORTS = { first: 49153, last: 60999 };
-
 export class Controller implements NetctlApi {
   readonly state: State;
   readonly ipam: IpamDriver;
   readonly drivers: Map<string, Driver>;
   private readonly storeName: string;
   private readonly hostRoutes: HostRoutes;
+  /** Intents this process gave up on after an unknown outcome: reconcile's to settle (settle). */
+  private readonly abandoned = new Set<string>();
+  private closed = false;
   /** Operations side by side, gc alone (gate.ts). */
   private readonly gate = new Gate();
   /** /etc/hosts refreshes, one at a time (see refreshHosts). */
   private hostsLane: Promise<unknown> = Promise.resolve();
-  /** Port publishing, one at a time: a free host port is picked and taken in one turn. */
-  private portsLane: Promise<unknown> = Promise.resolve();
 
   constructor(options: ControllerOptions) {
     this.state = options.state;
@@ -184,10 +193,22 @@ export class Controller implements NetctlApi {
     owners: string[],
     run: (end: IntentEnd) => Promise<T>,
     undo: () => Promise<void>,
+    options: IntentOptions<T> = {},
   ): Promise<T> {
     return this.gate.shared(async () => {
       const intent = newIntent(op, kind, owners);
-      await this.state.putIntent(intent);
+      // The claims the operation takes are written with its intent: a clash is
+      // found here, before anything is done, and nothing is written.
+      try {
+        await retryConflicts(
+          op,
+          async () => this.state.putIntent(intent, options.take ? await options.take() : NO_CLAIMS),
+          options.conflict,
+        );
+      } catch (err) {
+        if (isOutcomeUnknown(err)) this.abandon(intent, op); // it may be there, with its claims
+        throw err;
+      }
       // run may end the intent with its last record write (State's IntentEnd).
       const end: IntentEnd = { id: intent.id, ended: false };
       try {
@@ -195,16 +216,119 @@ export class Controller implements NetctlApi {
         if (!end.ended) await this.state.deleteIntent(intent.id);
         return result;
       } catch (err) {
+        // A lost reply may hide a commit: undoing it would leave a record
+        // holding what the undo freed. Re-read first.
+        if (isOutcomeUnknown(err) && options.landed) {
+          const outcome = await this.settle(intent, end, options.landed);
+          if (outcome.landed) return outcome.result as T;
+          if (outcome.unknown)
+            throw new Errors.StoreUnavailable(
+              this.storeName,
+              `the outcome of ${op} is unknown; netctl settles it once the store answers (${(err as Error).message})`,
+            );
+        }
         try {
           await undo();
-          if (!end.ended) await this.state.deleteIntent(intent.id);
+          if (!end.ended)
+            await retryConflicts(op, async () =>
+              this.state.deleteIntent(intent.id, options.release ? await options.release() : NO_CLAIMS),
+            );
         } catch (undoErr) {
           // Leave the intent: reconcile retries the undo later.
           log.error({ err: undoErr, op, owners }, 'undo failed; reconcile will finish it');
+          this.abandon(intent, op);
         }
         throw err;
       }
     });
+  }
+
+  /**
+   * After a failure whose outcome is unknown: did the operation's commit
+   * land? Asked again while the store does not answer, for a few seconds;
+   * then the intent is left for reconcile (abandon).
+   */
+  private async settle<T>(
+    intent: Intent,
+    end: IntentEnd,
+    landed: () => Promise<{ result: T } | undefined>,
+  ): Promise<{ landed: true; result: T } | { landed: false; unknown: boolean }> {
+    const deadline = Date.now() + SETTLE_MS;
+    for (let wait = 25; ; wait = Math.min(wait * 2, 500)) {
+      try {
+        const outcome = await landed();
+        if (outcome === undefined) return { landed: false, unknown: false };
+        // The commit ended the intent with it, unless it was written apart.
+        if (!end.ended) await this.state.deleteIntent(intent.id).catch(() => this.abandon(intent, intent.op));
+        log.warn(
+          { op: intent.op, owners: intent.owners },
+          'store reply lost, but the operation had committed',
+        );
+        return { landed: true, result: outcome.result };
+      } catch (err) {
+        if (!(err instanceof KvError) || Date.now() + wait > deadline) {
+          this.abandon(intent, intent.op);
+          return { landed: false, unknown: true };
+        }
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
+  /**
+   * Give up on an intent in this process: reconcile treats it as the intent
+   * of a dead process (undoes what has no record, finishes a delete), and
+   * this process runs that reconcile as soon as the store answers.
+   */
+  private abandon(intent: Intent, op: string): void {
+    this.abandoned.add(intent.id);
+    log.warn({ op, intent: intent.id }, 'operation left to reconcile');
+    this.settleAbandoned();
+  }
+
+  /** An intent whose operation is still running (and not abandoned here). */
+  intentIsLive(intent: Intent): boolean {
+    return !this.abandoned.has(intent.id) && isLive(intent);
+  }
+
+  private settleTimer: NodeJS.Timeout | undefined;
+
+  /** Reconcile until no abandoned intent is left, backing off while the store is down. */
+  private settleAbandoned(delay = 250): void {
+    if (this.settleTimer || this.closed) return;
+    this.settleTimer = setTimeout(async () => {
+      this.settleTimer = undefined;
+      try {
+        await this.gc({ dryRun: false });
+        const left = new Set((await this.state.intents()).map((i) => i.id));
+        for (const id of this.abandoned) if (!left.has(id)) this.abandoned.delete(id);
+        if (this.abandoned.size) this.settleAbandoned(delay);
+      } catch (err) {
+        log.warn({ err }, 'settling abandoned operations: store still unavailable');
+        this.settleAbandoned(Math.min(delay * 2, 10_000));
+      }
+    }, delay);
+    this.settleTimer.unref();
+  }
+
+  /** Stop settling in the background (the process is closing its store). */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.settleTimer);
+  }
+
+  /** A claim's guard on a network: its version now, so a delete that marks it meanwhile fails the claim. */
+  private async networkGuard(network: Network): Promise<ClaimOps> {
+    const current = await this.state.networkVersioned(network.id);
+    if (!current || current.network.deleting) throw new Errors.NetworkNotFound(network.name);
+    return this.state.networkGuard(network.id, current.version);
+  }
+
+  /** Who holds a claim, for messages: the endpoint's name, or an operation still in flight. */
+  private async holderName(owner: string): Promise<string> {
+    const parsed = parseOwner(owner);
+    const endpoint = parsed?.kind === 'ep' ? await this.state.endpoint(parsed.id) : undefined;
+    return endpoint?.name ?? `${owner.slice(0, 15)} (in flight)`;
   }
 
   // ---------------------------------------------------------------- networks
@@ -369,6 +493,7 @@ export class Controller implements NetctlApi {
           await this.ipam.releasePool(pool.poolId);
         }
       },
+      { landed: async () => found(await this.state.network(id)) },
     );
   }
 
@@ -419,18 +544,48 @@ export class Controller implements NetctlApi {
         'remove it with docker network rm',
       );
     }
-    const { endpoints } = await this.inspectNetwork(network.id);
-    if (endpoints.length) {
-      throw new Errors.NetworkInUse(network.name, endpoints.map((e) => e.sandboxName ?? e.name).join(', '));
-    }
+    // Marked first (claims.ts): no endpoint joins once the members are looked at.
     await this.withIntent(
       'deleteNetwork',
       'delete',
       [networkOwner(network.id)],
-      () => this.removeNetwork(network),
+      async () => {
+        await this.refuseIfInUse(network);
+        await this.removeNetwork(network);
+      },
       async () => undefined,
+      {
+        take: async () => {
+          const current = await this.state.networkVersioned(network.id);
+          if (!current || current.network.deleting) throw new Errors.NetworkNotFound(ref);
+          return this.state.markDeleting(current.network, current.version, true);
+        },
+        release: () => this.unmarkDeleting(network.id),
+        landed: async () => ((await this.state.network(network.id)) ? undefined : { result: undefined }),
+      },
     );
     return network;
+  }
+
+  /** NETCTL_NETWORK_IN_USE when endpoints are on the network (made, or being made). */
+  async refuseIfInUse(network: Network): Promise<void> {
+    const members = await this.state.members(network.id);
+    if (!members.length) return;
+    const names: string[] = [];
+    for (const id of members) {
+      const endpoint = await this.state.endpoint(id);
+      const sandbox = endpoint?.sandboxId ? await this.state.sandbox(endpoint.sandboxId) : undefined;
+      names.push(sandbox?.name ?? endpoint?.name ?? `ep-${id.slice(0, 12)} (being connected)`);
+    }
+    throw new Errors.NetworkInUse(network.name, names.join(', '));
+  }
+
+  /** The writes that clear a network's deleting mark (none when it is gone). */
+  async unmarkDeleting(networkId: string): Promise<ClaimOps> {
+    const current = await this.state.networkVersioned(networkId);
+    return current?.network.deleting
+      ? this.state.markDeleting(current.network, current.version, false)
+      : NO_CLAIMS;
   }
 
   /** Idempotent teardown of a network record and everything it owns. */
@@ -624,16 +779,13 @@ export class Controller implements NetctlApi {
     // Only the sandbox's own endpoints: listing every endpoint here would make
     // each join cost more than the one before it.
     const sandboxEndpoints = await this.state.sandboxEndpoints(sandbox);
-    if (sandboxEndpoints.some((e) => e.networkId === network.id)) {
-      throw new Errors.EndpointExists(sandbox.name, network.name);
-    }
-    // Host ports are shared by every network: a request that publishes some
-    // is checked against all endpoints (it lists the firewall's rules anyway).
-    if (req.portMappings.length) checkPortConflicts(req.portMappings, await this.state.endpoints());
-    const ifname = req.ifname ?? `eth${sandboxEndpoints.length}`;
-
     const id = newId();
     const owner = endpointOwner(id);
+    // The next free ethN (a concurrent connect may take it first: claims).
+    let ifIndex = sandboxEndpoints.length;
+    let ifname = req.ifname ?? `eth${ifIndex}`;
+    let ports: PortMapping[] = [];
+    const attachment = () => ({ networkId: network.id, sandboxId: sandbox.id, ifname });
     const reservations: Reservation[] = [];
     let endpoint: Endpoint | undefined;
     return this.withIntent(
@@ -656,15 +808,15 @@ export class Controller implements NetctlApi {
           ifname,
           mac: endpointMac(req.mac, addresses.ipv4),
           ...addresses,
-          portMappings: req.portMappings,
+          portMappings: ports,
           aliases: req.aliases,
           driverData: {},
           created: new Date().toISOString(),
         });
         await this.plug(network, driver, endpoint, sandbox, ifname, 'in-place', sandboxEndpoints.length > 0);
         crashPoint('connect.join');
-        if (req.portMappings.length && hasExternalConnectivity(driver)) {
-          await driver.programExternalConnectivity(network, endpoint, req.portMappings);
+        if (ports.length && hasExternalConnectivity(driver)) {
+          await driver.programExternalConnectivity(network, endpoint, ports);
         }
         crashPoint('connect.record');
         await this.state.addEndpoint(endpoint, end);
@@ -673,7 +825,31 @@ export class Controller implements NetctlApi {
       },
       async () => {
         if (endpoint) await this.unplug(network, endpoint);
-        for (const r of reservations) await this.ipam.releaseAddress(r.poolId, r.address);
+        await this.releaseReserved(owner, reservations);
+      },
+      {
+        // Its place on the network, the sandbox's attachment, ifname and host ports.
+        take: async () => {
+          const guard = await this.networkGuard(network);
+          const taken = await takePorts(this.state.kv, id, portWishes(req.portMappings), [], (o) =>
+            this.holderName(o),
+          );
+          ports = taken.mappings;
+          return mergeOps(guard, takeAttachment(id, attachment()), taken.claim);
+        },
+        conflict: (err) => {
+          if (!req.ifname && err.key === claimKeys.ifname(sandbox.id, ifname)) {
+            ifname = `eth${++ifIndex}`;
+            return undefined;
+          }
+          return claimConflict(err, { sandbox: sandbox.name, network: network.name, ifname });
+        },
+        release: async () =>
+          mergeOps(
+            dropAttachment(id, attachment()),
+            await dropPorts(this.state.kv, { id, portMappings: ports }),
+          ),
+        landed: async () => found(await this.state.endpoint(id)),
       },
     );
   }
@@ -738,9 +914,28 @@ export class Controller implements NetctlApi {
       },
       async () => {
         if (endpoint) await driver.deleteEndpoint(network, endpoint);
-        for (const r of reservations) await this.ipam.releaseAddress(r.poolId, r.address);
+        await this.releaseReserved(owner, reservations);
+      },
+      {
+        take: async () =>
+          mergeOps(await this.networkGuard(network), takeAttachment(id, { networkId: network.id })),
+        release: async () => dropAttachment(id, { networkId: network.id }),
+        landed: async () => found(await this.state.endpoint(id)),
       },
     );
+  }
+
+  /**
+   * Give back what an undone operation reserved for owner: every address
+   * it holds, found by owner where the IPAM can (so one whose reservation's
+   * answer was lost goes too), else the reservations known.
+   */
+  private async releaseReserved(owner: string, reservations: Reservation[]): Promise<void> {
+    if (releasesByOwner(this.ipam)) {
+      await this.ipam.releaseOwner(owner);
+      return;
+    }
+    for (const r of reservations) await this.ipam.releaseAddress(r.poolId, r.address);
   }
 
   /**
@@ -762,10 +957,14 @@ export class Controller implements NetctlApi {
       );
     }
     const others = (await this.state.sandboxEndpoints(sandbox)).filter((e) => e.id !== endpoint.id);
-    if (others.some((e) => e.networkId === network.id))
-      throw new Errors.EndpointExists(sandbox.name, network.name);
     const ifname = req.ifname ?? `eth${others.length}`;
-    const joined: Endpoint = { ...endpoint, sandboxId: sandbox.id };
+    // Docker names and moves the interface itself ('host-side'): only an interface made in place holds its name.
+    const inPlace = req.placement === 'in-place';
+    const joined: Endpoint = { ...endpoint, sandboxId: sandbox.id, ...(inPlace ? { ifname } : {}) };
+    const attachment = { networkId: network.id, sandboxId: sandbox.id, ...(inPlace ? { ifname } : {}) };
+    // Joined to this sandbox already: it holds the attachment; the join plugs it anew.
+    const rejoin = endpoint.sandboxId === sandbox.id;
+    let joinInfo: JoinInfo | undefined;
     return this.withIntent(
       'join',
       'create',
@@ -780,51 +979,82 @@ export class Controller implements NetctlApi {
           req.placement,
           others.length > 0,
         );
+        joinInfo = join;
         await this.state.addEndpoint(joined);
         await this.refreshHosts(network.id);
         return { endpoint: joined, join };
       },
       () => driver.leave(network, joined, sandboxInfo(sandbox)),
+      rejoin
+        ? {}
+        : {
+            take: async () =>
+              mergeOps(await this.networkGuard(network), takeAttachment(endpoint.id, attachment, 'join')),
+            conflict: (err) =>
+              claimConflict(err, { sandbox: sandbox.name, network: network.name, ifname: attachment.ifname }),
+            release: async () => dropAttachment(endpoint.id, attachment, 'join'),
+            landed: async () => {
+              const record = await this.state.endpoint(endpoint.id);
+              return record?.sandboxId === sandbox.id && joinInfo
+                ? { result: { endpoint: record, join: joinInfo } }
+                : undefined;
+            },
+          },
     );
   }
 
   /**
    * Publish an endpoint's ports (replacing any it has): host ports resolved
-   * as portRequestSchema says, checked against every endpoint's, recorded
-   * before the rules are made (so reconcile restores what a crash left
-   * half-made).
+   * as portRequestSchema says and claimed in the same transaction as the
+   * endpoint's record (claims.ts), before the rules are made — so two
+   * callers never both get a port, and reconcile restores what a crash
+   * left half-made.
    */
   async publishPorts(endpointId: string, input: PortRequest[]): Promise<Endpoint> {
     const requests = input.map((p) => parseRequest(portRequestSchema, p));
-    const run = this.portsLane.then(async () => {
-      const endpoint = await this.findEndpoint(endpointId);
-      const network = await this.networkOf(endpoint);
-      const driver = this.driver(network.driver);
-      if (!hasExternalConnectivity(driver)) {
-        if (requests.length) throw new Errors.InvalidRequest(`driver ${driver.type} publishes no ports`);
-        return endpoint;
-      }
-      const others = (await this.state.endpoints()).filter((e) => e.id !== endpoint.id);
-      const ports = resolvePorts(requests, others);
-      const published: Endpoint = { ...endpoint, portMappings: ports };
-      return this.withIntent(
-        'publish',
-        'create',
-        [endpointOwner(endpoint.id)],
-        async () => {
-          if (endpoint.portMappings.length) await driver.revokeExternalConnectivity(network, endpoint);
-          await this.state.putEndpoint(published);
-          await driver.programExternalConnectivity(network, published, ports);
-          return published;
-        },
-        async () => {
-          await driver.revokeExternalConnectivity(network, published);
-          await this.state.putEndpoint({ ...endpoint, portMappings: [] });
-        },
-      );
-    });
-    this.portsLane = run.catch(() => undefined);
-    return run;
+    const endpoint = await this.findEndpoint(endpointId);
+    const network = await this.networkOf(endpoint);
+    const driver = this.driver(network.driver);
+    if (!hasExternalConnectivity(driver)) {
+      if (requests.length) throw new Errors.InvalidRequest(`driver ${driver.type} publishes no ports`);
+      return endpoint;
+    }
+    let published: Endpoint = endpoint;
+    return this.withIntent(
+      'publish',
+      'create',
+      [endpointOwner(endpoint.id)],
+      async () => {
+        await retryConflicts('publish', async () => {
+          const current = await this.findEndpoint(endpointId);
+          const taken = await takePorts(
+            this.state.kv,
+            current.id,
+            portWishes(requests),
+            current.portMappings,
+            (o) => this.holderName(o),
+          );
+          published = { ...current, portMappings: taken.mappings };
+          await this.state.putEndpoint(published, taken.claim);
+        });
+        if (endpoint.portMappings.length) await driver.revokeExternalConnectivity(network, endpoint);
+        await driver.programExternalConnectivity(network, published, published.portMappings);
+        return published;
+      },
+      async () => {
+        await driver.revokeExternalConnectivity(network, published);
+        await this.withdrawPorts(published);
+      },
+    );
+  }
+
+  /** The endpoint's record without ports, and its port claims dropped, in one transaction. */
+  private async withdrawPorts(endpoint: Endpoint): Promise<Endpoint> {
+    const unpublished: Endpoint = { ...endpoint, portMappings: [] };
+    await retryConflicts('unpublish', async () =>
+      this.state.putEndpoint(unpublished, await dropPorts(this.state.kv, endpoint)),
+    );
+    return unpublished;
   }
 
   /** Withdraw an endpoint's published ports. Idempotent. */
@@ -833,15 +1063,13 @@ export class Controller implements NetctlApi {
     if (!endpoint.portMappings.length) return endpoint;
     const network = await this.networkOf(endpoint);
     const driver = this.driver(network.driver);
-    const unpublished: Endpoint = { ...endpoint, portMappings: [] };
     return this.withIntent(
       'unpublish',
       'create',
       [endpointOwner(endpoint.id)],
       async () => {
         if (hasExternalConnectivity(driver)) await driver.revokeExternalConnectivity(network, endpoint);
-        await this.state.putEndpoint(unpublished);
-        return unpublished;
+        return this.withdrawPorts(endpoint);
       },
       async () => undefined,
     );
@@ -866,7 +1094,15 @@ export class Controller implements NetctlApi {
           await driver.revokeExternalConnectivity(network, endpoint);
         }
         await driver.leave(network, endpoint, sandbox ? sandboxInfo(sandbox) : NO_SANDBOX);
-        const left = await this.state.detachEndpoint({ ...endpoint, portMappings: [] });
+        const left = await retryConflicts('leave', async () =>
+          this.state.detachEndpoint(
+            { ...endpoint, portMappings: [] },
+            mergeOps(
+              dropAttachment(endpoint.id, attachmentOf(endpoint), 'join'),
+              await dropPorts(this.state.kv, endpoint),
+            ),
+          ),
+        );
         await this.refreshHosts(network.id, endpoint.sandboxId);
         return left;
       },
@@ -988,10 +1224,20 @@ export class Controller implements NetctlApi {
           await this.releaseEndpointAddresses(network, endpoint);
         }
         crashPoint('disconnect.release');
-        await this.state.deleteEndpoint(endpoint, end);
+        await retryConflicts('disconnect', async () =>
+          this.state.deleteEndpoint(
+            endpoint,
+            end,
+            mergeOps(
+              dropAttachment(endpoint.id, attachmentOf(endpoint)),
+              await dropPorts(this.state.kv, endpoint),
+            ),
+          ),
+        );
         if (network) await this.refreshHosts(network.id, endpoint.sandboxId);
       },
       async () => undefined,
+      { landed: async () => ((await this.state.endpoint(endpoint.id)) ? undefined : { result: undefined }) },
     );
   }
 
@@ -1049,7 +1295,15 @@ export class Controller implements NetctlApi {
    * in the index: pass it as leaving, its own file loses the network's peers.
    */
   private refreshHosts(networkId: string, leaving?: string): Promise<void> {
-    const run = this.hostsLane.then(async () => {
+    const run = this.hostsLane.then(() => this.rewriteHosts(networkId, leaving));
+    // After a commit: a failed rewrite must not undo what is committed.
+    const settled = run.catch((err: unknown) => log.error({ err, networkId }, 'rewriting /etc/hosts failed'));
+    this.hostsLane = settled;
+    return settled;
+  }
+
+  private async rewriteHosts(networkId: string, leaving?: string): Promise<void> {
+    {
       const ids = await this.state.hostsFileSandboxes(networkId);
       if (leaving && !ids.includes(leaving)) ids.push(leaving);
       const members: Sandbox[] = [];
@@ -1083,9 +1337,7 @@ export class Controller implements NetctlApi {
         }
         writeSandboxHosts(sandbox.id, sandbox.hostname, peers);
       }
-    });
-    this.hostsLane = run.catch(() => undefined);
-    return run;
+    }
   }
 }
 
@@ -1147,73 +1399,57 @@ function checkPoolConfig(c: PoolConfigRequest): void {
   for (const ip of Object.values(c.auxAddresses ?? {})) checkInSubnet(ip, c.subnet);
 }
 
-function samePorts(a: PortMapping, b: PortMapping): boolean {
-  const aEnd = a.hostPortEnd ?? a.hostPort;
-  const bEnd = b.hostPortEnd ?? b.hostPort;
-  const overlap = a.hostPort <= bEnd && b.hostPort <= aEnd;
-  const sameIp = !a.hostIp || !b.hostIp || a.hostIp === b.hostIp;
-  return a.proto === b.proto && overlap && sameIp;
+/** Where an endpoint record says it is attached (its claims' keys, claims.ts). */
+function attachmentOf(endpoint: Endpoint) {
+  return { networkId: endpoint.networkId, sandboxId: endpoint.sandboxId, ifname: endpoint.ifname };
 }
+
+/** What an operation's claims are, what a conflict on one means, and how to tell it landed (withIntent). */
+interface IntentOptions<T> {
+  /** The claims the operation takes, written with its intent; built again on each retry. */
+  take?: () => Promise<ClaimOps>;
+  /** What a conflict on one of them means for the caller, or undefined to try again. */
+  conflict?: (err: KvConflictError) => Error | undefined;
+  /** The claims an undone operation gives back, written with the intent's removal. */
+  release?: () => Promise<ClaimOps>;
+  /**
+   * After a failure whose outcome is unknown (a lost reply): the
+   * operation's result if its commit landed, undefined if it did not.
+   */
+  landed?: () => Promise<{ result: T } | undefined>;
+}
+
+/** How long an operation asks whether its commit landed before leaving it to reconcile. */
+const SETTLE_MS = 3000;
+
+const CLAIM_ATTEMPTS = 100;
 
 /**
- * Port requests as mappings: exact ones checked against every other
- * endpoint's, a host port of 0 or a host range for one container port
- * resolved to the first free port (in Docker's ephemeral range for 0).
+ * Run a transaction built from what it reads until no compare fails: a
+ * conflict that means something to the caller (conflict) ends it with that
+ * error; any other is someone else's write landing first, and it is built
+ * again from fresh reads.
  */
-export function resolvePorts(
-  requests: z.output<typeof portRequestSchema>[],
-  others: Endpoint[],
-): PortMapping[] {
-  const taken = others.flatMap((e) => e.portMappings);
-  const out: PortMapping[] = [];
-  for (const r of requests) {
-    const single = (r.containerPortEnd ?? r.containerPort) === r.containerPort;
-    const pick =
-      r.hostPort === 0
-        ? { first: EPHEMERAL_PORTS.first, last: EPHEMERAL_PORTS.last }
-        : single && r.hostPortEnd !== undefined && r.hostPortEnd > r.hostPort
-          ? { first: r.hostPort, last: r.hostPortEnd }
-          : undefined;
-    let mapping: PortMapping;
-    if (pick) {
-      const base = {
-        proto: r.proto,
-        ...(r.hostIp ? { hostIp: r.hostIp } : {}),
-        containerPort: r.containerPort,
-      };
-      let found: PortMapping | undefined;
-      for (let hostPort = pick.first; hostPort <= pick.last && !found; hostPort++) {
-        const candidate = { ...base, hostPort };
-        if (![...taken, ...out].some((q) => samePorts(candidate, q))) found = candidate;
-      }
-      if (!found)
-        throw new Errors.PortInUse(
-          `${r.hostIp ?? '0.0.0.0'}:${pick.first}-${pick.last}/${r.proto}`,
-          'others',
-        );
-      mapping = found;
-    } else {
-      const { hostPortEnd, containerPortEnd, ...rest } = r;
-      mapping = parseRequest(portMappingSchema, {
-        ...rest,
-        ...(hostPortEnd !== undefined && hostPortEnd !== r.hostPort ? { hostPortEnd } : {}),
-        ...(containerPortEnd !== undefined && containerPortEnd !== r.containerPort
-          ? { containerPortEnd }
-          : {}),
-      });
-      checkPortConflicts([mapping], others);
-      checkPortConflicts([mapping], [{ name: 'this endpoint', portMappings: out } as Endpoint]);
+async function retryConflicts<T>(
+  what: string,
+  attempt: () => Promise<T>,
+  conflict: (err: KvConflictError) => Error | undefined = () => undefined,
+): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof KvConflictError)) throw err;
+      const meant = conflict(err);
+      if (meant) throw meant;
+      if (n >= CLAIM_ATTEMPTS) throw new Errors.Conflict(what);
+      // Jitter once contended, so writers do not collide in step.
+      if (n > 2) await new Promise((r) => setTimeout(r, Math.random() * Math.min(n, 20)));
     }
-    out.push(mapping);
   }
-  return out;
 }
 
-function checkPortConflicts(wanted: PortMapping[], endpoints: Endpoint[]): void {
-  for (const p of wanted) {
-    for (const e of endpoints) {
-      const clash = e.portMappings.find((q) => samePorts(p, q));
-      if (clash) throw new Errors.PortInUse(`${p.hostIp ?? '0.0.0.0'}:${p.hostPort}/${p.proto}`, e.name);
-    }
-  }
+/** A record read back after a lost reply, as a landed operation's result. */
+function found<T>(record: T | undefined): { result: T } | undefined {
+  return record === undefined ? undefined : { result: record };
 }

@@ -11,7 +11,7 @@ import { iptablesBackend } from '../firewall/index.js';
 import { KvIpamDriver } from '../ipam/driver.js';
 import { Ipam } from '../ipam/ipam.js';
 import { linkList, linkOwner, Netlink, routeList } from '../kernel/index.js';
-import { type KvStore, openStore } from '../kv/index.js';
+import { describeStoreUrl, fallbackStoreUrl, type KvStore, openStore } from '../kv/index.js';
 import { Controller } from './controller.js';
 import { State } from './state.js';
 import type { HostRoute } from './subnets.js';
@@ -19,21 +19,19 @@ import type { HostRoute } from './subnets.js';
 export interface LocalApiOptions {
   /** Store URL (`--kv`), e.g. redis://host:6379/0; the embedded store when absent. */
   kv?: string;
+  /**
+   * The daemon's own controller: its store is the host's (recorded for the
+   * fallbacks). Anything else is a fallback, which must use the store the
+   * daemon recorded (src/kv/daemon-store.ts).
+   */
+  daemon?: boolean;
   /** The daemon socket the CLI tried first (for messages). */
   socket?: string;
 }
 
 /** A store URL fit for logs and health reports: no credentials. */
 export function describeStore(kv: KvStore, url: string | undefined): string {
-  if (!url) return `${kv.backend} (embedded default)`;
-  try {
-    const parsed = new URL(url);
-    parsed.password = '';
-    parsed.username = '';
-    return parsed.toString();
-  } catch {
-    return kv.backend;
-  }
+  return url ? describeStoreUrl(url) : `${kv.backend} (embedded default)`;
 }
 
 /**
@@ -60,18 +58,20 @@ export async function hostRoutes(): Promise<HostRoute[]> {
 export async function createLocalApi(
   options: LocalApiOptions = {},
 ): Promise<{ api: Controller; close(): Promise<void> }> {
-  const kv = await openStore(options.kv);
+  const url = options.daemon ? options.kv : fallbackStoreUrl(options.kv);
+  const kv = await openStore(url);
   const bridge = new BridgeDriver({ firewall: iptablesBackend() });
   const api = new Controller({
     state: new State(kv),
     ipam: new KvIpamDriver(new Ipam(kv)),
     drivers: [bridge, new HostDriver(), new NoneDriver()],
-    storeName: describeStore(kv, options.kv),
+    storeName: describeStore(kv, url),
     hostRoutes,
   });
   return {
     api,
     async close() {
+      api.close();
       bridge.close();
       await kv.close();
     },

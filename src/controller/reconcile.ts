@@ -34,7 +34,11 @@ import { netnsInode, staleReason } from '../sandbox/identity.js';
 import { listSandboxRunDirs } from '../sandbox/owner.js';
 import type { GcAction, GcReport } from './api.js';
 import type { Controller } from './controller.js';
-import { type Intent, isLive } from './intents.js';
+import type { Intent } from './intents.js';
+import { ROOT } from './state.js';
+
+/** Claims are reported by their key below this. */
+const CLAIM_PREFIX = `${ROOT}/`;
 
 /** Something an owner holds (kernel object, reservation, run dir), and how to remove it alone. */
 interface Holding {
@@ -132,6 +136,17 @@ async function snapshot(controller: Controller): Promise<Snapshot> {
       },
     });
   }
+  // Claims (claims.ts): each owner's share of a claim key is its own holding.
+  for (const claim of await state.claims()) {
+    for (const owner of claim.owners) {
+      holdings.push({
+        kind: 'claim',
+        name: claim.key.slice(CLAIM_PREFIX.length),
+        owner,
+        remove: () => state.dropClaim(claim.key, owner),
+      });
+    }
+  }
   const runDirs = listSandboxRunDirs();
 
   const intents = await state.intents();
@@ -171,6 +186,7 @@ async function plan(controller: Controller, snap: Snapshot): Promise<Step[]> {
   const { state } = controller;
   const { holdings, shared, intents, networks, endpoints, sandboxes } = snap;
   const steps: Step[] = [];
+  const isLive = (i: Intent) => controller.intentIsLive(i);
   const live = new Set(intents.filter(isLive).flatMap((i) => i.owners));
   /** Owners whose records this gc removes: everything they hold goes with them. */
   const gone = new Set<string>();
@@ -343,7 +359,13 @@ async function finishDelete(controller: Controller, owner: string): Promise<void
     if (endpoint) await controller.removeEndpoint(endpoint);
   } else if (kind === 'net') {
     const network = await controller.state.network(id);
-    if (network) await controller.removeNetwork(network);
+    if (!network) return;
+    // A delete that died before it looked for members: undone if there are any.
+    if ((await controller.state.members(id)).length) {
+      await controller.state.applyClaims(await controller.unmarkDeleting(id));
+      return;
+    }
+    await controller.removeNetwork(network);
   } else if (kind === 'sb') {
     const sandbox = await controller.state.sandbox(id);
     if (sandbox) await controller.removeSandbox(sandbox);

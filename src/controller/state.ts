@@ -13,10 +13,13 @@
  *                                      written with the endpoint; none for runtimes' sandboxes)
  *   netctl/v1/names/docker/<docker id> network id: the netctl network Docker network <docker id>
  *                                      is (written with the network's dockerId; docs/docker.md)
+ *   netctl/v1/members/<net>/<ep>       owner: endpoint <ep> is on network <net> (claims.ts)
+ *   netctl/v1/claims/...               owner: exclusive things an endpoint holds (claims.ts)
  */
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
 import { type JsonValue, type KvCompare, KvConflictError, type KvOp, type KvStore } from '../kv/index.js';
+import type { ClaimOps } from './claims.js';
 import type { Intent } from './intents.js';
 
 /**
@@ -29,7 +32,20 @@ export interface IntentEnd {
   ended: boolean;
 }
 
-const ROOT = 'netctl/v1';
+export const ROOT = 'netctl/v1';
+
+/** Keys of the claims (claims.ts has what they mean). */
+export const claimKeys = {
+  member: (networkId: string, endpointId: string) => `${ROOT}/members/${networkId}/${endpointId}`,
+  membersOf: (networkId: string) => `${ROOT}/members/${networkId}/`,
+  attach: (sandboxId: string, networkId: string) => `${ROOT}/claims/attach/${sandboxId}/${networkId}`,
+  ifname: (sandboxId: string, ifname: string) => `${ROOT}/claims/ifname/${sandboxId}/${ifname}`,
+  ports: (proto: string, block: number) => `${ROOT}/claims/ports/${proto}/${block}`,
+  portsOf: (proto: string) => `${ROOT}/claims/ports/${proto}/`,
+  /** Every member and claim, for gc. */
+  all: [`${ROOT}/members/`, `${ROOT}/claims/`],
+};
+
 const key = {
   network: (id: string) => `${ROOT}/networks/${id}`,
   networkName: (name: string) => `${ROOT}/names/networks/${name}`,
@@ -144,6 +160,76 @@ export class State {
     await this.write(key.network(network.id), network);
   }
 
+  /** A network with the version of its record (what claims compare). */
+  async networkVersioned(id: string): Promise<{ network: Network; version: number } | undefined> {
+    const entry = await this.kv.get(key.network(id));
+    return entry ? { network: entry.value as unknown as Network, version: entry.version } : undefined;
+  }
+
+  /** Compare: the network's record is still at version (no delete has marked it since). */
+  networkGuard(id: string, version: number): ClaimOps {
+    return { compare: [{ key: key.network(id), version }], ops: [] };
+  }
+
+  /** Writes that set or clear a network's `deleting` mark, on the version read. */
+  markDeleting(network: Network, version: number, deleting: boolean): ClaimOps {
+    const { deleting: _, ...rest } = network;
+    const value = deleting ? { ...rest, deleting: true } : rest;
+    return {
+      compare: [{ key: key.network(network.id), version }],
+      ops: [{ type: 'put', key: key.network(network.id), value: value as unknown as JsonValue }],
+    };
+  }
+
+  /** Ids of the endpoints on a network, made or in flight (their member claims). */
+  async members(networkId: string): Promise<string[]> {
+    const prefix = claimKeys.membersOf(networkId);
+    return (await this.kv.list(prefix)).map((e) => e.key.slice(prefix.length));
+  }
+
+  /** Every member and claim key with its owner, for gc. */
+  async claims(): Promise<{ key: string; owners: string[] }[]> {
+    const out: { key: string; owners: string[] }[] = [];
+    for (const prefix of claimKeys.all) {
+      for (const entry of await this.kv.list(prefix)) {
+        const value = entry.value as unknown;
+        const owners =
+          typeof value === 'string'
+            ? [value]
+            : ((value as { claims?: { owner: string }[] }).claims ?? []).map((c) => c.owner);
+        out.push({ key: entry.key, owners: [...new Set(owners)] });
+      }
+    }
+    return out;
+  }
+
+  /** Drop what owner holds in one claim key (the key, or its entries in a port block). */
+  async dropClaim(claimKey: string, owner: string): Promise<void> {
+    for (;;) {
+      const entry = await this.kv.get(claimKey);
+      if (!entry) return;
+      const value = entry.value as unknown;
+      const op: KvOp | undefined =
+        typeof value === 'string'
+          ? value === owner
+            ? { type: 'delete', key: claimKey }
+            : undefined
+          : dropOwnerFromBlock(claimKey, value as { claims: { owner: string }[] }, owner);
+      if (!op) return;
+      try {
+        await this.kv.txn([{ key: claimKey, version: entry.version }], [op]);
+        return;
+      } catch (err) {
+        if (!(err instanceof KvConflictError)) throw err;
+      }
+    }
+  }
+
+  /** Apply claim writes (with their compares) alone. */
+  async applyClaims(claim: ClaimOps): Promise<void> {
+    if (claim.ops.length) await this.kv.txn(claim.compare, claim.ops);
+  }
+
   async deleteNetwork(network: Network): Promise<void> {
     const aliases = network.dockerId ? [key.dockerNetwork(network.dockerId)] : [];
     await this.deleteNamed(key.network(network.id), key.networkName(network.name), network.id, aliases);
@@ -203,18 +289,19 @@ export class State {
    * netctl made is also entered in the network's hostsfiles index. Throws
    * SandboxNotFound if the sandbox is gone.
    */
-  async addEndpoint(endpoint: Endpoint, end?: IntentEnd): Promise<void> {
+  async addEndpoint(endpoint: Endpoint, end?: IntentEnd, extra: ClaimOps = NONE): Promise<void> {
     const { sandboxId } = endpoint;
     const record: KvOp[] = [
       { type: 'put', key: key.endpoint(endpoint.id), value: endpoint as unknown as JsonValue },
       ...endOps(end),
+      ...extra.ops,
     ];
     if (!sandboxId) {
-      await this.kv.txn([], record);
+      await this.kv.txn(extra.compare, record);
       markEnded(end);
       return;
     }
-    await this.withSandbox(sandboxId, (sandbox) => {
+    await this.withSandbox(sandboxId, extra.compare, (sandbox) => {
       if (!sandbox) throw new Errors.SandboxNotFound(sandboxId);
       const ops: KvOp[] = [...record];
       if (sandbox.ownsNetns)
@@ -228,9 +315,12 @@ export class State {
     markEnded(end);
   }
 
-  /** Rewrite an endpoint's record (its sandbox unchanged). */
-  async putEndpoint(endpoint: Endpoint): Promise<void> {
-    await this.write(key.endpoint(endpoint.id), endpoint);
+  /** Rewrite an endpoint's record (its sandbox unchanged), with claim writes in the same transaction. */
+  async putEndpoint(endpoint: Endpoint, extra: ClaimOps = NONE): Promise<void> {
+    await this.kv.txn(extra.compare, [
+      { type: 'put', key: key.endpoint(endpoint.id), value: endpoint as unknown as JsonValue },
+      ...extra.ops,
+    ]);
   }
 
   /**
@@ -238,17 +328,18 @@ export class State {
    * sandbox, and the sandbox's endpointIds (and hostsfiles index) without
    * it, in one transaction.
    */
-  async detachEndpoint(endpoint: Endpoint): Promise<Endpoint> {
-    const { sandboxId, ...detached } = endpoint;
+  async detachEndpoint(endpoint: Endpoint, extra: ClaimOps = NONE): Promise<Endpoint> {
+    const { sandboxId, ifname: _, ...detached } = endpoint;
     const ops: KvOp[] = [
       { type: 'put', key: key.endpoint(endpoint.id), value: detached as unknown as JsonValue },
+      ...extra.ops,
     ];
     if (!sandboxId) {
-      await this.kv.txn([], ops);
+      await this.kv.txn(extra.compare, ops);
       return detached;
     }
     ops.push({ type: 'delete', key: key.hostsFile(endpoint.networkId, sandboxId) });
-    await this.withSandbox(sandboxId, (sandbox) => ({
+    await this.withSandbox(sandboxId, extra.compare, (sandbox) => ({
       sandbox: sandbox?.endpointIds.includes(endpoint.id)
         ? { ...sandbox, endpointIds: sandbox.endpointIds.filter((id) => id !== endpoint.id) }
         : undefined,
@@ -261,16 +352,17 @@ export class State {
   async deleteEndpoint(
     endpoint: Pick<Endpoint, 'id' | 'networkId' | 'sandboxId'>,
     end?: IntentEnd,
+    extra: ClaimOps = NONE,
   ): Promise<void> {
-    const ops: KvOp[] = [{ type: 'delete', key: key.endpoint(endpoint.id) }, ...endOps(end)];
+    const ops: KvOp[] = [{ type: 'delete', key: key.endpoint(endpoint.id) }, ...endOps(end), ...extra.ops];
     if (!endpoint.sandboxId) {
-      await this.kv.txn([], ops);
+      await this.kv.txn(extra.compare, ops);
       markEnded(end);
       return;
     }
     // A sandbox joins a network once: its index entry goes with this endpoint.
     ops.push({ type: 'delete', key: key.hostsFile(endpoint.networkId, endpoint.sandboxId) });
-    await this.withSandbox(endpoint.sandboxId, (sandbox) => ({
+    await this.withSandbox(endpoint.sandboxId, extra.compare, (sandbox) => ({
       sandbox: sandbox?.endpointIds.includes(endpoint.id)
         ? { ...sandbox, endpointIds: sandbox.endpointIds.filter((id) => id !== endpoint.id) }
         : undefined,
@@ -293,16 +385,19 @@ export class State {
 
   /**
    * Apply ops together with a change of a sandbox record (none when change
-   * returns no sandbox), on the version read: retried on a concurrent write.
+   * returns no sandbox), on the version read: retried on a concurrent write
+   * of the sandbox. A failed compare of the caller's own is the caller's to
+   * retry (its ops were computed from what it read).
    */
   private async withSandbox(
     id: string,
+    compares: KvCompare[],
     change: (sandbox: Sandbox | undefined) => { sandbox: Sandbox | undefined; ops: KvOp[] },
   ): Promise<void> {
     for (;;) {
       const entry = await this.kv.get(key.sandbox(id));
       const { sandbox, ops } = change(entry?.value as unknown as Sandbox | undefined);
-      const compare: KvCompare[] = [{ key: key.sandbox(id), version: entry?.version ?? 0 }];
+      const compare: KvCompare[] = [{ key: key.sandbox(id), version: entry?.version ?? 0 }, ...compares];
       const writes: KvOp[] = sandbox
         ? [...ops, { type: 'put', key: key.sandbox(id), value: sandbox as unknown as JsonValue }]
         : ops;
@@ -310,7 +405,7 @@ export class State {
         await this.kv.txn(compare, writes);
         return;
       } catch (err) {
-        if (!(err instanceof KvConflictError)) throw err;
+        if (!(err instanceof KvConflictError) || err.key !== key.sandbox(id)) throw err;
       }
     }
   }
@@ -360,13 +455,33 @@ export class State {
     return this.all<Intent>(`${ROOT}/intents/`);
   }
 
-  async putIntent(intent: Intent): Promise<void> {
-    await this.write(key.intent(intent.id), intent);
+  /** Record an intent, with the claims its operation takes, in one transaction. */
+  async putIntent(intent: Intent, claim: ClaimOps = NONE): Promise<void> {
+    await this.kv.txn(claim.compare, [
+      { type: 'put', key: key.intent(intent.id), value: intent as unknown as JsonValue },
+      ...claim.ops,
+    ]);
   }
 
-  async deleteIntent(id: string): Promise<void> {
-    await this.kv.delete(key.intent(id));
+  /** Drop an intent, with the claims its undone operation releases, in one transaction. */
+  async deleteIntent(id: string, release: ClaimOps = NONE): Promise<void> {
+    await this.kv.txn(release.compare, [{ type: 'delete', key: key.intent(id) }, ...release.ops]);
   }
+}
+
+const NONE: ClaimOps = { compare: [], ops: [] };
+
+/** A port block without owner's claims: its rewrite, or undefined when owner holds none there. */
+function dropOwnerFromBlock(
+  blockKey: string,
+  block: { claims: { owner: string }[] },
+  owner: string,
+): KvOp | undefined {
+  const kept = block.claims.filter((c) => c.owner !== owner);
+  if (kept.length === block.claims.length) return undefined;
+  return kept.length
+    ? { type: 'put', key: blockKey, value: { claims: kept } as unknown as JsonValue }
+    : { type: 'delete', key: blockKey };
 }
 
 const endOps = (end: IntentEnd | undefined): KvOp[] =>

@@ -54,6 +54,12 @@ export interface Network {
    * network Docker adopted (`-o netctl.name=NAME`).
    */
   dockerId?: string;
+  /**
+   * Set (with its version bumped) by a delete before it looks for members:
+   * an endpoint's claim compares the version it read, so no endpoint joins
+   * a network whose delete has looked (controller/claims.ts).
+   */
+  deleting?: boolean;
 }
 
 export interface PortMapping {

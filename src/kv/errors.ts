@@ -9,6 +9,7 @@ export type KvErrorCode =
   | 'kv.unavailable'
   | 'kv.invalid_key'
   | 'kv.invalid_url'
+  | 'kv.store_mismatch'
   | 'kv.backend';
 
 export abstract class KvError extends Error {
@@ -48,13 +49,24 @@ export class KvConflictError extends KvError {
 export class KvUnavailableError extends KvError {
   override readonly name = 'KvUnavailableError';
   readonly code = 'kv.unavailable';
+  /** False when the request never left (refused up front): it wrote nothing. */
+  readonly outcomeUnknown: boolean;
   constructor(
     readonly backend: string,
     detail: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; outcomeUnknown?: boolean },
   ) {
     super(`${backend} store unavailable: ${detail}`, options);
+    this.outcomeUnknown = options?.outcomeUnknown ?? true;
   }
+}
+
+/**
+ * A write that failed this way may have committed all the same (its reply
+ * was lost): re-read before undoing anything on its account.
+ */
+export function isOutcomeUnknown(err: unknown): boolean {
+  return err instanceof KvUnavailableError && err.outcomeUnknown;
 }
 
 /** Keys are non-empty UTF-8 strings without control characters. */
@@ -96,4 +108,22 @@ export class KvBackendError extends KvError {
 
 export function isKvConflict(err: unknown): err is KvConflictError {
   return err instanceof KvConflictError;
+}
+
+/**
+ * A fallback (no daemon answering) was asked for a store other than the
+ * one this host's daemon recorded (daemon-store.ts): refused, so state is
+ * never split between two stores.
+ */
+export class KvStoreMismatchError extends KvError {
+  override readonly name = 'KvStoreMismatchError';
+  readonly code = 'kv.store_mismatch';
+  constructor(
+    readonly recorded: string,
+    readonly asked: string,
+  ) {
+    super(
+      `this host's netctl daemon runs on ${recorded}, not ${asked}: give the daemon's store (or no --kv), so state is never split`,
+    );
+  }
 }

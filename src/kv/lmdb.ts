@@ -148,7 +148,8 @@ export class LmdbStore implements KvStore {
   }
 
   private check(): void {
-    if (this.closed) throw new KvUnavailableError('lmdb', `store ${this.path} is closed`);
+    if (this.closed)
+      throw new KvUnavailableError('lmdb', `store ${this.path} is closed`, { outcomeUnknown: false });
   }
 
   /** Run an LMDB call, turning its failures into KV errors. */

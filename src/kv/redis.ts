@@ -252,7 +252,13 @@ export class RedisStore implements KvStore {
     if (err instanceof ReplyError && !UNAVAILABLE_REPLIES.test(message)) {
       return new KvBackendError('redis', `${this.where}: ${message}`, { cause: err });
     }
-    return new KvUnavailableError('redis', `${this.where}: ${message}`, { cause: err });
+    // ioredis refuses a command it cannot send (no offline queue): that one wrote
+    // nothing. Any other failure (closed or timed out in flight) may have committed.
+    const unsent = /Stream isn't writeable/.test(message);
+    return new KvUnavailableError('redis', `${this.where}: ${message}`, {
+      cause: err,
+      outcomeUnknown: !unsent,
+    });
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {

@@ -43,6 +43,14 @@ export class MemoryState {
   readonly trackers = new Set<WatchTracker>();
   /** Count of store calls by name, for tests that assert cost (e.g. O(1) keys per allocation). */
   readonly calls = new Map<string, number>();
+  /**
+   * Fault injection: when it returns true for a transaction's writes, the
+   * transaction commits and its caller gets a lost reply (KvUnavailableError,
+   * outcome unknown) — as when Redis's answer is lost after the commit.
+   */
+  loseReplyAfter?: (ops: readonly KvOp[]) => boolean;
+  /** Fault injection: while set, every call fails as if the store were down (outcome unknown for writes). */
+  down = false;
 
   live(key: string, now = Date.now()): Row | undefined {
     const row = this.rows.get(key);
@@ -77,7 +85,8 @@ export class MemoryStore implements KvStore {
 
   private async enter(call: string): Promise<void> {
     await Promise.resolve();
-    if (this.closed) throw new KvUnavailableError('memory', 'store is closed');
+    if (this.closed) throw new KvUnavailableError('memory', 'store is closed', { outcomeUnknown: false });
+    if (this.state.down) throw new KvUnavailableError('memory', 'store is down (injected)');
     this.state.calls.set(call, (this.state.calls.get(call) ?? 0) + 1);
   }
 
@@ -148,6 +157,8 @@ export class MemoryStore implements KvStore {
       events.push({ type: 'put', key: op.key, value: JSON.parse(json) as JsonValue, version: revision });
     }
     for (const event of events) state.publish(event);
+    if (state.loseReplyAfter?.(ops))
+      throw new KvUnavailableError('memory', 'reply lost after commit (injected)');
     return { revision, deleted };
   }
 

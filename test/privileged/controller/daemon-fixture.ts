@@ -222,6 +222,8 @@ export interface Inventory {
   ipamKeys: string[];
   /** `<op> <kind> <owners>` of intents in the store. */
   intents: string[];
+  /** `<key below netctl/v1/> <owner>` per member and claim an owner holds (src/controller/claims.ts). */
+  claims: string[];
   networks: string[];
   endpoints: string[];
   sandboxes: string[];
@@ -303,6 +305,9 @@ export async function inventory(dir: string): Promise<Inventory> {
       .map((e) => e.key)
       .sort();
     const intents = (await state.intents()).map((i) => `${i.op} ${i.kind} ${i.owners.join(',')}`).sort();
+    const claims = (await state.claims())
+      .flatMap((c) => c.owners.map((owner) => `${c.key.slice('netctl/v1/'.length)} ${owner}`))
+      .sort();
     const networks = (await state.networks()).map((n) => `${n.name} net:${n.id}`).sort();
     const endpoints = (await state.endpoints())
       .map((e) => `ep:${e.id} net:${e.networkId} sb:${e.sandboxId ?? '-'} ${e.ipv4 ?? '-'}`)
@@ -320,6 +325,7 @@ export async function inventory(dir: string): Promise<Inventory> {
       addresses,
       ipamKeys,
       intents,
+      claims,
       networks,
       endpoints,
       sandboxes,
@@ -437,6 +443,7 @@ export const EMPTY: Inventory = {
   addresses: [],
   ipamKeys: [],
   intents: [],
+  claims: [],
   networks: [],
   endpoints: [],
   sandboxes: [],
@@ -477,6 +484,7 @@ export function leftoverKeys(before: Inventory, after: Inventory): string[] {
       .map((subnet) => `pool ${subnet}`),
     ...(extra.addresses ?? []).map((l) => `address ${l.split(' ')[0]}`),
     ...(extra.intents ?? []).map((l) => `intent ${l.split(' ')[0]}`),
+    ...(extra.claims ?? []).map((l) => `claim ${l.split(' ')[0]}`),
     ...(extra.networks ?? []).map((l) => `network ${l.split(' ')[1]}`),
     ...(extra.endpoints ?? []).map((l) => `endpoint ${l.split(' ')[0]}`),
     // A sandbox whose record only changed (its endpoint list) is not a leftover.

@@ -230,51 +230,61 @@ describe('bad input', () => {
     await w.api.createNetwork({ name: 'base', ipam: { config: [{ subnet: '10.71.0.0/24' }] } });
     await w.api.createSandbox({ name: 's' });
     const before = await inventory(w.api);
-    const cases: [Promise<unknown>, string, RegExp][] = [
-      [w.api.createNetwork({ name: '-bad' }), 'NETCTL_INVALID_REQUEST', /not a valid name/],
+    // Called one at a time: each refusal is awaited before the next call starts.
+    const cases: [() => Promise<unknown>, string, RegExp][] = [
+      [() => w.api.createNetwork({ name: '-bad' }), 'NETCTL_INVALID_REQUEST', /not a valid name/],
       [
-        w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '10.0.0.300/24' }] } }),
+        () => w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '10.0.0.300/24' }] } }),
         'NETCTL_INVALID_REQUEST',
         /not a valid CIDR/,
       ],
       [
-        w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '10.71.0.0/25' }] } }),
+        () => w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '10.71.0.0/25' }] } }),
         'ipam.pool_overlap',
         /10\.71\.0\.0/,
       ],
       [
-        w.api.createNetwork({
-          name: 'x',
-          ipam: { config: [{ subnet: '10.72.0.0/24', gateway: '10.73.0.1' }] },
-        }),
+        () =>
+          w.api.createNetwork({
+            name: 'x',
+            ipam: { config: [{ subnet: '10.72.0.0/24', gateway: '10.73.0.1' }] },
+          }),
         'NETCTL_GATEWAY_OUTSIDE_SUBNET',
         /10\.73\.0\.1/,
       ],
-      [w.api.createNetwork({ name: 'base' }), 'NETCTL_NETWORK_EXISTS', /base/],
-      [w.api.createNetwork({ name: 'x', driver: 'nope' }), 'NETCTL_DRIVER_NOT_FOUND', /nope/],
+      [() => w.api.createNetwork({ name: 'base' }), 'NETCTL_NETWORK_EXISTS', /base/],
+      [() => w.api.createNetwork({ name: 'x', driver: 'nope' }), 'NETCTL_DRIVER_NOT_FOUND', /nope/],
       [
-        w.api.createNetwork({ name: 'x', options: { 'com.docker.network.driver.mtu': 'big' } }),
+        () => w.api.createNetwork({ name: 'x', options: { 'com.docker.network.driver.mtu': 'big' } }),
         'NETCTL_INVALID_OPTION',
         /mtu/,
       ],
-      [w.api.connect({ network: 'nowhere', sandbox: 's' }), 'NETCTL_NETWORK_NOT_FOUND', /nowhere/],
-      [w.api.connect({ network: 'base', sandbox: 'nobody' }), 'NETCTL_SANDBOX_NOT_FOUND', /nobody/],
-      [w.api.deleteNetwork('nowhere'), 'NETCTL_NETWORK_NOT_FOUND', /nowhere/],
-      [w.api.createSandbox({ name: 'p', key: '/proc/self/ns/net' }), 'NETCTL_INVALID_NETNS', /netctl's own/],
+      [() => w.api.connect({ network: 'nowhere', sandbox: 's' }), 'NETCTL_NETWORK_NOT_FOUND', /nowhere/],
+      [() => w.api.connect({ network: 'base', sandbox: 'nobody' }), 'NETCTL_SANDBOX_NOT_FOUND', /nobody/],
+      [() => w.api.deleteNetwork('nowhere'), 'NETCTL_NETWORK_NOT_FOUND', /nowhere/],
       [
-        w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '128.0.0.0/1' }] } }),
+        () => w.api.createSandbox({ name: 'p', key: '/proc/self/ns/net' }),
+        'NETCTL_INVALID_NETNS',
+        /netctl's own/,
+      ],
+      [
+        () => w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '128.0.0.0/1' }] } }),
         'NETCTL_SUBNET_TOO_BROAD',
         /128\.0\.0\.0\/1/,
       ],
       [
-        w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '192.0.2.128/25' }] } }),
+        () => w.api.createNetwork({ name: 'x', ipam: { config: [{ subnet: '192.0.2.128/25' }] } }),
         'NETCTL_SUBNET_OVERLAPS_ROUTE',
         /192\.0\.2\.0\/24 dev ext0/,
       ],
-      [w.api.createSandbox({ name: 'q', netnsOf: 'container:nobody' }), 'NETCTL_SANDBOX_NOT_FOUND', /nobody/],
+      [
+        () => w.api.createSandbox({ name: 'q', netnsOf: 'container:nobody' }),
+        'NETCTL_SANDBOX_NOT_FOUND',
+        /nobody/,
+      ],
     ];
     for (const [call, code, message] of cases) {
-      await expect(call).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
+      await expect(call()).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
     }
     expect(await inventory(w.api)).toEqual(before);
   });

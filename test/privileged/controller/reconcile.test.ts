@@ -98,6 +98,10 @@ async function expectDryRun(dir: string, before: Inventory) {
   return actions;
 }
 
+/** The gc keys of the claims owner holds (they go with its record). */
+const claimKeysOf = (inv: Inventory, owner: string) =>
+  inv.claims.filter((c) => c.endsWith(` ${owner}`)).map((c) => `claim ${c.split(' ')[0]}`);
+
 describe('sandboxes the runtime never deleted', () => {
   it('netns deleted by hand while a process still holds it: endpoint, address, host veth and rules are freed', async () => {
     const dir = testDir();
@@ -139,6 +143,7 @@ describe('sandboxes the runtime never deleted', () => {
         ...before.rules
           .filter((r) => r.includes(`ep:${ep?.id}`))
           .map((r) => `rule ${r.slice(r.indexOf('-A '))}`),
+        ...claimKeysOf(before, `ep:${ep?.id}`),
       ].sort(),
     );
     expect(actionKeys(await gcCli(dir, false))).toEqual(actionKeys(actions));
@@ -179,6 +184,7 @@ describe('sandboxes the runtime never deleted', () => {
         `endpoint ep:${ep?.id}`,
         `link ${ep?.driverData.hostIfname}`,
         'address 10.66.0.13/24',
+        ...claimKeysOf(before, `ep:${ep?.id}`),
       ].sort(),
     );
     expect(await inventory(dir)).toEqual(before);

@@ -10,10 +10,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { Controller } from '../../../src/controller/controller.js';
 import { State } from '../../../src/controller/state.js';
-import type { Driver, ExternalConnectivity } from '../../../src/core/driver.js';
-import type { EndpointInfo, JoinInfo } from '../../../src/core/info.js';
-import type { Network } from '../../../src/core/model.js';
-import { parseBridgeOptions } from '../../../src/drivers/bridge/options.js';
+import { RecordingDriver } from '../../../src/drivers/testing/recording.js';
 import { KvIpamDriver } from '../../../src/ipam/driver.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
 import { createAnonymousNetns } from '../../../src/kernel/index.js';
@@ -21,58 +18,18 @@ import type { KvStore } from '../../../src/kv/index.js';
 import { createMemoryStore } from '../../../src/kv/testing/memory.js';
 import { buildDockerPluginServer, DOCKER_PLUGINS } from '../../../src/server/docker/server.js';
 
-/** The bridge driver's contract with nothing behind it: records calls, checks options as the real one. */
-class RecordingBridge implements Driver, ExternalConnectivity {
-  readonly type = 'bridge';
-  readonly calls: string[] = [];
-  capability() {
-    return { dataScope: 'local', connectivityScope: 'local' } as const;
-  }
-  checkOptions(network: Pick<Network, 'id' | 'options' | 'internal'>) {
-    parseBridgeOptions(network);
-  }
-  async createNetwork() {
-    this.calls.push('createNetwork');
-  }
-  async deleteNetwork() {
-    this.calls.push('deleteNetwork');
-  }
-  async createEndpoint(_n: Network, _endpoint: EndpointInfo) {
-    this.calls.push('createEndpoint');
-  }
-  async deleteEndpoint() {
-    this.calls.push('deleteEndpoint');
-  }
-  async join(network: Network, _e: unknown, _s: unknown, join: JoinInfo) {
-    this.calls.push('join');
-    const gateway = network.ipam.config[0]?.gateway;
-    if (gateway) join.setGateway(gateway);
-    join.srcName = 'vtest0';
-    join.dstPrefix = 'eth';
-  }
-  async leave() {
-    this.calls.push('leave');
-  }
-  async programExternalConnectivity() {
-    this.calls.push('program');
-  }
-  async revokeExternalConnectivity() {
-    this.calls.push('revoke');
-  }
-}
-
 const NET_ID = 'a'.repeat(64);
 const EP_ID = 'b'.repeat(64);
 const BODY_LIMIT = 4096;
 
 let kv: KvStore;
-let driver: RecordingBridge;
+let driver: RecordingDriver;
 let controller: Controller;
 let bridge: FastifyInstance;
 let ipamApp: FastifyInstance;
 
 function build(store: KvStore) {
-  driver = new RecordingBridge();
+  driver = new RecordingDriver();
   controller = new Controller({
     state: new State(store),
     ipam: new KvIpamDriver(new Ipam(store)),
