@@ -40,7 +40,7 @@ function localBackend(): CniBackend & { close(): Promise<void> } {
       const { Ipam } = await import('../ipam/ipam.js');
       // netctl-ipam needs the store only: no netlink, no firewall.
       if (local) return new Ipam((await local).api.state.kv);
-      store ??= import('../kv/store.js').then((m) => m.openStore(url));
+      store ??= import('../kv/index.js').then((m) => m.openStore(m.fallbackStoreUrl(url)));
       return new Ipam(await store);
     },
     async close() {

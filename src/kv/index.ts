@@ -1,3 +1,5 @@
 /** src/kv: the state store interface, its backends and openStore(). */
+
+export * from './daemon-store.js';
 export * from './errors.js';
 export * from './store.js';

@@ -79,7 +79,7 @@ export function daemonCommand(cli: Cli, program: Command): Command {
       const { createLocalApi } = await import('../../controller/local.js');
       const { buildApiServer } = await import('../../server/api.js');
       const { listenDockerPlugins } = await import('../../server/docker/server.js');
-      const { api, close } = await createLocalApi(g.kv ? { kv: g.kv } : {});
+      const { api, close } = await createLocalApi({ daemon: true, ...(g.kv ? { kv: g.kv } : {}) });
       try {
         const report = await api.gc({ dryRun: false });
         for (const action of report.actions) log.info({ action }, 'reconcile');
@@ -88,6 +88,9 @@ export function daemonCommand(cli: Cli, program: Command): Command {
         // CNI calls forwarded by the netctl-cni shim run against this same controller (docs/cni.md).
         const app = buildApiServer(api, { cni: { api: async () => api, ipam: async () => ipam } });
         await listenUnix(app, socket);
+        // The host's store, for the CLI's and the CNI plugin's fallbacks while no daemon answers.
+        const { recordDaemonStore } = await import('../../kv/index.js');
+        recordDaemonStore(g.kv);
         let plugins: Awaited<ReturnType<typeof listenDockerPlugins>> | undefined;
         try {
           if (options.dockerPlugins) plugins = await listenDockerPlugins(api, options.dockerPlugins);
