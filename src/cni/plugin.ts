@@ -526,26 +526,30 @@ export function netctlCniHandlers(backend: { api(): Promise<NetctlApi> }): Handl
         if (codeOf(err) === 'NETCTL_NETWORK_NOT_FOUND') return;
         throw err;
       }
-      // Only sandboxes netctl-cni made: never the CLI's or Docker's.
-      const cniSandboxes = (await api.listSandboxes()).filter(
-        (s) => s.labels[CONTAINER_ID_LABEL] !== undefined,
+      // Only attachments of this network, in sandboxes netctl-cni made (never
+      // the CLI's or Docker's). A sandbox with no endpoint here is not this
+      // GC's: it may be an ADD's, made a moment ago and about to connect.
+      const cniSandboxes = new Map(
+        (await api.listSandboxes())
+          .filter((s) => s.labels[CONTAINER_ID_LABEL] !== undefined)
+          .map((s) => [s.id, s]),
       );
       const failures: string[] = [];
-      for (const sandbox of cniSandboxes) {
+      for (const endpoint of endpoints) {
+        const sandbox = endpoint.sandboxId ? cniSandboxes.get(endpoint.sandboxId) : undefined;
+        if (!sandbox) continue;
         const containerId = sandbox.labels[CONTAINER_ID_LABEL] as string;
-        const endpoint = endpoints.find((e) => e.sandboxId === sandbox.id);
-        const stale = endpoint
-          ? !keep.has(`${containerId}\n${endpoint.ifname ?? ''}`)
-          : // A sandbox left with no endpoint at all (an ADD that failed half-way), unless still valid.
-            sandbox.endpointIds.length === 0 && !valid.some((a) => a.containerID === containerId);
-        if (!stale) continue;
+        if (keep.has(`${containerId}\n${endpoint.ifname ?? ''}`)) continue;
         try {
-          if (endpoint) await api.disconnect(network.id, sandbox.id);
-          if (sandbox.endpointIds.filter((id) => id !== endpoint?.id).length === 0)
-            await api.deleteSandbox(sandbox.id);
+          await api.disconnect(network.id, sandbox.id);
+          // Its last attachment gone: the container's sandbox goes too (as DEL does).
+          const left = await api.inspectSandbox(sandbox.id);
+          if (left.endpoints.length === 0) await api.deleteSandbox(sandbox.id);
         } catch (err) {
           // SPEC.md "GC": carry on, remove as much as possible, report the errors.
-          failures.push(`${containerId}/${endpoint?.ifname ?? '-'}: ${(err as Error).message}`);
+          if (codeOf(err) === 'NETCTL_SANDBOX_NOT_FOUND' || codeOf(err) === 'NETCTL_ENDPOINT_NOT_FOUND')
+            continue;
+          failures.push(`${containerId}/${endpoint.ifname ?? '-'}: ${(err as Error).message}`);
         }
       }
       if (failures.length) {

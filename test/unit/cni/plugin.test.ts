@@ -297,6 +297,18 @@ describe('GC', () => {
     expect(await gc([]).then((r) => r.code)).toBe(0);
     expect((await cni('GC', conf({ name: 'nonet', 'cni.dev/valid-attachments': [] }))).code).toBe(0);
   });
+
+  it("leaves a container's sandbox that has no attachment to the network yet (an ADD between its two steps)", async () => {
+    await webNetwork();
+    // What an ADD has made just before it connects: the container's sandbox, empty.
+    const early = await fake.createSandbox({
+      name: sandboxNameOf('starting'),
+      key: netns('starting'),
+      labels: { [CONTAINER_ID_LABEL]: 'starting' },
+    });
+    expect((await cni('GC', conf({ 'cni.dev/valid-attachments': [] }))).code).toBe(0);
+    expect(fake.sandboxes.has(early.id)).toBe(true);
+  });
 });
 
 it("sandbox names fit netctl's 64 characters and stay distinct for long container ids", () => {
