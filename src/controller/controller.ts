@@ -29,7 +29,7 @@ import {
   portRequestSchema,
 } from '../core/schemas.js';
 import { parseRequest } from '../core/validate.js';
-import { Errors } from '../errors.js';
+import { Errors, specOf } from '../errors.js';
 import {
   createNetns,
   deleteNetns,
@@ -608,7 +608,14 @@ export class Controller implements NetctlApi {
     for (const network of await this.state.networks()) {
       // Docker's networks go with docker network rm (or docker network prune).
       if (inUse.has(network.id) || network.dockerId) continue;
-      await this.deleteNetwork(network.id);
+      try {
+        await this.deleteNetwork(network.id);
+      } catch (err) {
+        // A connect landed since the listing, or another prune was first: not ours to remove.
+        const code = specOf(err)?.code;
+        if (code === 'NETCTL_NETWORK_IN_USE' || code === 'NETCTL_NETWORK_NOT_FOUND') continue;
+        throw err;
+      }
       removed.push(network.name);
     }
     return removed;
