@@ -1026,13 +1026,14 @@ export class Controller implements NetctlApi {
       if (requests.length) throw new Errors.InvalidRequest(`driver ${driver.type} publishes no ports`);
       return endpoint;
     }
-    let published: Endpoint = endpoint;
+    // Set once the ports are claimed: before that the undo has nothing to give back.
+    let published: Endpoint | undefined;
     return this.withIntent(
       'publish',
       'create',
       [endpointOwner(endpoint.id)],
       async () => {
-        await retryConflicts('publish', async () => {
+        const claimed = await retryConflicts('publish', async () => {
           const current = await this.findEndpoint(endpointId);
           const taken = await takePorts(
             this.state.kv,
@@ -1041,14 +1042,23 @@ export class Controller implements NetctlApi {
             current.portMappings,
             (o) => this.holderName(o),
           );
-          published = { ...current, portMappings: taken.mappings };
-          await this.state.putEndpoint(published, taken.claim);
+          const next = { ...current, portMappings: taken.mappings };
+          // The claim comes first and the rules after: a lost reply is read back, not guessed.
+          await confirmWrite(
+            () => this.state.putEndpoint(next, taken.claim),
+            async () =>
+              JSON.stringify((await this.state.endpoint(next.id))?.portMappings) ===
+              JSON.stringify(next.portMappings),
+          );
+          return next;
         });
+        published = claimed;
         if (endpoint.portMappings.length) await driver.revokeExternalConnectivity(network, endpoint);
-        await driver.programExternalConnectivity(network, published, published.portMappings);
-        return published;
+        await driver.programExternalConnectivity(network, claimed, claimed.portMappings);
+        return claimed;
       },
       async () => {
+        if (!published) return;
         await driver.revokeExternalConnectivity(network, published);
         await this.withdrawPorts(published);
       },
@@ -1453,6 +1463,18 @@ async function retryConflicts<T>(
       // Jitter once contended, so writers do not collide in step.
       if (n > 2) await new Promise((r) => setTimeout(r, Math.random() * Math.min(n, 20)));
     }
+  }
+}
+
+/**
+ * A write whose reply may be lost (isOutcomeUnknown): read back whether it
+ * landed, and go on as if it had answered; fail as it failed otherwise.
+ */
+async function confirmWrite(write: () => Promise<unknown>, landed: () => Promise<boolean>): Promise<void> {
+  try {
+    await write();
+  } catch (err) {
+    if (!isOutcomeUnknown(err) || !(await landed())) throw err;
   }
 }
 

@@ -109,6 +109,16 @@ describe('a lost reply after the commit', () => {
     expect(await held()).toEqual({ ...GATEWAY_ONLY, addresses: ['10.1.0.1/24 net', '10.2.0.1/24 net'] });
   });
 
+  it('publishPorts (Docker): the claimed ports are read back and the rules made', async () => {
+    const ep = await api.createEndpoint({ network: 'web' });
+    memory.loseReplyAfter = (ops) => ops.some((op) => op.key.includes('/claims/ports/'));
+    const published = await api.publishPorts(ep.id, [{ proto: 'tcp', hostPort: 8080, containerPort: 80 }]);
+    memory.loseReplyAfter = undefined;
+    expect(published.portMappings).toEqual([{ proto: 'tcp', hostPort: 8080, containerPort: 80 }]);
+    expect(driver.calls.slice(-1)).toEqual(['program']);
+    expect((await api.findEndpoint(ep.id)).portMappings).toEqual(published.portMappings);
+  });
+
   it('the store down after the lost reply: a clear error, nothing undone; reconcile settles it when the store answers', async () => {
     memory.loseReplyAfter = (ops) => {
       if (!isEndpointCommit(ops)) return false;
