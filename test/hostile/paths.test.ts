@@ -215,6 +215,18 @@ const HTTP_STATUS: Record<ErrorClass, number> = { badRequest: 400, conflict: 409
 const EXIT_STATUS: Record<ErrorClass, number> = { badRequest: 2, conflict: 4 };
 const CNI_CODE: Record<ErrorClass, number> = { badRequest: 7, conflict: 100 };
 
+/**
+ * What each code's message says (docs/errors.md), for the protocols that
+ * carry only the message: the CLI's stderr, Docker's {"Err"}.
+ */
+const SAYS: Record<string, RegExp> = {
+  NETCTL_INVALID_NETNS: /invalid network namespace/,
+  NETCTL_NOT_OWNED: /exists and is not netctl's: nothing was changed/,
+  NETCTL_INVALID_OPTION: /invalid option/,
+  NETCTL_SUBNET_TOO_BROAD: /subnet \S+ is refused: /,
+  NETCTL_SUBNET_OVERLAPS_ROUTE: /subnet \S+ overlaps the host's route /,
+};
+
 /** The refusal a case expects: the registry's code and class, and what the message must name. */
 interface Refusal {
   code: string;
@@ -278,6 +290,7 @@ function expectCli(out: Spawned, r: Refusal): void {
   });
   const last = out.stderr.trimEnd().split('\n').at(-1) ?? '';
   expect.soft(last).toMatch(/^netctl: /);
+  expect.soft(last).toMatch(SAYS[r.code] as RegExp);
   expect.soft(last).toContain(r.names);
 }
 
@@ -305,9 +318,10 @@ function expectCni(out: CniOutcome, r: Refusal): void {
   }
 }
 
-function expectDocker(answer: Answer, names: string): void {
+function expectDocker(answer: Answer, r: Refusal): void {
   expect.soft(answer.status, JSON.stringify(answer.body)).toBe(500);
-  expect.soft(answer.body).toEqual({ Err: expect.stringContaining(names) });
+  expect.soft(answer.body).toEqual({ Err: expect.stringMatching(SAYS[r.code] as RegExp) });
+  expect.soft(answer.body).toEqual({ Err: expect.stringContaining(r.names) });
 }
 
 interface Before {
@@ -348,7 +362,9 @@ const ENTRY_POINTS = [
   ['CNI', 'standalone'],
   ['Docker', 'daemon'],
 ] as const;
-type EntryPoint = (typeof ENTRY_POINTS)[number][0];
+/** Docker's IPAM socket (`--ipam-driver netctl`) takes subnets too: RequestPool. */
+const SUBNET_ENTRY_POINTS = [...ENTRY_POINTS, ['Docker IPAM', 'daemon']] as const;
+type EntryPoint = (typeof SUBNET_ENTRY_POINTS)[number][0];
 
 /** A subnet of 10.100.0.0-10.239.255.0/24 no other case has asked for (none is hostile). */
 function freshSubnet(): string {
@@ -444,7 +460,7 @@ async function dockerJoin(key: string, takes: boolean): Promise<void> {
       expect200(await docker('/NetworkDriver.Leave', { NetworkID, EndpointID }));
       await expectUnchanged(t, joined, 'ignored');
     } else {
-      expectDocker(answer, key);
+      expectDocker(answer, { code: 'NETCTL_INVALID_NETNS', class: 'badRequest', names: key });
       await expectUnchanged(t, joined);
     }
   } finally {
@@ -534,6 +550,8 @@ async function createWithBridge(
         IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: subnet, Gateway: `${gatewayOf(subnet)}/24` }],
         IPv6Data: null,
       });
+    case 'Docker IPAM':
+      throw new Error('the IPAM socket takes no bridge name');
   }
 }
 
@@ -541,7 +559,7 @@ function expectRefused(entry: EntryPoint, out: Answer | Spawned | CniOutcome, r:
   if (entry === 'REST') expectRest(out as Answer, r);
   else if (entry === 'CLI') expectCli(out as Spawned, r);
   else if (entry === 'CNI') expectCni(out as CniOutcome, r);
-  else expectDocker(out as Answer, r.names);
+  else expectDocker(out as Answer, r); // both Docker sockets
 }
 
 const expectOk = (out: Spawned) =>
@@ -746,11 +764,16 @@ async function createWithSubnet(
         IPv6Data: v6 ? [hostile] : [],
       });
     }
+    case 'Docker IPAM':
+      // A pool held here is a subnet for any driver Docker pairs with netctl's IPAM, its own bridge too.
+      return http(join(base, 'plugins', 'netctl.sock'), 'POST', '/IpamDriver.RequestPool', {
+        body: { AddressSpace: 'local', Pool: subnet, Options: {}, V6: v6 },
+      });
   }
 }
 
-describe('hostile subnets (REST ipam.config, CLI --subnet, CNI "subnet", Docker IPv4Data/IPv6Data)', () => {
-  for (const [entry, mode] of ENTRY_POINTS) {
+describe('hostile subnets (REST ipam.config, CLI --subnet, CNI "subnet", Docker IPv4Data/IPv6Data and RequestPool)', () => {
+  for (const [entry, mode] of SUBNET_ENTRY_POINTS) {
     for (const c of SUBNET_CASES) {
       const cls: ErrorClass = c.code === 'NETCTL_SUBNET_TOO_BROAD' ? 'badRequest' : 'conflict';
       it(`${entry} (${mode}): ${c.subnet} is ${c.code}`, async () => {
@@ -768,7 +791,16 @@ describe('hostile subnets (REST ipam.config, CLI --subnet, CNI "subnet", Docker 
           const before = await take(t, netns);
           const out = await promptly(t, () => createWithSubnet(entry, t, c.subnet, netns));
           expectRefused(entry, out, { code: c.code, class: cls, names: c.subnet });
-          await expectUnchanged(t, before);
+          try {
+            await expectUnchanged(t, before);
+          } finally {
+            // A pool granted all the same would refuse every later case's subnet as an overlap.
+            const granted = (out as Answer).body as { PoolID?: string } | undefined;
+            if (entry === 'Docker IPAM' && granted?.PoolID)
+              await http(join(base, 'plugins', 'netctl.sock'), 'POST', '/IpamDriver.ReleasePool', {
+                body: { PoolID: granted.PoolID },
+              });
+          }
         } finally {
           sh('ip', 'link', 'del', routed);
         }
