@@ -87,9 +87,13 @@ export class Daemon {
     return this.proc.pid as number;
   }
 
-  /** Start a daemon on dir's socket and state; resolves once it answers (after its start-up reconcile). */
-  static async start(dir: string, options: { crashAt?: string } = {}): Promise<Daemon> {
-    const proc = spawn(process.execPath, [BIN, 'daemon', '--socket', socketOf(dir)], {
+  /**
+   * Start a daemon on dir's socket and state; resolves once it answers (after its start-up reconcile).
+   * `kv`: its --kv (the embedded store in dir's state dir when absent).
+   */
+  static async start(dir: string, options: { crashAt?: string; kv?: string } = {}): Promise<Daemon> {
+    const kv = options.kv ? ['--kv', options.kv] : [];
+    const proc = spawn(process.execPath, [BIN, 'daemon', '--socket', socketOf(dir), ...kv], {
       env: {
         PATH: process.env.PATH,
         NETCTL_STATE_DIR: stateDirOf(dir),
