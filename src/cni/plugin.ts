@@ -22,10 +22,11 @@ import {
   cidrSchema,
   ipSchema,
   labelsSchema,
+  linkNameSchema,
   NAME_MAX,
   nameSchema,
 } from '../core/schemas.js';
-import { BRIDGE_NAME, ENABLE_IP_MASQUERADE, linkName, MTU } from '../drivers/bridge/options.js';
+import { BRIDGE_NAME, ENABLE_IP_MASQUERADE, MTU } from '../drivers/bridge/options.js';
 import { specOf } from '../errors.js';
 import { overlaps, parseSubnet } from '../ipam/cidr.js';
 import { familyOf, parsePrefix } from '../kernel/inet.js';
@@ -78,7 +79,7 @@ export const netctlCniConfigSchema = baseConfigSchema.extend({
   internal: z.boolean().optional(),
   ipMasq: z.boolean().optional(),
   mtu: z.number().int().min(68).max(65535).optional(),
-  bridge: linkName.optional(),
+  bridge: linkNameSchema.optional(),
   /** Driver options as `netctl network create -o` takes them. */
   options: labelsSchema.optional(),
 });

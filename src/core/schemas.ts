@@ -5,6 +5,7 @@
  * parses once, here.
  */
 import { z } from 'zod';
+import { LINK_NAME, LINK_NAME_RULE } from '../kernel/names.js';
 
 /** Docker's name rule for networks and containers. */
 export const NAME_MAX = 64;
@@ -14,6 +15,9 @@ export const nameSchema = z
   .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/);
 
 export const ipSchema = z.union([z.ipv4(), z.ipv6()]);
+
+/** An interface name the kernel takes (src/kernel/names.ts). */
+export const linkNameSchema = z.string().regex(LINK_NAME, LINK_NAME_RULE);
 export const cidrSchema = z.union([z.cidrv4(), z.cidrv6()]);
 
 export const labelsSchema = z.record(z.string().min(1).max(256), z.string().max(4096));
@@ -98,10 +102,7 @@ export const connectSchema = z.strictObject({
   mac: macSchema.optional(),
   aliases: z.array(nameSchema).max(32).default([]),
   portMappings: z.array(portMappingSchema).max(256).default([]),
-  ifname: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,15}$/)
-    .optional(),
+  ifname: linkNameSchema.optional(),
 });
 export type ConnectRequest = z.input<typeof connectSchema>;
 
@@ -127,10 +128,7 @@ export type CreateEndpointRequest = z.input<typeof createEndpointSchema>;
 /** Where and how an endpoint made by createEndpoint joins a sandbox. */
 export const joinSchema = z.strictObject({
   sandbox: z.string().min(1),
-  ifname: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,15}$/)
-    .optional(),
+  ifname: linkNameSchema.optional(),
   /** 'host-side': the caller moves the interface into the sandbox and configures it (Docker). */
   placement: z.enum(['in-place', 'host-side']).default('in-place'),
 });

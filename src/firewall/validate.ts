@@ -5,6 +5,7 @@
  * configs and the CLI.
  */
 import ipaddr from 'ipaddr.js';
+import { LINK_NAME } from '../kernel/names.js';
 import { FirewallInputError } from './errors.js';
 
 export type Family = 4 | 6;
@@ -12,11 +13,10 @@ export type Family = 4 | 6;
 // Linux dev_valid_name() allows more (anything but '/', ':' and whitespace),
 // but nothing netctl creates needs more than this, and '+' would be an
 // iptables wildcard.
-const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /** A Linux interface name (IFNAMSIZ-1 = 15 bytes), not "." or "..". */
 export function interfaceName(field: string, value: unknown): string {
-  if (typeof value !== 'string' || !IFNAME.test(value) || value === '.' || value === '..') {
+  if (typeof value !== 'string' || !LINK_NAME.test(value)) {
     throw new FirewallInputError(field, value, 'not an interface name (1-15 of A-Z a-z 0-9 _ . -)');
   }
   return value;

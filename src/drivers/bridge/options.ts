@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { Network } from '../../core/model.js';
+import { linkNameSchema } from '../../core/schemas.js';
 import { Errors } from '../../errors.js';
 
 export const BRIDGE_NAME = 'com.docker.network.bridge.name';
@@ -21,13 +22,8 @@ const goBool = z
   .enum(['1', 't', 'T', 'TRUE', 'true', 'True', '0', 'f', 'F', 'FALSE', 'false', 'False'])
   .transform((v) => ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v));
 
-// IFNAMSIZ is 16 including the NUL; no '/', whitespace or ':' (ip(8) and the kernel refuse them).
-export const linkName = z
-  .string()
-  .regex(/^[A-Za-z0-9_.-]{1,15}$/, 'a link name of 1-15 characters [A-Za-z0-9_.-]');
-
 const schema = z.object({
-  [BRIDGE_NAME]: linkName.optional(),
+  [BRIDGE_NAME]: linkNameSchema.optional(),
   [ENABLE_ICC]: goBool.default(true),
   [ENABLE_IP_MASQUERADE]: goBool.default(true),
   [HOST_BINDING_IPV4]: z.ipv4().optional(),
