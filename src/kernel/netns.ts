@@ -121,8 +121,12 @@ export function checkFutureNetns(path: string): void {
     openUntrustedNetns(path).close();
   } catch (err) {
     if (err instanceof NetnsNotFoundError) return;
-    // A regular file that is no namespace (yet): the placeholder.
-    if (err instanceof NotANetnsError && err.found === undefined && statSync(path).isFile()) return;
+    // An empty regular file that is no namespace (yet): the placeholder dockerd mounts onto.
+    if (err instanceof NotANetnsError && err.found === undefined) {
+      const stat = statSync(path);
+      if (stat.isFile() && stat.size === 0) return;
+      throw new NotANetnsError(path, 'a file that is not empty');
+    }
     throw err;
   }
 }
