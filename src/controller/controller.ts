@@ -10,7 +10,13 @@ import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { type Driver, hasExternalConnectivity } from '../core/driver.js';
 import { EndpointInfo, JoinInfo, type NetworkInfo } from '../core/info.js';
-import { type IpamDriver, type Reservation, releasesByOwner } from '../core/ipam.js';
+import {
+  type IpamDriver,
+  type Pool,
+  type PoolRequest,
+  type Reservation,
+  releasesByOwner,
+} from '../core/ipam.js';
 import type { Endpoint, IpamPoolConfig, Network, PortMapping, Sandbox } from '../core/model.js';
 import {
   type ConnectRequest,
@@ -412,6 +418,7 @@ export class Controller implements NetctlApi {
     const scope = driver.capability().dataScope;
     const pools: { poolId: string; reservations: Reservation[] }[] = [];
     let network: Network | undefined;
+    let made: Network | undefined;
     return this.withIntent(
       'createNetwork',
       'create',
@@ -481,19 +488,35 @@ export class Controller implements NetctlApi {
           },
         };
         crashPoint('createNetwork.driver');
+        // A driver that fails undoes its own steps (runSteps); one that succeeded is undone below.
         await driver.createNetwork(info);
+        made = network;
         crashPoint('createNetwork.record');
         await this.state.createNetwork(network);
         return network;
       },
       async () => {
-        if (network) await driver.deleteNetwork(network);
+        if (made) await driver.deleteNetwork(made);
         for (const pool of pools.reverse()) {
           for (const r of pool.reservations) await this.ipam.releaseAddress(pool.poolId, r.address);
           await this.ipam.releasePool(pool.poolId);
         }
       },
       { landed: async () => found(await this.state.network(id)) },
+    );
+  }
+
+  /**
+   * A pool for a caller that makes its networks itself (Docker's IPAM
+   * protocol): the subnet rules of createNetwork apply (subnets.ts) — a
+   * subnet too broad or over a host route is refused, a default one steers
+   * around the host's routes.
+   */
+  async requestPool(request: PoolRequest): Promise<Pool> {
+    const routes = await this.hostRoutes();
+    if (request.pool) checkSubnet(request.pool, routes);
+    return this.ipam.requestPool(
+      request.pool ? request : { ...request, avoid: routeSubnets(routes).map((r) => r.cidr) },
     );
   }
 

@@ -121,7 +121,7 @@ export const ipamDriverRoutes: FastifyPluginAsyncZod<IpamDriverOptions> = async 
         throw new Errors.InvalidRequest(`pool ${poolId} is not in address space ${AddressSpace}`);
       return { PoolID: poolId, Pool: config.subnet, Data: {} };
     }
-    const made = await ipam.requestPool({
+    const made = await c.requestPool({
       addressSpace: AddressSpace,
       ...(Pool ? { pool: Pool } : {}),
       ...(SubPool ? { subPool: SubPool } : {}),
