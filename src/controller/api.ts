@@ -27,6 +27,8 @@ export interface GcAction {
   owner: string;
   action: 'remove' | 'restore' | 'finish' | 'undo';
   reason: string;
+  /** Set when the action was tried and failed: why (gc and repair then exit non-zero). */
+  failed?: string;
 }
 
 export interface GcReport {

@@ -12,6 +12,7 @@ import { hasReconciler } from '../core/driver.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
 import { addrList, LinkNotFoundError, linkByName, Netlink, parsePrefix, routeList } from '../kernel/index.js';
+import { networkOwner } from '../owners.js';
 import { staleReason } from '../sandbox/identity.js';
 import type { CheckReport, GcAction } from './api.js';
 import type { Controller } from './controller.js';
@@ -96,14 +97,21 @@ export async function repairNetworks(controller: Controller, networkRef?: string
     const onNetwork = endpoints.filter((e) => e.networkId === network.id);
     const missing = await driver.missing(network, onNetwork);
     if (!missing.length) continue;
-    await driver.restoreNetwork(network, onNetwork);
-    actions.push({
+    const action: GcAction = {
       kind: 'network',
       name: network.name,
-      owner: `net:${network.id}`,
+      owner: networkOwner(network.id),
       action: 'restore',
       reason: `missing: ${missing.join(', ')}`,
-    });
+    };
+    // One network that cannot be put back (its bridge's name taken by someone
+    // else's link) does not keep the others from being repaired.
+    try {
+      await driver.restoreNetwork(network, onNetwork);
+    } catch (err) {
+      action.failed = (err as Error).message;
+    }
+    actions.push(action);
   }
   return actions;
 }

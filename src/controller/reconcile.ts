@@ -85,7 +85,7 @@ export async function collectGarbage(controller: Controller, dryRun: boolean): P
         await run();
       } catch (err) {
         log.error({ err, action }, 'gc action failed');
-        action.reason += ` (failed: ${(err as Error).message})`;
+        action.failed = (err as Error).message;
       }
     }
     if (!steps.some((s) => s.action.kind === 'intent' || s.run === undefined)) break;

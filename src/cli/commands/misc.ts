@@ -1,5 +1,6 @@
 /** `netctl gc`, `netctl doctor`, and the `netctl daemon` placeholder. */
 import type { Command } from 'commander';
+import type { GcAction } from '../../controller/api.js';
 import { log } from '../../log.js';
 import { DEFAULT_API_SOCKET, DEFAULT_DOCKER_PLUGIN_DIR, listenUnix } from '../../server/listen.js';
 import { type Cli, formatOption, verb } from '../cli.js';
@@ -15,6 +16,8 @@ export function gcCommand(cli: Cli, program: Command): Command {
     .addOption(formatOption())
     .action(async (options: { dryRun?: boolean; format: Format }, command: Command) => {
       const report = await cli.withApi(command, (api) => api.gc({ dryRun: options.dryRun ?? false }));
+      // An action that failed is reported with the rest, and the status says so.
+      if (report.actions.some((a) => a.failed !== undefined)) cli.status = EXIT_FAILURE;
       if (options.format === 'json') {
         cli.out.json(report);
         return;
@@ -25,10 +28,15 @@ export function gcCommand(cli: Cli, program: Command): Command {
       }
       cli.out.table(
         ['KIND', 'NAME', 'OWNER', 'ACTION', 'REASON'],
-        report.actions.map((a) => [a.kind, a.name, a.owner, a.action, a.reason]),
+        report.actions.map((a) => [a.kind, a.name, a.owner, a.action, withFailure(a)]),
       );
       if (report.dryRun) cli.out.line('Dry run: nothing was changed.');
     });
+}
+
+/** An action's reason, and why it failed when it did. */
+export function withFailure(action: GcAction): string {
+  return action.failed === undefined ? action.reason : `${action.reason} (FAILED: ${action.failed})`;
 }
 
 export function doctorCommand(cli: Cli, program: Command): Command {

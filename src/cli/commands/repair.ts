@@ -6,7 +6,9 @@
  */
 import type { Command } from 'commander';
 import { type Cli, formatOption, verb } from '../cli.js';
+import { EXIT_FAILURE } from '../exit.js';
 import type { Format } from '../output.js';
+import { withFailure } from './misc.js';
 
 export function repairCommand(cli: Cli, program: Command): Command {
   return verb(program, 'repair')
@@ -15,6 +17,7 @@ export function repairCommand(cli: Cli, program: Command): Command {
     .addOption(formatOption())
     .action(async (network: string | undefined, options: { format: Format }, command: Command) => {
       const actions = await cli.withApi(command, (api) => api.repair(network));
+      if (actions.some((a) => a.failed !== undefined)) cli.status = EXIT_FAILURE;
       if (options.format === 'json') {
         cli.out.json(actions);
         return;
@@ -25,7 +28,7 @@ export function repairCommand(cli: Cli, program: Command): Command {
       }
       cli.out.table(
         ['NETWORK', 'ACTION', 'REASON'],
-        actions.map((a) => [a.name, a.action, a.reason]),
+        actions.map((a) => [a.name, a.action, withFailure(a)]),
       );
     });
 }
