@@ -233,6 +233,12 @@ export class Controller implements NetctlApi {
               `the outcome of ${op} is unknown; netctl settles it once the store answers (${(err as Error).message})`,
             );
         }
+        // A delete half-way through is finished, not undone: reconcile does it,
+        // soon, in this process (abandon), as it would after a crash.
+        if (kind === 'delete' && end.started) {
+          this.abandon(intent, op);
+          throw err;
+        }
         try {
           await undo();
           if (!end.ended)
@@ -497,10 +503,7 @@ export class Controller implements NetctlApi {
       },
       async () => {
         if (made) await driver.deleteNetwork(made);
-        for (const pool of pools.reverse()) {
-          for (const r of pool.reservations) await this.ipam.releaseAddress(pool.poolId, r.address);
-          await this.ipam.releasePool(pool.poolId);
-        }
+        await this.releasePools(owner, pools);
       },
       { landed: async () => found(await this.state.network(id)) },
     );
@@ -518,6 +521,20 @@ export class Controller implements NetctlApi {
     return this.ipam.requestPool(
       request.pool ? request : { ...request, avoid: routeSubnets(routes).map((r) => r.cidr) },
     );
+  }
+
+  /**
+   * Give back the pools an undone network create reserved, with their
+   * gateways and aux addresses: the ones it knows of, and any other the
+   * IPAM holds for owner (a pool whose reply was lost).
+   */
+  private async releasePools(owner: string, known: { poolId: string }[]): Promise<void> {
+    const held = (await this.ipam.listPools()).filter((p) => p.owner === owner).map((p) => p.poolId);
+    for (const poolId of new Set([...known.map((p) => p.poolId).reverse(), ...held])) {
+      for (const r of await this.ipam.listReservations(poolId))
+        await this.ipam.releaseAddress(poolId, r.address);
+      await this.ipam.releasePool(poolId);
+    }
   }
 
   /** The netctl network that Docker network dockerId is: one Docker made (same id) or one it adopted. */
@@ -572,8 +589,9 @@ export class Controller implements NetctlApi {
       'deleteNetwork',
       'delete',
       [networkOwner(network.id)],
-      async () => {
+      async (end) => {
         await this.refuseIfInUse(network);
+        end.started = true;
         await this.removeNetwork(network);
       },
       async () => undefined,
@@ -751,8 +769,12 @@ export class Controller implements NetctlApi {
         'deleteSandbox',
         'delete',
         [sandboxOwner(sandbox.id)],
-        () => this.removeSandbox(sandbox),
+        (end) => {
+          end.started = true;
+          return this.removeSandbox(sandbox);
+        },
         async () => undefined,
+        { landed: async () => ((await this.state.sandbox(sandbox.id)) ? undefined : { result: undefined }) },
       );
     return sandbox;
   }
@@ -879,7 +901,11 @@ export class Controller implements NetctlApi {
             dropAttachment(id, attachment()),
             await dropPorts(this.state.kv, { id, portMappings: ports }),
           ),
-        landed: async () => found(await this.state.endpoint(id)),
+        landed: async () => {
+          const made = found(await this.state.endpoint(id));
+          if (made) await this.refreshHosts(network.id);
+          return made;
+        },
       },
     );
   }
@@ -1257,6 +1283,7 @@ export class Controller implements NetctlApi {
       'delete',
       [endpointOwner(endpoint.id)],
       async (end) => {
+        end.started = true;
         const network = await this.state.network(endpoint.networkId);
         if (network) {
           await this.unplug(network, endpoint);
@@ -1277,7 +1304,13 @@ export class Controller implements NetctlApi {
         if (network) await this.refreshHosts(network.id, endpoint.sandboxId);
       },
       async () => undefined,
-      { landed: async () => ((await this.state.endpoint(endpoint.id)) ? undefined : { result: undefined }) },
+      {
+        landed: async () => {
+          if (await this.state.endpoint(endpoint.id)) return undefined;
+          await this.refreshHosts(endpoint.networkId, endpoint.sandboxId);
+          return { result: undefined };
+        },
+      },
     );
   }
 

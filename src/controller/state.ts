@@ -30,6 +30,11 @@ import type { Intent } from './intents.js';
 export interface IntentEnd {
   id: string;
   ended: boolean;
+  /**
+   * Set by a delete once it has begun to tear down: a failure from there
+   * on is finished by reconcile (the intent stays), never undone half-way.
+   */
+  started?: boolean;
 }
 
 export const ROOT = 'netctl/v1';

@@ -160,6 +160,32 @@ describe('a lost reply after the commit', () => {
   }, 20_000);
 });
 
+describe('a lost reply before the commit', () => {
+  it('a disconnect whose address release is lost is finished by reconcile, never left half-done', async () => {
+    const ep = await api.connect({ network: 'web', sandbox: 's1', ipv4: '10.1.0.9' });
+    memory.loseReplyAfter = (ops) =>
+      ops.some((op) => op.type === 'delete' && op.key.includes('/ipam/addrs/'));
+    await expect(api.disconnect('web', 's1')).rejects.toMatchObject({ code: 'kv.unavailable' });
+    memory.loseReplyAfter = undefined;
+    // The delete was under way: reconcile (run by the controller itself) finishes it.
+    await expect.poll(async () => (await held()).endpoints, { timeout: 15_000, interval: 100 }).toEqual([]);
+    expect(await held()).toEqual(GATEWAY_ONLY);
+    // The address is not held twice: it can be had again, once.
+    const again = await api.connect({ network: 'web', sandbox: 's1', ipv4: '10.1.0.9' });
+    expect(again.id).not.toBe(ep.id);
+  }, 20_000);
+
+  it('a network create whose pool reply is lost gives the pool back', async () => {
+    memory.loseReplyAfter = (ops) => ops.some((op) => op.type === 'put' && op.key.includes('/ipam/pools/'));
+    await expect(
+      api.createNetwork({ name: 'db', ipam: { config: [{ subnet: '10.2.0.0/24' }] } }),
+    ).rejects.toMatchObject({ code: 'kv.unavailable' });
+    memory.loseReplyAfter = undefined;
+    expect((await ipam.listPools()).map((p) => p.subnet)).toEqual(['10.1.0.0/24']);
+    await api.createNetwork({ name: 'db', ipam: { config: [{ subnet: '10.2.0.0/24' }] } });
+  });
+});
+
 describe('claims', () => {
   it('concurrent connects of one sandbox to one network: one endpoint, the rest NETCTL_ENDPOINT_EXISTS', async () => {
     const results = await Promise.allSettled(
