@@ -44,8 +44,9 @@ function localBackend(): CniBackend & { close(): Promise<void> } {
       return new Ipam(await store);
     },
     async close() {
-      if (local) await (await local).close();
-      if (store) await (await store).close();
+      // A store that never opened was reported by the verb already (its CNI error): nothing to close.
+      const opened = await Promise.allSettled([local, store]);
+      for (const o of opened) if (o.status === 'fulfilled' && o.value) await o.value.close();
     },
   };
 }
