@@ -255,7 +255,13 @@ export class RedisStore implements KvStore {
     // ioredis refuses a command it cannot send (no offline queue): that one wrote
     // nothing. Any other failure (closed or timed out in flight) may have committed.
     const unsent = /Stream isn't writeable/.test(message);
-    return new KvUnavailableError('redis', `${this.where}: ${message}`, {
+    // ioredis's own words for a lost answer name its retry setting, which means nothing to a user.
+    const detail = unsent
+      ? `not connected (${message})`
+      : /max retries per request|Connection is closed/.test(message)
+        ? 'the connection was lost before the answer came (the request may have been applied)'
+        : message;
+    return new KvUnavailableError('redis', `${this.where}: ${detail}`, {
       cause: err,
       outcomeUnknown: !unsent,
     });
