@@ -97,6 +97,7 @@ export const Errors = {
     'network %s has active endpoints (%s): disconnect them first',
     'conflict',
   ),
+  SandboxInUse: define('NETCTL_SANDBOX_IN_USE', 'sandbox %s has endpoints (%s): it stays', 'conflict'),
   PoolInUse: define('NETCTL_POOL_IN_USE', 'address pool %s still has addresses in use', 'conflict'),
   NetworkFull: define(
     'NETCTL_NETWORK_FULL',

@@ -156,8 +156,8 @@ export class HttpApi implements NetctlApi {
     return this.request('GET', `/v1/sandboxes/${enc(ref)}`);
   }
 
-  deleteSandbox(ref: string): Promise<Sandbox> {
-    return this.request('DELETE', `/v1/sandboxes/${enc(ref)}`);
+  deleteSandbox(ref: string, options: { ifEmpty?: boolean } = {}): Promise<Sandbox> {
+    return this.request('DELETE', `/v1/sandboxes/${enc(ref)}${options.ifEmpty ? '?ifEmpty=true' : ''}`);
   }
 
   setSandboxPid(ref: string, pid: number): Promise<Sandbox> {

@@ -327,6 +327,66 @@ async function ensureSandbox(
   }
 }
 
+/** One ADD: the container's sandbox, the network, the attachment. */
+async function attach(
+  api: NetctlApi,
+  conf: NetctlCniConfig,
+  args: CmdArgs,
+  wanted: AttachmentRequest,
+): Promise<Result> {
+  // The sandbox first: it checks CNI_NETNS before the network may be made.
+  const { details, created } = await ensureSandbox(api, args);
+  try {
+    const network = await ensureNetwork(api, conf);
+    // SPEC.md "ADD": an interface of the requested name in the container is an error.
+    const clash = details.endpoints.find((e) => e.ifname === args.ifname);
+    if (clash) {
+      throw new CniError(
+        CniCode.CONFLICT,
+        `interface ${args.ifname} already exists in container ${args.containerId}`,
+        `it is the container's attachment to network ${clash.networkName}`,
+      );
+    }
+    const endpoint = await api.connect({
+      network: network.id,
+      sandbox: details.sandbox.id,
+      ifname: args.ifname,
+      ...(wanted.ipv4 ? { ipv4: wanted.ipv4 } : {}),
+      ...(wanted.ipv6 ? { ipv6: wanted.ipv6 } : {}),
+      ...(wanted.mac ? { mac: wanted.mac } : {}),
+      portMappings: wanted.portMappings,
+    });
+    const own = resultOf(network, endpoint, args, {
+      // The controller routes through a sandbox's first endpoint only.
+      defaultRoute: details.endpoints.length === 0,
+      dns: conf.dns,
+    });
+    return mergeResults(prevResultOf(conf), own);
+  } catch (err) {
+    // The runtime sends a DEL after a failed ADD, but do not leave an empty
+    // sandbox to it — and take nothing another ADD of the container attached
+    // to it meanwhile: only an empty one goes.
+    if (created)
+      await dropSandboxIfEmpty(api, details.sandbox.id).catch((undoErr: unknown) =>
+        log.warn(
+          { err: undoErr, sandbox: details.sandbox.name },
+          'could not remove the sandbox of a failed ADD',
+        ),
+      );
+    throw err;
+  }
+}
+
+/** Remove the container's sandbox if nothing is (being) attached to it; gone or in use is fine. */
+async function dropSandboxIfEmpty(api: NetctlApi, sandboxId: string): Promise<void> {
+  try {
+    await api.deleteSandbox(sandboxId, { ifEmpty: true });
+  } catch (err) {
+    const code = codeOf(err);
+    if (code !== 'NETCTL_SANDBOX_IN_USE' && code !== 'NETCTL_SANDBOX_NOT_FOUND') throw err;
+  }
+}
+
 const DEFAULT_ROUTE: Record<4 | 6, string> = { 4: '0.0.0.0/0', 6: '::/0' };
 
 /** The attachment as a 1.1.0 result: bridge, host veth, container interface; its addresses, routes, DNS. */
@@ -375,45 +435,13 @@ export function netctlCniHandlers(backend: { api(): Promise<NetctlApi> }): Handl
       const conf = parseConfig(args);
       const wanted = attachmentRequestOf(conf, args);
       const api = await backend.api();
-      // The sandbox first: it checks CNI_NETNS before the network may be made.
-      const { details, created } = await ensureSandbox(api, args);
-      try {
-        const network = await ensureNetwork(api, conf);
-        // SPEC.md "ADD": an interface of the requested name in the container is an error.
-        const clash = details.endpoints.find((e) => e.ifname === args.ifname);
-        if (clash) {
-          throw new CniError(
-            CniCode.CONFLICT,
-            `interface ${args.ifname} already exists in container ${args.containerId}`,
-            `it is the container's attachment to network ${clash.networkName}`,
-          );
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await attach(api, conf, args, wanted);
+        } catch (err) {
+          // The container's sandbox went under it (another call's cleanup of it): once more, on a new one.
+          if (codeOf(err) !== 'NETCTL_SANDBOX_NOT_FOUND' || attempt >= 3) throw err;
         }
-        const endpoint = await api.connect({
-          network: network.id,
-          sandbox: details.sandbox.id,
-          ifname: args.ifname,
-          ...(wanted.ipv4 ? { ipv4: wanted.ipv4 } : {}),
-          ...(wanted.ipv6 ? { ipv6: wanted.ipv6 } : {}),
-          ...(wanted.mac ? { mac: wanted.mac } : {}),
-          portMappings: wanted.portMappings,
-        });
-        const own = resultOf(network, endpoint, args, {
-          // The controller routes through a sandbox's first endpoint only.
-          defaultRoute: details.endpoints.length === 0,
-          dns: conf.dns,
-        });
-        return mergeResults(prevResultOf(conf), own);
-      } catch (err) {
-        // The runtime sends a DEL after a failed ADD, but do not leave an empty sandbox to it.
-        if (created) {
-          await api.deleteSandbox(details.sandbox.id).catch((undoErr: unknown) => {
-            log.warn(
-              { err: undoErr, sandbox: details.sandbox.name },
-              'could not remove the sandbox of a failed ADD',
-            );
-          });
-        }
-        throw err;
       }
     },
 
@@ -435,13 +463,7 @@ export function netctlCniHandlers(backend: { api(): Promise<NetctlApi> }): Handl
         }
       }
       const left = found.endpoints.filter((e) => e !== endpoint);
-      if (left.length === 0) {
-        try {
-          await api.deleteSandbox(found.sandbox.id);
-        } catch (err) {
-          if (codeOf(err) !== 'NETCTL_SANDBOX_NOT_FOUND') throw err;
-        }
-      }
+      if (left.length === 0) await dropSandboxIfEmpty(api, found.sandbox.id);
     },
 
     async check(args) {
@@ -544,8 +566,7 @@ export function netctlCniHandlers(backend: { api(): Promise<NetctlApi> }): Handl
         try {
           await api.disconnect(network.id, sandbox.id);
           // Its last attachment gone: the container's sandbox goes too (as DEL does).
-          const left = await api.inspectSandbox(sandbox.id);
-          if (left.endpoints.length === 0) await api.deleteSandbox(sandbox.id);
+          await dropSandboxIfEmpty(api, sandbox.id);
         } catch (err) {
           // SPEC.md "GC": carry on, remove as much as possible, report the errors.
           if (codeOf(err) === 'NETCTL_SANDBOX_NOT_FOUND' || codeOf(err) === 'NETCTL_ENDPOINT_NOT_FOUND')

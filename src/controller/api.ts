@@ -70,7 +70,12 @@ export interface NetctlApi {
   createSandbox(request: CreateSandboxRequest): Promise<Sandbox>;
   listSandboxes(): Promise<Sandbox[]>;
   inspectSandbox(ref: string): Promise<SandboxDetails>;
-  deleteSandbox(ref: string): Promise<Sandbox>;
+  /**
+   * With ifEmpty, only a sandbox with no endpoint attached or being
+   * attached (NETCTL_SANDBOX_IN_USE otherwise): a runtime's cleanup of the
+   * sandbox it made, which must never take another call's endpoint.
+   */
+  deleteSandbox(ref: string, options?: { ifEmpty?: boolean }): Promise<Sandbox>;
   /** Record the process `netctl run` started in the sandbox (stopped with it). */
   setSandboxPid(ref: string, pid: number): Promise<Sandbox>;
 

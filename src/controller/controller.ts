@@ -298,6 +298,11 @@ export class Controller implements NetctlApi {
     this.settleAbandoned();
   }
 
+  /** An intent this process gave up on (settle): reconcile's now. */
+  abandonedHere(intent: Intent): boolean {
+    return this.abandoned.has(intent.id);
+  }
+
   /** An intent whose operation is still running (and not abandoned here). */
   intentIsLive(intent: Intent): boolean {
     return !this.abandoned.has(intent.id) && isLive(intent);
@@ -334,6 +339,13 @@ export class Controller implements NetctlApi {
     const current = await this.state.networkVersioned(network.id);
     if (!current || current.network.deleting) throw new Errors.NetworkNotFound(network.name);
     return this.state.networkGuard(network.id, current.version);
+  }
+
+  /** The same for a sandbox an endpoint joins (deleteSandbox with ifEmpty marks it). */
+  private async sandboxGuard(sandbox: Sandbox): Promise<ClaimOps> {
+    const current = await this.state.sandboxVersioned(sandbox.id);
+    if (!current || current.sandbox.deleting) throw new Errors.SandboxNotFound(sandbox.name);
+    return this.state.sandboxGuard(sandbox.id, current.version);
   }
 
   /** Who holds a claim, for messages: the endpoint's name, or an operation still in flight. */
@@ -503,7 +515,10 @@ export class Controller implements NetctlApi {
       },
       async () => {
         if (made) await driver.deleteNetwork(made);
-        await this.releasePools(owner, pools);
+        // Every pool the IPAM holds for it, one whose reply was lost too.
+        await this.releasePools(
+          new Set([...pools.map((p) => p.poolId).reverse(), ...(await this.poolsOf(owner))]),
+        );
       },
       { landed: async () => found(await this.state.network(id)) },
     );
@@ -524,17 +539,27 @@ export class Controller implements NetctlApi {
   }
 
   /**
-   * Give back the pools an undone network create reserved, with their
-   * gateways and aux addresses: the ones it knows of, and any other the
-   * IPAM holds for owner (a pool whose reply was lost).
+   * Give back pools with every address in them (gateways, aux addresses).
+   * Idempotent: a pool already gone (a release whose reply was lost, then
+   * finished by reconcile) is done.
    */
-  private async releasePools(owner: string, known: { poolId: string }[]): Promise<void> {
-    const held = (await this.ipam.listPools()).filter((p) => p.owner === owner).map((p) => p.poolId);
-    for (const poolId of new Set([...known.map((p) => p.poolId).reverse(), ...held])) {
-      for (const r of await this.ipam.listReservations(poolId))
-        await this.ipam.releaseAddress(poolId, r.address);
+  private async releasePools(poolIds: Iterable<string>): Promise<void> {
+    for (const poolId of poolIds) {
+      let reservations: Reservation[];
+      try {
+        reservations = await this.ipam.listReservations(poolId);
+      } catch (err) {
+        if (specOf(err)?.code === 'NETCTL_POOL_NOT_FOUND') continue;
+        throw err;
+      }
+      for (const r of reservations) await this.ipam.releaseAddress(poolId, r.address);
       await this.ipam.releasePool(poolId);
     }
+  }
+
+  /** The pools the IPAM holds for owner: an undone create's, one whose reply was lost included. */
+  private async poolsOf(owner: string): Promise<string[]> {
+    return (await this.ipam.listPools()).filter((p) => p.owner === owner).map((p) => p.poolId);
   }
 
   /** The netctl network that Docker network dockerId is: one Docker made (same id) or one it adopted. */
@@ -634,11 +659,7 @@ export class Controller implements NetctlApi {
     await this.driver(network.driver).deleteNetwork(network);
     crashPoint('deleteNetwork.driver');
     // Pools held by whoever made the network (Docker) are theirs to release.
-    for (const poolId of network.ipam.external ? [] : network.ipam.poolIds) {
-      for (const r of await this.ipam.listReservations(poolId))
-        await this.ipam.releaseAddress(poolId, r.address);
-      await this.ipam.releasePool(poolId);
-    }
+    await this.releasePools(network.ipam.external ? [] : network.ipam.poolIds);
     await this.state.deleteNetwork(network);
   }
 
@@ -758,8 +779,38 @@ export class Controller implements NetctlApi {
     return { key: target.key, of: target.netnsOf ?? target.id };
   }
 
-  async deleteSandbox(ref: string): Promise<Sandbox> {
+  /**
+   * Remove a sandbox with its endpoints. With ifEmpty, only one with no
+   * endpoint (made or being made): NETCTL_SANDBOX_IN_USE otherwise — the
+   * sandbox is marked first, and a connect's claim compares the version it
+   * read, so none joins between the look and the removal (a runtime's
+   * cleanup of the sandbox it made never takes another call's endpoint).
+   */
+  async deleteSandbox(ref: string, options: { ifEmpty?: boolean } = {}): Promise<Sandbox> {
     const sandbox = await this.findSandbox(ref);
+    if (options.ifEmpty) {
+      await this.withIntent(
+        'deleteSandboxIfEmpty',
+        'delete',
+        [sandboxOwner(sandbox.id)],
+        async (end) => {
+          await this.refuseIfAttached(sandbox);
+          end.started = true;
+          await this.removeSandbox(sandbox);
+        },
+        async () => undefined,
+        {
+          take: async () => {
+            const current = await this.state.sandboxVersioned(sandbox.id);
+            if (!current) throw new Errors.SandboxNotFound(ref);
+            return this.state.markDeleting(current.sandbox, current.version, true);
+          },
+          release: () => this.unmarkSandbox(sandbox.id),
+          landed: async () => ((await this.state.sandbox(sandbox.id)) ? undefined : { result: undefined }),
+        },
+      );
+      return sandbox;
+    }
     // Likewise its removal, once its endpoints (each under its own intent)
     // are gone: a crash in between leaves a record the runtime's retried
     // DEL, or gc once the netns is gone, removes.
@@ -777,6 +828,21 @@ export class Controller implements NetctlApi {
         { landed: async () => ((await this.state.sandbox(sandbox.id)) ? undefined : { result: undefined }) },
       );
     return sandbox;
+  }
+
+  /** NETCTL_SANDBOX_IN_USE when endpoints are attached to the sandbox (made, or being made). */
+  async refuseIfAttached(sandbox: Sandbox): Promise<void> {
+    const owners = await this.state.attachments(sandbox.id);
+    if (owners.length)
+      throw new Errors.SandboxInUse(sandbox.name, owners.map((o) => o.slice(0, 15)).join(', '));
+  }
+
+  /** The writes that clear a sandbox's deleting mark (none when it is gone). */
+  async unmarkSandbox(sandboxId: string): Promise<ClaimOps> {
+    const current = await this.state.sandboxVersioned(sandboxId);
+    return current?.sandbox.deleting
+      ? this.state.markDeleting(current.sandbox, current.version, false)
+      : NO_CLAIMS;
   }
 
   /** Idempotent teardown of a sandbox, its endpoints and its process. */
@@ -887,7 +953,12 @@ export class Controller implements NetctlApi {
             this.holderName(o),
           );
           ports = taken.mappings;
-          return mergeOps(guard, takeAttachment(id, attachment()), taken.claim);
+          return mergeOps(
+            guard,
+            await this.sandboxGuard(sandbox),
+            takeAttachment(id, attachment()),
+            taken.claim,
+          );
         },
         conflict: (err) => {
           if (!req.ifname && err.key === claimKeys.ifname(sandbox.id, ifname)) {
@@ -1045,7 +1116,11 @@ export class Controller implements NetctlApi {
         ? {}
         : {
             take: async () =>
-              mergeOps(await this.networkGuard(network), takeAttachment(endpoint.id, attachment, 'join')),
+              mergeOps(
+                await this.networkGuard(network),
+                await this.sandboxGuard(sandbox),
+                takeAttachment(endpoint.id, attachment, 'join'),
+              ),
             conflict: (err) =>
               claimConflict(err, { sandbox: sandbox.name, network: network.name, ifname: attachment.ifname }),
             release: async () => dropAttachment(endpoint.id, attachment, 'join'),

@@ -236,7 +236,7 @@ async function plan(controller: Controller, snap: Snapshot): Promise<Step[]> {
       steps.push({
         action: { kind: 'intent', name: intent.op, owner: owners, action: 'finish', reason: died },
         run: async () => {
-          for (const owner of intent.owners) await finishDelete(controller, owner);
+          for (const owner of intent.owners) await finishDelete(controller, owner, intent.op);
           await state.deleteIntent(intent.id);
         },
       });
@@ -352,7 +352,7 @@ async function releaseHeld(controller: Controller, poolId: string, address: stri
 }
 
 /** Finish deleting whatever record owner names, if it still exists. */
-async function finishDelete(controller: Controller, owner: string): Promise<void> {
+async function finishDelete(controller: Controller, owner: string, op: string): Promise<void> {
   const [kind, id = ''] = owner.split(':');
   if (kind === 'ep') {
     const endpoint = await controller.state.endpoint(id);
@@ -368,6 +368,12 @@ async function finishDelete(controller: Controller, owner: string): Promise<void
     await controller.removeNetwork(network);
   } else if (kind === 'sb') {
     const sandbox = await controller.state.sandbox(id);
-    if (sandbox) await controller.removeSandbox(sandbox);
+    if (!sandbox) return;
+    // A delete-if-empty that died before it looked: undone if something is attached.
+    if (op === 'deleteSandboxIfEmpty' && (await controller.state.attachments(id)).length) {
+      await controller.state.applyClaims(await controller.unmarkSandbox(id));
+      return;
+    }
+    await controller.removeSandbox(sandbox);
   }
 }

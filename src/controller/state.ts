@@ -44,6 +44,7 @@ export const claimKeys = {
   member: (networkId: string, endpointId: string) => `${ROOT}/members/${networkId}/${endpointId}`,
   membersOf: (networkId: string) => `${ROOT}/members/${networkId}/`,
   attach: (sandboxId: string, networkId: string) => `${ROOT}/claims/attach/${sandboxId}/${networkId}`,
+  attachOf: (sandboxId: string) => `${ROOT}/claims/attach/${sandboxId}/`,
   ifname: (sandboxId: string, ifname: string) => `${ROOT}/claims/ifname/${sandboxId}/${ifname}`,
   ports: (proto: string, block: number) => `${ROOT}/claims/ports/${proto}/${block}`,
   portsOf: (proto: string) => `${ROOT}/claims/ports/${proto}/`,
@@ -176,14 +177,31 @@ export class State {
     return { compare: [{ key: key.network(id), version }], ops: [] };
   }
 
-  /** Writes that set or clear a network's `deleting` mark, on the version read. */
-  markDeleting(network: Network, version: number, deleting: boolean): ClaimOps {
-    const { deleting: _, ...rest } = network;
+  /** Writes that set or clear a network's or sandbox's `deleting` mark, on the version read. */
+  markDeleting(record: Network | Sandbox, version: number, deleting: boolean): ClaimOps {
+    const recordKey = 'driver' in record ? key.network(record.id) : key.sandbox(record.id);
+    const { deleting: _, ...rest } = record;
     const value = deleting ? { ...rest, deleting: true } : rest;
     return {
-      compare: [{ key: key.network(network.id), version }],
-      ops: [{ type: 'put', key: key.network(network.id), value: value as unknown as JsonValue }],
+      compare: [{ key: recordKey, version }],
+      ops: [{ type: 'put', key: recordKey, value: value as unknown as JsonValue }],
     };
+  }
+
+  /** A sandbox with the version of its record (what claims compare). */
+  async sandboxVersioned(id: string): Promise<{ sandbox: Sandbox; version: number } | undefined> {
+    const entry = await this.kv.get(key.sandbox(id));
+    return entry ? { sandbox: entry.value as unknown as Sandbox, version: entry.version } : undefined;
+  }
+
+  /** Compare: the sandbox's record is still at version (no delete has marked it since). */
+  sandboxGuard(id: string, version: number): ClaimOps {
+    return { compare: [{ key: key.sandbox(id), version }], ops: [] };
+  }
+
+  /** Owners of a sandbox's attachments, made or in flight (its attach claims). */
+  async attachments(sandboxId: string): Promise<string[]> {
+    return (await this.kv.list(claimKeys.attachOf(sandboxId))).map((e) => e.value as string);
   }
 
   /** Ids of the endpoints on a network, made or in flight (their member claims). */

@@ -121,4 +121,6 @@ export interface Sandbox {
   pidStart?: number;
   labels: Record<string, string>;
   created: string;
+  /** Set by a delete-if-empty before it looks for attachments (as Network.deleting). */
+  deleting?: boolean;
 }

@@ -14,6 +14,7 @@ import { DEFAULT_BODY_LIMIT, netctlErrorHandler } from './errors.js';
 import {
   checkQuerySchema,
   connectBodySchema,
+  deleteSandboxQuerySchema,
   disconnectBodySchema,
   gcBodySchema,
   refParamsSchema,
@@ -65,8 +66,10 @@ export const netctlApiPlugin: FastifyPluginAsyncZod<NetctlApiPluginOptions> = as
   app.get('/sandboxes/:ref', { schema: { params: refParamsSchema } }, (request) =>
     api.inspectSandbox(request.params.ref),
   );
-  app.delete('/sandboxes/:ref', { schema: { params: refParamsSchema } }, (request) =>
-    api.deleteSandbox(request.params.ref),
+  app.delete(
+    '/sandboxes/:ref',
+    { schema: { params: refParamsSchema, querystring: deleteSandboxQuerySchema } },
+    (request) => api.deleteSandbox(request.params.ref, { ifEmpty: request.query.ifEmpty === 'true' }),
   );
   app.put(
     '/sandboxes/:ref/pid',

@@ -33,6 +33,11 @@ export const gcBodySchema = z
 /** GET /v1/networks/:ref/check?sandbox=REF. */
 export const checkQuerySchema = z.strictObject({ sandbox: z.string().min(1).optional() });
 
+/** DELETE /v1/sandboxes/:ref?ifEmpty=true. */
+export const deleteSandboxQuerySchema = z.strictObject({
+  ifEmpty: z.enum(['true', 'false']).optional(),
+});
+
 /** POST /v1/repair; no body (or no network) repairs every network. */
 export const repairBodySchema = z
   .strictObject({ network: z.string().min(1).optional() })

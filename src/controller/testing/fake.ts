@@ -264,10 +264,12 @@ export class FakeApi implements NetctlApi {
     });
   }
 
-  /** Like `docker rm`: leaves every network first. */
-  async deleteSandbox(ref: string): Promise<Sandbox> {
-    this.record('deleteSandbox', [ref]);
+  /** Like `docker rm`: leaves every network first (with ifEmpty, only an empty one). */
+  async deleteSandbox(ref: string, options: { ifEmpty?: boolean } = {}): Promise<Sandbox> {
+    this.record('deleteSandbox', options.ifEmpty ? [ref, options] : [ref]);
     const sandbox = this.sandbox(ref);
+    if (options.ifEmpty && sandbox.endpointIds.length)
+      throw new Errors.SandboxInUse(sandbox.name, sandbox.endpointIds.join(', '));
     for (const id of sandbox.endpointIds) this.endpoints.delete(id);
     this.sandboxes.delete(sandbox.id);
     return clone({ ...sandbox, endpointIds: [] });

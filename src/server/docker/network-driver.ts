@@ -440,9 +440,9 @@ async function dropSandboxIfEmpty(c: Controller, sandboxId: string): Promise<voi
   const sandbox = await c.state.sandbox(sandboxId);
   if (!sandbox || sandbox.labels[DOCKER_SANDBOX_LABEL] === undefined || sandbox.endpointIds.length) return;
   try {
-    await c.deleteSandbox(sandbox.id);
+    await c.deleteSandbox(sandbox.id, { ifEmpty: true });
   } catch (err) {
-    if (!isNotFound(err)) throw err;
+    if (!isNotFound(err) && specOf(err)?.code !== 'NETCTL_SANDBOX_IN_USE') throw err;
   }
   log.debug({ sandbox: sandbox.name }, 'docker sandbox removed with its last endpoint');
 }

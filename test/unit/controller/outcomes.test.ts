@@ -175,6 +175,19 @@ describe('a lost reply before the commit', () => {
     expect(again.id).not.toBe(ep.id);
   }, 20_000);
 
+  it('a network rm whose pool release is lost is finished by reconcile (the pool gone already is done)', async () => {
+    await api.createNetwork({ name: 'db', ipam: { config: [{ subnet: '10.2.0.0/24' }] } });
+    memory.loseReplyAfter = (ops) =>
+      ops.some((op) => op.type === 'delete' && op.key.includes('/ipam/pools/'));
+    await expect(api.deleteNetwork('db')).rejects.toMatchObject({ code: 'kv.unavailable' });
+    memory.loseReplyAfter = undefined;
+    await expect
+      .poll(async () => (await api.listNetworks()).map((n) => n.name), { timeout: 15_000, interval: 100 })
+      .toEqual(['web']);
+    expect((await ipam.listPools()).map((p) => p.subnet)).toEqual(['10.1.0.0/24']);
+    expect((await held()).intents).toEqual([]);
+  }, 20_000);
+
   it('a network create whose pool reply is lost gives the pool back', async () => {
     memory.loseReplyAfter = (ops) => ops.some((op) => op.type === 'put' && op.key.includes('/ipam/pools/'));
     await expect(
