@@ -328,10 +328,18 @@ export class Controller implements NetctlApi {
     this.settleTimer.unref();
   }
 
-  /** Stop settling in the background (the process is closing its store). */
-  close(): void {
+  /**
+   * Stop settling in the background: the process is closing its store. A
+   * short-lived one (the CLI without a daemon) settles what it abandoned
+   * once more first, while it still can.
+   */
+  async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.settleTimer);
+    if (!this.abandoned.size) return;
+    await this.gc({ dryRun: false }).catch((err: unknown) =>
+      log.warn({ err }, 'abandoned operations left to the next reconcile'),
+    );
   }
 
   /** A claim's guard on a network: its version now, so a delete that marks it meanwhile fails the claim. */

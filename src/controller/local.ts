@@ -71,7 +71,7 @@ export async function createLocalApi(
   return {
     api,
     async close() {
-      api.close();
+      await api.close();
       bridge.close();
       await kv.close();
     },

@@ -172,9 +172,10 @@ export function postPlugin(
     });
     const head = `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`;
     const sent = options.sendBytes === undefined ? body : body.slice(0, options.sendBytes);
-    // Half-close only once the whole body is out; a partial one waits for the answer.
-    if (sent.length === body.length) socket.end(head + body);
-    else socket.write(head + sent);
+    // No half-close: node's HTTP server drops a request whose client closed
+    // its side before the answer (a slow one, or a partial body); `Connection:
+    // close` ends the exchange once it has answered.
+    socket.write(head + sent);
   });
 }
 
