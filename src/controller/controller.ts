@@ -796,6 +796,21 @@ export class Controller implements NetctlApi {
    */
   async deleteSandbox(ref: string, options: { ifEmpty?: boolean } = {}): Promise<Sandbox> {
     const sandbox = await this.findSandbox(ref);
+    // A runtime's sandbox is its record alone: removed in one commit on the
+    // version read with its attachments, so an endpoint committed meanwhile
+    // (which rewrites the record) makes it look again; one still being made
+    // fails at its own commit and is undone.
+    if (options.ifEmpty && !sandbox.ownsNetns && !sandbox.pid) {
+      await this.gate.shared(() =>
+        retryConflicts('deleteSandbox', async () => {
+          const current = await this.state.sandboxVersioned(sandbox.id);
+          if (!current) return;
+          await this.refuseIfAttached(current.sandbox);
+          await this.state.deleteSandboxAt(current.sandbox, current.version);
+        }),
+      );
+      return sandbox;
+    }
     if (options.ifEmpty) {
       await this.withIntent(
         'deleteSandboxIfEmpty',
@@ -804,7 +819,7 @@ export class Controller implements NetctlApi {
         async (end) => {
           await this.refuseIfAttached(sandbox);
           end.started = true;
-          await this.removeSandbox(sandbox);
+          await this.removeSandbox(sandbox, end);
         },
         async () => undefined,
         {
@@ -830,7 +845,7 @@ export class Controller implements NetctlApi {
         [sandboxOwner(sandbox.id)],
         (end) => {
           end.started = true;
-          return this.removeSandbox(sandbox);
+          return this.removeSandbox(sandbox, end);
         },
         async () => undefined,
         { landed: async () => ((await this.state.sandbox(sandbox.id)) ? undefined : { result: undefined }) },
@@ -853,8 +868,8 @@ export class Controller implements NetctlApi {
       : NO_CLAIMS;
   }
 
-  /** Idempotent teardown of a sandbox, its endpoints and its process. */
-  async removeSandbox(sandbox: Sandbox): Promise<void> {
+  /** Idempotent teardown of a sandbox, its endpoints and its process (its record last, ending end). */
+  async removeSandbox(sandbox: Sandbox, end?: IntentEnd): Promise<void> {
     for (const endpoint of await this.state.sandboxEndpoints(sandbox)) await this.removeEndpoint(endpoint);
     // After a reboot or with a reused path, the pid and the netns at the
     // path are others' now: stop and delete only what is still the sandbox's.
@@ -863,7 +878,7 @@ export class Controller implements NetctlApi {
     if (sandbox.ownsNetns && !isStale(sandbox)) deleteNetns(sandbox.key);
     crashPoint('deleteSandbox.netns');
     removeSandboxEtc(sandbox.id);
-    await this.state.deleteSandbox(sandbox);
+    await this.state.deleteSandbox(sandbox, end);
   }
 
   async inspectSandbox(ref: string): Promise<SandboxDetails> {

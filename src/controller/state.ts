@@ -117,19 +117,26 @@ export class State {
     nameKey: string,
     id: string,
     aliasKeys: string[] = [],
+    end?: IntentEnd,
+    recordVersion?: number,
   ): Promise<void> {
     for (;;) {
       const name = await this.kv.get(nameKey);
       const ours = name?.value === id;
+      const compare: KvCompare[] = ours && name ? [{ key: nameKey, version: name.version }] : [];
+      if (recordVersion !== undefined) compare.push({ key: recordKey, version: recordVersion });
       try {
-        await this.kv.txn(ours && name ? [{ key: nameKey, version: name.version }] : [], [
+        await this.kv.txn(compare, [
           { type: 'delete', key: recordKey },
           ...(ours ? [{ type: 'delete' as const, key: nameKey }] : []),
           ...aliasKeys.map((key): KvOp => ({ type: 'delete', key })),
+          ...endOps(end),
         ]);
+        markEnded(end);
         return;
       } catch (err) {
-        if (!(err instanceof KvConflictError)) throw err;
+        // The record changed since the caller read it: the caller's to decide again.
+        if (!(err instanceof KvConflictError) || err.key === recordKey) throw err;
       }
     }
   }
@@ -469,8 +476,21 @@ export class State {
     }
   }
 
-  async deleteSandbox(sandbox: Sandbox): Promise<void> {
-    await this.deleteNamed(key.sandbox(sandbox.id), key.sandboxName(sandbox.name), sandbox.id);
+  /** Delete a sandbox record and its name; with end, its delete's intent in the same commit. */
+  async deleteSandbox(sandbox: Sandbox, end?: IntentEnd): Promise<void> {
+    await this.deleteNamed(key.sandbox(sandbox.id), key.sandboxName(sandbox.name), sandbox.id, [], end);
+  }
+
+  /** Delete a sandbox record and its name iff the record is still at version (else KvConflictError). */
+  async deleteSandboxAt(sandbox: Sandbox, version: number): Promise<void> {
+    await this.deleteNamed(
+      key.sandbox(sandbox.id),
+      key.sandboxName(sandbox.name),
+      sandbox.id,
+      [],
+      undefined,
+      version,
+    );
   }
 
   // Intents
