@@ -305,9 +305,12 @@ async function ensureSandbox(
   for (let attempt = 0; ; attempt++) {
     const found = await findSandbox(api, args.containerId);
     if (found) {
-      if (found.sandbox.key === args.netns && !staleReason(found.sandbox))
+      if (found.sandbox.key === args.netns && !staleReason(found.sandbox) && !found.sandbox.deleting)
         return { details: found, created: false };
-      await api.deleteSandbox(found.sandbox.id);
+      // A restarted container's leftover, or one a delete marked (and may have died in): it goes.
+      await api.deleteSandbox(found.sandbox.id).catch((err: unknown) => {
+        if (codeOf(err) !== 'NETCTL_SANDBOX_NOT_FOUND') throw err;
+      });
     }
     try {
       const sandbox = await api.createSandbox({

@@ -11,11 +11,12 @@
 import { hasReconciler } from '../core/driver.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
-import { addrList, LinkNotFoundError, linkByName, Netlink, parsePrefix, routeList } from '../kernel/index.js';
+import { addrList, LinkNotFoundError, linkByName, Netlink, routeList } from '../kernel/index.js';
 import { networkOwner } from '../owners.js';
 import { staleReason } from '../sandbox/identity.js';
 import type { CheckReport, GcAction } from './api.js';
 import type { Controller } from './controller.js';
+import { defaultRouteOwner } from './default-route.js';
 
 export async function checkNetwork(
   controller: Controller,
@@ -36,7 +37,7 @@ export async function checkNetwork(
     network: network.name,
     problems: await networkProblems(controller, network, [endpoint]),
     sandbox: sandbox.name,
-    sandboxProblems: await sandboxProblems(network, sandbox, endpoint),
+    sandboxProblems: await sandboxProblems(controller, sandbox, endpoint),
   };
 }
 
@@ -47,12 +48,23 @@ async function networkProblems(controller: Controller, network: Network, endpoin
 }
 
 /** The endpoint's interface inside the sandbox, with its addresses and (if it gave one) the default route. */
-async function sandboxProblems(network: Network, sandbox: Sandbox, endpoint: Endpoint): Promise<string[]> {
+async function sandboxProblems(
+  controller: Controller,
+  sandbox: Sandbox,
+  endpoint: Endpoint,
+): Promise<string[]> {
   const stale = staleReason(sandbox);
   if (stale) return [`the sandbox's namespace: ${stale}`];
   const ifname = endpoint.ifname;
   // Endpoints recorded before the interface name was, and drivers that plug nothing in.
   if (!ifname || !endpoint.driverData.hostIfname) return [];
+  // Its endpoints in the order they joined, and their networks: who owns the default route.
+  const others = (await controller.state.sandboxEndpoints(sandbox)).filter((e) => e.ifname);
+  const networks = new Map<string, Network>();
+  for (const e of others) {
+    const n = await controller.state.network(e.networkId);
+    if (n) networks.set(n.id, n);
+  }
   const h = Netlink.open(sandbox.key);
   try {
     let link: Awaited<ReturnType<typeof linkByName>>;
@@ -68,15 +80,14 @@ async function sandboxProblems(network: Network, sandbox: Sandbox, endpoint: End
     for (const cidr of [endpoint.ipv4, endpoint.ipv6]) {
       if (cidr && !present.has(cidr)) problems.push(`address ${cidr} on ${ifname}`);
     }
-    // The controller gives the default route through the sandbox's first
-    // endpoint only (as Docker does), and none through an internal network.
-    if (!network.internal && sandbox.endpointIds[0] === endpoint.id) {
-      for (const pool of network.ipam.config) {
-        const family = parsePrefix(pool.subnet).family;
-        const routes = await routeList(h, { family, link });
-        if (!routes.some((r) => r.dst === 'default' && r.gateway === pool.gateway))
-          problems.push(`default route via ${pool.gateway} on ${ifname}`);
-      }
+    // The default route of each family goes through the sandbox's first
+    // endpoint that can give one (default-route.ts), as in Docker.
+    for (const family of [4, 6] as const) {
+      const owner = defaultRouteOwner(others, networks, family);
+      if (owner?.endpoint.id !== endpoint.id) continue;
+      const routes = await routeList(h, { family, link });
+      if (!routes.some((r) => r.dst === 'default' && r.gateway === owner.gateway))
+        problems.push(`default route via ${owner.gateway} on ${ifname}`);
     }
     return problems;
   } finally {

@@ -39,7 +39,9 @@ import { Errors, specOf } from '../errors.js';
 import {
   createNetns,
   deleteNetns,
+  type Family,
   hasErrorCode,
+  isUnusableNetns,
   linkSetUp,
   macFromIpv4,
   matchCidr,
@@ -48,6 +50,7 @@ import {
   parsePrefix,
   pinCurrentNetns,
   randomMac,
+  routeReplace,
 } from '../kernel/index.js';
 import { isOutcomeUnknown, KvConflictError, KvError } from '../kv/index.js';
 import { log } from '../log.js';
@@ -56,7 +59,7 @@ import { packageVersion } from '../paths.js';
 import { type HostEntry, removeSandboxEtc, writeSandboxEtc, writeSandboxHosts } from '../sandbox/etc.js';
 import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
 import { configureInterface } from '../sandbox/iface.js';
-import { claimNetns } from '../sandbox/owner.js';
+import { claimNetns, listSandboxRunDirs } from '../sandbox/owner.js';
 import type {
   CheckReport,
   GcAction,
@@ -78,6 +81,7 @@ import {
   takeAttachment,
   takePorts,
 } from './claims.js';
+import { defaultRouteOwner } from './default-route.js';
 import { Gate } from './gate.js';
 import { crashPoint, type Intent, isLive, newIntent } from './intents.js';
 import { collectGarbage } from './reconcile.js';
@@ -734,9 +738,11 @@ export class Controller implements NetctlApi {
         try {
           createNetns(sandboxNetnsName(req.name));
         } catch (err) {
-          // A netns of that name that no sandbox of ours made: not ours to take.
-          if (hasErrorCode(err, 'EEXIST')) throw new Errors.NotOwned(`netns ${key}`);
-          throw err;
+          if (!hasErrorCode(err, 'EEXIST')) throw err;
+          // Another sandbox of that name being made (its run dir claims the
+          // netns), or a netns that no sandbox of ours made: not ours to take.
+          const claimed = listSandboxRunDirs().some((d) => d.id !== id && d.netns === key);
+          throw claimed ? new Errors.SandboxExists(req.name) : new Errors.NotOwned(`netns ${key}`);
         }
         madeNetns = true;
         const h = Netlink.open(key);
@@ -796,11 +802,12 @@ export class Controller implements NetctlApi {
    */
   async deleteSandbox(ref: string, options: { ifEmpty?: boolean } = {}): Promise<Sandbox> {
     const sandbox = await this.findSandbox(ref);
-    // A runtime's sandbox is its record alone: removed in one commit on the
-    // version read with its attachments, so an endpoint committed meanwhile
-    // (which rewrites the record) makes it look again; one still being made
-    // fails at its own commit and is undone.
-    if (options.ifEmpty && !sandbox.ownsNetns && !sandbox.pid) {
+    const recordAlone = !sandbox.ownsNetns && !sandbox.pid;
+    // A runtime's sandbox, if empty, is its record alone: removed in one
+    // commit on the version read with its attachments, so an endpoint
+    // committed meanwhile (which rewrites the record) makes it look again;
+    // one still being made fails at its own commit and is undone.
+    if (options.ifEmpty && recordAlone) {
       await this.gate.shared(() =>
         retryConflicts('deleteSandbox', async () => {
           const current = await this.state.sandboxVersioned(sandbox.id);
@@ -811,45 +818,39 @@ export class Controller implements NetctlApi {
       );
       return sandbox;
     }
-    if (options.ifEmpty) {
-      await this.withIntent(
-        'deleteSandboxIfEmpty',
-        'delete',
-        [sandboxOwner(sandbox.id)],
-        async (end) => {
-          await this.refuseIfAttached(sandbox);
-          end.started = true;
-          await this.removeSandbox(sandbox, end);
-        },
-        async () => undefined,
-        {
-          take: async () => {
-            const current = await this.state.sandboxVersioned(sandbox.id);
-            if (!current) throw new Errors.SandboxNotFound(ref);
-            return this.state.markDeleting(current.sandbox, current.version, true);
-          },
-          release: () => this.unmarkSandbox(sandbox.id),
-          landed: async () => ((await this.state.sandbox(sandbox.id)) ? undefined : { result: undefined }),
-        },
-      );
+    // Otherwise marked first (claims.ts): no connect joins it from then on,
+    // and one in flight is refused at its commit, so no endpoint outlives it.
+    const mark = async (): Promise<ClaimOps> => {
+      const current = await this.state.sandboxVersioned(sandbox.id);
+      if (!current) throw new Errors.SandboxNotFound(ref);
+      return this.state.markDeleting(current.sandbox, current.version, true);
+    };
+    // A runtime's sandbox with endpoints: marked alone (no intent: nothing of
+    // its own in the kernel); a crash after the mark leaves a record the
+    // runtime's retried DEL, or gc once the netns is gone, removes.
+    if (recordAlone) {
+      await this.gate.shared(async () => {
+        await retryConflicts('deleteSandbox', async () => this.state.applyClaims(await mark()));
+        await this.removeSandbox(sandbox);
+      });
       return sandbox;
     }
-    // Likewise its removal, once its endpoints (each under its own intent)
-    // are gone: a crash in between leaves a record the runtime's retried
-    // DEL, or gc once the netns is gone, removes.
-    if (!sandbox.ownsNetns && !sandbox.pid) await this.gate.shared(() => this.removeSandbox(sandbox));
-    else
-      await this.withIntent(
-        'deleteSandbox',
-        'delete',
-        [sandboxOwner(sandbox.id)],
-        (end) => {
-          end.started = true;
-          return this.removeSandbox(sandbox, end);
-        },
-        async () => undefined,
-        { landed: async () => ((await this.state.sandbox(sandbox.id)) ? undefined : { result: undefined }) },
-      );
+    await this.withIntent(
+      options.ifEmpty ? 'deleteSandboxIfEmpty' : 'deleteSandbox',
+      'delete',
+      [sandboxOwner(sandbox.id)],
+      async (end) => {
+        if (options.ifEmpty) await this.refuseIfAttached(sandbox);
+        end.started = true;
+        await this.removeSandbox(sandbox, end);
+      },
+      async () => undefined,
+      {
+        take: mark,
+        release: () => this.unmarkSandbox(sandbox.id),
+        landed: async () => ((await this.state.sandbox(sandbox.id)) ? undefined : { result: undefined }),
+      },
+    );
     return sandbox;
   }
 
@@ -870,7 +871,9 @@ export class Controller implements NetctlApi {
 
   /** Idempotent teardown of a sandbox, its endpoints and its process (its record last, ending end). */
   async removeSandbox(sandbox: Sandbox, end?: IntentEnd): Promise<void> {
-    for (const endpoint of await this.state.sandboxEndpoints(sandbox)) await this.removeEndpoint(endpoint);
+    // Its endpoints as the record has them now (after a delete's mark: no more come).
+    const current = (await this.state.sandbox(sandbox.id)) ?? sandbox;
+    for (const endpoint of await this.state.sandboxEndpoints(current)) await this.removeEndpoint(endpoint);
     // After a reboot or with a reused path, the pid and the netns at the
     // path are others' now: stop and delete only what is still the sandbox's.
     if (sandbox.pid && sandbox.bootId === bootId() && processStart(sandbox.pid) === sandbox.pidStart)
@@ -920,6 +923,7 @@ export class Controller implements NetctlApi {
     // Only the sandbox's own endpoints: listing every endpoint here would make
     // each join cost more than the one before it.
     const sandboxEndpoints = await this.state.sandboxEndpoints(sandbox);
+    const routed = await this.routedFamilies(sandboxEndpoints);
     const id = newId();
     const owner = endpointOwner(id);
     // The next free ethN (a concurrent connect may take it first: claims).
@@ -954,7 +958,7 @@ export class Controller implements NetctlApi {
           driverData: {},
           created: new Date().toISOString(),
         });
-        await this.plug(network, driver, endpoint, sandbox, ifname, 'in-place', sandboxEndpoints.length > 0);
+        await this.plug(network, driver, endpoint, sandbox, ifname, 'in-place', routed);
         crashPoint('connect.join');
         if (ports.length && hasExternalConnectivity(driver)) {
           await driver.programExternalConnectivity(network, endpoint, ports);
@@ -962,6 +966,8 @@ export class Controller implements NetctlApi {
         crashPoint('connect.record');
         await this.state.addEndpoint(endpoint, end);
         await this.refreshHosts(network.id);
+        // Another connect of the sandbox may have been recorded first meanwhile: its route then.
+        if (sandboxEndpoints.length === 0) await this.settleDefaultRoute(sandbox.id, endpoint.id);
         return endpoint;
       },
       async () => {
@@ -1127,7 +1133,7 @@ export class Controller implements NetctlApi {
           sandbox,
           ifname,
           req.placement,
-          others.length > 0,
+          await this.routedFamilies(others),
         );
         joinInfo = join;
         await this.state.addEndpoint(joined);
@@ -1180,29 +1186,40 @@ export class Controller implements NetctlApi {
       'create',
       [endpointOwner(endpoint.id)],
       async () => {
-        const claimed = await retryConflicts('publish', async () => {
-          const current = await this.findEndpoint(endpointId);
+        // The record as it was when the ports were claimed: its own ports are the ones replaced.
+        const { claimed, replaced } = await retryConflicts('publish', async () => {
+          const current = await this.state.endpointVersioned(endpointId);
+          if (!current) throw new Errors.EndpointNotFound(endpointId);
           const taken = await takePorts(
             this.state.kv,
-            current.id,
+            endpointId,
             portWishes(requests),
-            current.portMappings,
+            current.endpoint.portMappings,
             (o) => this.holderName(o),
           );
-          const next = { ...current, portMappings: taken.mappings };
+          const next = { ...current.endpoint, portMappings: taken.mappings };
           // The claim comes first and the rules after: a lost reply is read back, not guessed.
           await confirmWrite(
-            () => this.state.putEndpoint(next, taken.claim),
-            async () =>
-              JSON.stringify((await this.state.endpoint(next.id))?.portMappings) ===
-              JSON.stringify(next.portMappings),
+            () =>
+              this.state.putEndpoint(
+                next,
+                mergeOps(this.state.endpointGuard(endpointId, current.version), taken.claim),
+              ),
+            async () => samePorts((await this.state.endpoint(next.id))?.portMappings, next.portMappings),
           );
-          return next;
+          return { claimed: next, replaced: current.endpoint };
         });
         published = claimed;
-        if (endpoint.portMappings.length) await driver.revokeExternalConnectivity(network, endpoint);
+        if (replaced.portMappings.length) await driver.revokeExternalConnectivity(network, replaced);
         await driver.programExternalConnectivity(network, claimed, claimed.portMappings);
-        return claimed;
+        // Another publish, a disconnect or a removal may have followed the
+        // claim: what the record no longer holds goes again (its rules are
+        // made by whoever replaced it, or by nobody once it is gone).
+        const now = await this.state.endpoint(endpointId);
+        const stale = claimed.portMappings.filter((m) => !now?.portMappings.some((n) => samePorts([n], [m])));
+        if (stale.length)
+          await driver.revokeExternalConnectivity(network, { ...claimed, portMappings: stale });
+        return now ?? claimed;
       },
       async () => {
         if (!published) return;
@@ -1353,14 +1370,69 @@ export class Controller implements NetctlApi {
     sandbox: Sandbox,
     ifname: string,
     placement: 'in-place' | 'host-side',
-    hasGateway: boolean,
+    routed: ReadonlySet<Family>,
   ): Promise<JoinInfo> {
     const join = new JoinInfo();
-    await driver.join(network, endpoint, { ...sandboxInfo(sandbox), ifname, placement }, join);
-    if (placement === 'in-place' && join.plugged) {
-      await this.configureSandbox(sandbox.key, ifname, endpoint, join, hasGateway);
+    try {
+      await driver.join(network, endpoint, { ...sandboxInfo(sandbox), ifname, placement }, join);
+      if (placement === 'in-place' && join.plugged) {
+        await this.configureSandbox(sandbox.key, ifname, endpoint, join, routed);
+      }
+    } catch (err) {
+      // Its namespace went meanwhile (the sandbox is being removed): the sandbox is gone.
+      if (isUnusableNetns(err)) throw new Errors.SandboxNotFound(sandbox.name);
+      throw err;
     }
     return join;
+  }
+
+  /** The families a sandbox's endpoints give it a default route in already. */
+  private async routedFamilies(endpoints: readonly Endpoint[]): Promise<Set<Family>> {
+    const routed = new Set<Family>();
+    if (!endpoints.length) return routed;
+    const networks = await this.networksOf(endpoints);
+    for (const family of [4, 6] as const)
+      if (defaultRouteOwner(endpoints, networks, family)) routed.add(family);
+    return routed;
+  }
+
+  private async networksOf(endpoints: readonly Endpoint[]): Promise<Map<string, Network>> {
+    const ids = [...new Set(endpoints.map((e) => e.networkId))];
+    const found = await Promise.all(ids.map((id) => this.state.network(id)));
+    return new Map(found.filter((n): n is Network => n !== undefined).map((n) => [n.id, n]));
+  }
+
+  /**
+   * Point a sandbox's default routes through the endpoints that own them
+   * (default-route.ts), after a change of its endpoints: the next one when
+   * the owner left, the first recorded when two joined at once. With
+   * `skipIfOwner`, nothing when that endpoint is the owner (it set the
+   * route as it joined). After a commit: a failure is logged, not thrown.
+   */
+  private async settleDefaultRoute(sandboxId: string, skipIfOwner?: string): Promise<void> {
+    try {
+      const sandbox = await this.state.sandbox(sandboxId);
+      if (!sandbox || sandbox.deleting || sandbox.netnsOf || isStale(sandbox)) return;
+      // Only interfaces netctl made in place (Docker routes the ones it moves itself).
+      const endpoints = (await this.state.sandboxEndpoints(sandbox)).filter((e) => e.ifname);
+      if (!endpoints.length) return;
+      const networks = await this.networksOf(endpoints);
+      const owners = ([4, 6] as const).flatMap((family) => {
+        const owner = defaultRouteOwner(endpoints, networks, family);
+        return owner ? [{ family, ...owner }] : [];
+      });
+      if (skipIfOwner && owners.every((o) => o.endpoint.id === skipIfOwner)) return;
+      const h = Netlink.open(sandbox.key);
+      try {
+        for (const o of owners) {
+          await routeReplace(h, { dst: 'default', gateway: o.gateway, link: o.endpoint.ifname as string });
+        }
+      } finally {
+        h.close();
+      }
+    } catch (err) {
+      log.warn({ err, sandbox: sandboxId }, "could not settle the sandbox's default route");
+    }
   }
 
   /** Kernel side of an endpoint: ports, link, driver state. Idempotent. */
@@ -1382,24 +1454,38 @@ export class Controller implements NetctlApi {
       [endpointOwner(endpoint.id)],
       async (end) => {
         end.started = true;
-        const network = await this.state.network(endpoint.networkId);
-        if (network) {
-          await this.unplug(network, endpoint);
-          crashPoint('disconnect.unplug');
-          await this.releaseEndpointAddresses(network, endpoint);
+        // The record as it is now, on every try: ports a publish claimed since
+        // the caller read it (their rules, their claims) go with it too.
+        for (let attempt = 1; ; attempt++) {
+          const current = await this.state.endpointVersioned(endpoint.id);
+          if (!current) return; // gone already: done
+          const seen = current.endpoint;
+          const network = await this.state.network(seen.networkId);
+          if (network) {
+            await this.unplug(network, seen);
+            crashPoint('disconnect.unplug');
+            await this.releaseEndpointAddresses(network, seen);
+          }
+          crashPoint('disconnect.release');
+          try {
+            await this.state.deleteEndpoint(
+              seen,
+              end,
+              mergeOps(
+                this.state.endpointGuard(seen.id, current.version),
+                dropAttachment(seen.id, attachmentOf(seen)),
+                await dropPorts(this.state.kv, seen),
+              ),
+            );
+          } catch (err) {
+            if (!(err instanceof KvConflictError) || attempt >= CLAIM_ATTEMPTS) throw err;
+            continue;
+          }
+          if (network) await this.refreshHosts(network.id, seen.sandboxId);
+          // The route it gave goes with it: the next endpoint's, if there is one.
+          if (seen.sandboxId) await this.settleDefaultRoute(seen.sandboxId);
+          return;
         }
-        crashPoint('disconnect.release');
-        await retryConflicts('disconnect', async () =>
-          this.state.deleteEndpoint(
-            endpoint,
-            end,
-            mergeOps(
-              dropAttachment(endpoint.id, attachmentOf(endpoint)),
-              await dropPorts(this.state.kv, endpoint),
-            ),
-          ),
-        );
-        if (network) await this.refreshHosts(network.id, endpoint.sandboxId);
       },
       async () => undefined,
       {
@@ -1434,19 +1520,19 @@ export class Controller implements NetctlApi {
     ifname: string,
     endpoint: Endpoint,
     join: JoinInfo,
-    hasGateway: boolean,
+    routed: ReadonlySet<Family>,
   ): Promise<void> {
     const h = Netlink.open(key);
     try {
-      // The first network with a gateway gives the sandbox its default route, as in Docker.
+      // The first network with a gateway gives the sandbox its default route, as in Docker (default-route.ts).
       await configureInterface(h, {
         ifname,
         ...(endpoint.ipv4 ? { ipv4: endpoint.ipv4 } : {}),
         ...(endpoint.ipv6 ? { ipv6: endpoint.ipv6 } : {}),
         // A MAC that follows the address needs no announcing (macFromIpv4).
         announce: !endpoint.ipv4 || endpoint.mac !== macFromIpv4(endpoint.ipv4),
-        ...(join.gateway4 && !hasGateway ? { gateway4: join.gateway4 } : {}),
-        ...(join.gateway6 && !hasGateway ? { gateway6: join.gateway6 } : {}),
+        ...(join.gateway4 && !routed.has(4) ? { gateway4: join.gateway4 } : {}),
+        ...(join.gateway6 && !routed.has(6) ? { gateway6: join.gateway6 } : {}),
         routes: join.staticRoutes,
       });
     } finally {
@@ -1630,6 +1716,11 @@ async function confirmWrite(write: () => Promise<unknown>, landed: () => Promise
   } catch (err) {
     if (!isOutcomeUnknown(err) || !(await landed())) throw err;
   }
+}
+
+/** Two lists of port mappings are the same (order included). */
+function samePorts(a: PortMapping[] | undefined, b: PortMapping[]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** A record read back after a lost reply, as a landed operation's result. */

@@ -25,7 +25,7 @@
  * plans, acts and reports.
  */
 import { join } from 'node:path';
-import { hasReconciler } from '../core/driver.js';
+import { hasExternalConnectivity, hasReconciler } from '../core/driver.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { deleteNetns, UNCLAIMED } from '../kernel/index.js';
 import { log } from '../log.js';
@@ -322,7 +322,10 @@ async function plan(controller: Controller, snap: Snapshot): Promise<Step[]> {
         action: 'restore',
         reason: `missing: ${missing.join(', ')}`,
       },
-      run: () => restore(network, onNetwork),
+      run: async () => {
+        await restore(network, onNetwork);
+        await revokeSinceRemoved(controller, network, onNetwork);
+      },
     });
   }
 
@@ -341,6 +344,30 @@ async function plan(controller: Controller, snap: Snapshot): Promise<Step[]> {
     });
   }
   return steps;
+}
+
+/**
+ * The plan read the records after the kernel (see the file comment), so an
+ * endpoint another process removes, or republishes, while gc restores its
+ * network may have had its port rules put back after its own removal took
+ * them: read again, and take back the rules of ports its record no longer
+ * has, or that a delete in flight is taking.
+ */
+async function revokeSinceRemoved(controller: Controller, network: Network, endpoints: Endpoint[]) {
+  const driver = controller.drivers.get(network.driver);
+  if (!driver || !hasExternalConnectivity(driver)) return;
+  const removing = new Set(
+    (await controller.state.intents())
+      .filter((i) => i.kind === 'delete' && controller.intentIsLive(i))
+      .flatMap((i) => i.owners),
+  );
+  for (const endpoint of endpoints) {
+    if (!endpoint.portMappings.length) continue;
+    const now = removing.has(`ep:${endpoint.id}`) ? undefined : await controller.state.endpoint(endpoint.id);
+    const kept = JSON.stringify(now?.portMappings ?? []);
+    const stale = endpoint.portMappings.filter((m) => !kept.includes(JSON.stringify(m)));
+    if (stale.length) await driver.revokeExternalConnectivity(network, { ...endpoint, portMappings: stale });
+  }
 }
 
 /** Release an address only while `owner` still holds it (it may have been freed and given out again). */

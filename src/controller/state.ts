@@ -332,7 +332,8 @@ export class State {
       return;
     }
     await this.withSandbox(sandboxId, extra.compare, (sandbox) => {
-      if (!sandbox) throw new Errors.SandboxNotFound(sandboxId);
+      // Gone, or being removed (its delete marked it): this endpoint must not outlive it.
+      if (!sandbox || sandbox.deleting) throw new Errors.SandboxNotFound(sandboxId);
       const ops: KvOp[] = [...record];
       if (sandbox.ownsNetns)
         ops.push({ type: 'put', key: key.hostsFile(endpoint.networkId, sandboxId), value: endpoint.id });
@@ -343,6 +344,17 @@ export class State {
       return { sandbox: { ...sandbox, endpointIds }, ops };
     });
     markEnded(end);
+  }
+
+  /** An endpoint with the version of its record. */
+  async endpointVersioned(id: string): Promise<{ endpoint: Endpoint; version: number } | undefined> {
+    const entry = await this.kv.get(key.endpoint(id));
+    return entry ? { endpoint: entry.value as unknown as Endpoint, version: entry.version } : undefined;
+  }
+
+  /** Compare: the endpoint's record is still at version (what its writer read). */
+  endpointGuard(id: string, version: number): ClaimOps {
+    return { compare: [{ key: key.endpoint(id), version }], ops: [] };
   }
 
   /** Rewrite an endpoint's record (its sandbox unchanged), with claim writes in the same transaction. */

@@ -371,6 +371,13 @@ async function dockerSandbox(c: Controller, key: string): Promise<Sandbox> {
     return id ? c.state.sandbox(id) : undefined;
   };
   let sandbox = await find();
+  // One a delete marked (its last Leave racing this Join, or a crash after the mark): it goes first.
+  if (sandbox?.deleting) {
+    await c.deleteSandbox(sandbox.id).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+    sandbox = undefined;
+  }
   if (sandbox && sandbox.key !== key) {
     throw new Errors.SandboxExists(`${name} (for ${sandbox.key}, not Docker's ${key})`);
   }
