@@ -20,6 +20,7 @@ import type { EndpointInfo, JoinInfo, NetworkInfo, SandboxInfo } from '../../cor
 import type { Endpoint, Network, PortMapping } from '../../core/model.js';
 import { Errors } from '../../errors.js';
 import {
+  baseRules,
   ensureBase,
   type FirewallBackend,
   type NetworkFirewall,
@@ -55,9 +56,18 @@ import {
 } from '../../kernel/index.js';
 import { log } from '../../log.js';
 import { endpointOwner, isOwnerOfKind, networkOwner } from '../../owners.js';
+import { Lane } from '../../serial.js';
 import { type BridgeConfig, ENABLE_ICC, parseBridgeOptions } from './options.js';
-
 import { always, runSteps, type Step } from './setup.js';
+
+/**
+ * netctl's base chains come with the first network and go with the last:
+ * a network's rules and their chains are added, and the last rules and the
+ * chains removed, one network at a time in this process, or a create could
+ * land its rules as a delete takes the chains away (across processes,
+ * `missing` reports the jumps gone and repair puts them back).
+ */
+const baseLane = new Lane();
 
 /** BR_MAX_PORTS - 1: port 0 is reserved. */
 const BRIDGE_MAX_PORTS = 1023;
@@ -170,8 +180,10 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
         always,
         async ({ network, config }) => {
           const rules = networkRules(this.firewallNetwork(network, config));
-          await ensureBase(this.firewall);
-          await this.firewall.add(rules);
+          await baseLane.run(async () => {
+            await ensureBase(this.firewall);
+            await this.firewall.add(rules);
+          });
           return () => this.firewall.del(rules);
         },
       ],
@@ -207,11 +219,13 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
 
   async deleteNetwork(network: Network): Promise<void> {
     const config = parseBridgeOptions(network);
-    await this.firewall.del(networkRules(this.firewallNetwork(network, config)));
     await this.removeLink(config.bridgeName, networkOwner(network.id));
-    // The last network out takes netctl's chains and jumps with it.
-    if (!(await this.firewall.list()).some((r) => isOwnerOfKind(r.owner, 'net')))
-      await removeBase(this.firewall);
+    await baseLane.run(async () => {
+      await this.firewall.del(networkRules(this.firewallNetwork(network, config)));
+      // The last network out takes netctl's chains and jumps with it.
+      if (!(await this.firewall.list()).some((r) => isOwnerOfKind(r.owner, 'net')))
+        await removeBase(this.firewall);
+    });
   }
 
   async createEndpoint(_network: Network, endpoint: EndpointInfo): Promise<void> {
@@ -387,6 +401,8 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
     if (!bridge) found.push(`bridge ${config.bridgeName}`);
     else if (!bridge.up) found.push(`bridge ${config.bridgeName} is down`);
     const rules = await this.firewall.check([
+      ...baseRules(4),
+      ...baseRules(6),
       ...networkRules(this.firewallNetwork(network, config)),
       ...endpoints.flatMap((e) => this.endpointPortRules(network, e, e.portMappings)),
     ]);
