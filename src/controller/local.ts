@@ -43,10 +43,14 @@ export function describeStore(kv: KvStore, url: string | undefined): string {
 export async function hostRoutes(): Promise<HostRoute[]> {
   const h = Netlink.open();
   try {
-    const links = new Map((await linkList(h)).map((l) => [l.index, l]));
+    // Routes before links: a link made between the two lists (a racing
+    // create's bridge) then has no route here, and a route whose link is
+    // gone from the later list went with its link.
     const routes = [...(await routeList(h, { family: 4 })), ...(await routeList(h, { family: 6 }))];
+    const links = new Map((await linkList(h)).map((l) => [l.index, l]));
     return routes.flatMap((r) => {
       const link = r.linkIndex === undefined ? undefined : links.get(r.linkIndex);
+      if (r.linkIndex !== undefined && !link) return [];
       if (r.dst === 'default' || (link && linkOwner(link))) return [];
       return [{ dst: r.dst, ...(link ? { dev: link.name } : {}) }];
     });
