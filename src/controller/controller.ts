@@ -966,8 +966,9 @@ export class Controller implements NetctlApi {
         crashPoint('connect.record');
         await this.state.addEndpoint(endpoint, end);
         await this.refreshHosts(network.id);
-        // Another connect of the sandbox may have been recorded first meanwhile: its route then.
-        if (sandboxEndpoints.length === 0) await this.settleDefaultRoute(sandbox.id, endpoint.id);
+        // Connects and disconnects of the sandbox may have been recorded meanwhile (the
+        // owner it saw left, another joined first): the route as the records have it now.
+        await this.settleDefaultRoute(sandbox.id, { id: endpoint.id, routed });
         return endpoint;
       },
       async () => {
@@ -1405,11 +1406,15 @@ export class Controller implements NetctlApi {
   /**
    * Point a sandbox's default routes through the endpoints that own them
    * (default-route.ts), after a change of its endpoints: the next one when
-   * the owner left, the first recorded when two joined at once. With
-   * `skipIfOwner`, nothing when that endpoint is the owner (it set the
-   * route as it joined). After a commit: a failure is logged, not thrown.
+   * the owner left, the first recorded when two joined at once. After a
+   * connect (`joined`), nothing when the owners are as it found them: it
+   * owns the families no other endpoint routed (`routed`), and only those.
+   * After a commit: a failure is logged, not thrown.
    */
-  private async settleDefaultRoute(sandboxId: string, skipIfOwner?: string): Promise<void> {
+  private async settleDefaultRoute(
+    sandboxId: string,
+    joined?: { id: string; routed: ReadonlySet<Family> },
+  ): Promise<void> {
     try {
       const sandbox = await this.state.sandbox(sandboxId);
       if (!sandbox || sandbox.deleting || sandbox.netnsOf || isStale(sandbox)) return;
@@ -1421,7 +1426,8 @@ export class Controller implements NetctlApi {
         const owner = defaultRouteOwner(endpoints, networks, family);
         return owner ? [{ family, ...owner }] : [];
       });
-      if (skipIfOwner && owners.every((o) => o.endpoint.id === skipIfOwner)) return;
+      if (joined && owners.every((o) => (o.endpoint.id === joined.id) === !joined.routed.has(o.family)))
+        return;
       const h = Netlink.open(sandbox.key);
       try {
         for (const o of owners) {
