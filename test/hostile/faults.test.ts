@@ -407,10 +407,12 @@ describe('Redis killed in the middle of a stream of operations', () => {
       }
     };
     let cliRunning = cliClients.length;
+    let outagesOver = false;
     const started = performance.now();
     const clients = [
+      // At least CLI_OPS each, and on until the last outage is over (a fast machine is done sooner).
       ...cliClients.map((own) =>
-        streamClient(own, byCli, (i) => i < CLI_OPS, 0).finally(() => {
+        streamClient(own, byCli, (i) => i < CLI_OPS || !outagesOver, 0).finally(() => {
           cliRunning--;
         }),
       ),
@@ -427,7 +429,6 @@ describe('Redis killed in the middle of a stream of operations', () => {
       const report: string[] = [];
       for (const outage of outages) {
         await sleep(Math.max(0, outage.at - ms(started)));
-        if (!cliRunning) break;
         const killedAt = performance.now();
         await redis?.kill9();
         faults++;
@@ -435,6 +436,7 @@ describe('Redis killed in the middle of a stream of operations', () => {
         await redis?.start();
         report.push(`SIGKILL at ${Math.round(killedAt - started)} ms, back after ${ms(killedAt)} ms`);
       }
+      outagesOver = true;
       return report;
     })();
     const [logs, report] = await Promise.all([Promise.all(clients), killer]);
@@ -458,7 +460,9 @@ describe('Redis killed in the middle of a stream of operations', () => {
     process.stdout.write(
       `redis kill -9 stream: ${JSON.stringify({ cli, api, outages: report, streamMs })}\n`,
     );
-    expect(cli.ok + cli.unavailable + cli.notThere + cli.held).toBe(cliClients.length * CLI_OPS);
+    expect(cli.ok + cli.unavailable + cli.notThere + cli.held).toBeGreaterThanOrEqual(
+      cliClients.length * CLI_OPS,
+    );
     // Every outage hit the stream: operations failed while Redis was down.
     expect(report).toHaveLength(outages.length);
     expect(cli.unavailable + api.unavailable).toBeGreaterThanOrEqual(outages.length);

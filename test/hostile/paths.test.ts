@@ -669,10 +669,10 @@ describe("a foreign bridge that took the name of a netctl network's bridge", () 
       expect([0, 1], repair.stderr).toContain(repair.status);
       expect(repair.stdout + repair.stderr).toContain(name);
       expect(await linkSnapshot(name), 'after netctl repair').toEqual(seen);
-      // gc goes on past what it cannot restore, and reports it.
+      // gc goes on past what it cannot restore, reports it, and says so in its status.
       const gc = await cli(t, ['gc']);
-      expect(gc.status, gc.stderr).toBe(0);
-      expect(gc.stdout).toContain(name);
+      expect(gc.status, gc.stderr).toBe(1);
+      expect(gc.stdout).toContain(`${name} exists and is not netctl's`);
       expect(await linkSnapshot(name), 'after netctl gc').toEqual(seen);
       const rm = await cli(t, ['network', 'rm', network]);
       expect({ status: rm.status, stdout: rm.stdout }, rm.stderr).toEqual({
