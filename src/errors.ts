@@ -59,6 +59,11 @@ export const Errors = {
     'badRequest',
   ),
   RequestTooLarge: define('NETCTL_REQUEST_TOO_LARGE', 'request body is larger than %s bytes', 'badRequest'),
+  HeadersTooLarge: define(
+    'NETCTL_HEADERS_TOO_LARGE',
+    'request line and headers are larger than %s bytes',
+    'badRequest',
+  ),
   InvalidNetns: define('NETCTL_INVALID_NETNS', 'invalid network namespace: %s', 'badRequest'),
   SubnetTooBroad: define('NETCTL_SUBNET_TOO_BROAD', 'subnet %s is refused: %s', 'badRequest'),
   ConfirmationRequired: define(

@@ -14,6 +14,7 @@
  * Spec: https://github.com/containernetworking/cni/blob/main/SPEC.md
  */
 import type { z } from 'zod';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../core/json-depth.js';
 import { describeIssues } from '../core/validate.js';
 import { type ErrorClass, specOf } from '../errors.js';
 import {
@@ -343,6 +344,7 @@ function readEnv(io: CniIo): Env {
 }
 
 function safeJson(text: string): Record<string, unknown> | undefined {
+  if (nestsDeeperThan(text)) return undefined;
   try {
     const value: unknown = JSON.parse(text);
     return value && typeof value === 'object' && !Array.isArray(value)
@@ -359,6 +361,12 @@ const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 /** skel's validateConfig plus the version check: JSON (6), a valid name (7), a version we speak (1). */
 function decodeConfig(stdin: string): Record<string, unknown> & { cniVersion: string } {
   let value: unknown;
+  if (nestsDeeperThan(stdin))
+    throw new CniError(
+      CniCode.DECODING_FAILURE,
+      'error decoding the network configuration',
+      `nested deeper than ${MAX_JSON_DEPTH} levels`,
+    );
   try {
     value = JSON.parse(stdin);
   } catch (err) {

@@ -70,6 +70,8 @@ const O_PATH = 0o10000000;
  * through that descriptor, so what was looked at is what is opened.
  */
 export function openNetns(path: string): Netns {
+  // A path ends at its first NUL for the kernel; node refuses it outright (with a TypeError).
+  if (path.includes('\0')) throw new NotANetnsError(path, 'a path with a NUL byte');
   let probe: number;
   try {
     probe = openSync(path, O_PATH);
@@ -78,6 +80,7 @@ export function openNetns(path: string): Netns {
     if (hasErrorCode(err, 'ELOOP')) throw new NotANetnsError(path, 'too many levels of symbolic links');
     if (hasErrorCode(err, 'ENOTDIR')) throw new NetnsNotFoundError(path);
     if (hasErrorCode(err, 'EACCES')) throw new NotANetnsError(path, 'permission denied');
+    if (hasErrorCode(err, 'ENAMETOOLONG')) throw new NotANetnsError(path, 'a path too long');
     throw err;
   }
   let fd: number;

@@ -4,11 +4,25 @@
  * with or without a Content-Type, a body limit, quiet request logs. Each
  * area is a plugin with its own routes and its own error format.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  LogController,
+} from 'fastify';
 import { pino } from 'pino';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../core/json-depth.js';
 import { Errors } from '../errors.js';
 import { type Logger, log } from '../log.js';
-import { DEFAULT_BODY_LIMIT, errorReply, netctlErrorHandler, validatorCompiler } from './errors.js';
+import {
+  answerClientError,
+  DEFAULT_BODY_LIMIT,
+  errorReply,
+  MAX_PARAM_LENGTH,
+  netctlErrorHandler,
+  toRegistryError,
+  validatorCompiler,
+} from './errors.js';
 
 export interface ServerOptions {
   /** pino logger for the server (default: src/log.ts's, component "api"); false for none. */
@@ -22,6 +36,12 @@ export interface ServerOptions {
    * handler per prefix.
    */
   rootHandlers?: boolean;
+  /**
+   * How an error met before routing is answered (node's parser: headers
+   * too large, not HTTP; fastify's router: a bad URL encoding, a path
+   * parameter too long): netctl's registry body by default.
+   */
+  errorFormat?: (err: Error) => { status: number; body: unknown };
 }
 
 /** Per-request lines at debug, not info: a busy daemon would log two lines per call. */
@@ -41,12 +61,19 @@ class QuietLogController extends LogController {
 
 export function createServer(options: ServerOptions = {}): FastifyInstance {
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const format = options.errorFormat ?? errorReply;
   const logger = options.logger === undefined ? log.child({ component: 'api' }) : options.logger;
   const app: FastifyInstance = Fastify({
     bodyLimit,
     // A silent pino rather than `logger: false`, so the instance has one logger type either way.
     loggerInstance: (logger || pino({ level: 'silent' })) as FastifyBaseLogger,
     logController: new QuietLogController(),
+    maxParamLength: MAX_PARAM_LENGTH,
+    clientErrorHandler: (err, socket) => answerClientError(err, socket, format),
+    frameworkErrors: (err, _request, reply) => {
+      const { status, body } = format(toRegistryError(err, bodyLimit));
+      return (reply as FastifyReply).status(status).send(body);
+    },
   });
 
   app.setValidatorCompiler(validatorCompiler);
@@ -55,7 +82,12 @@ export function createServer(options: ServerOptions = {}): FastifyInstance {
   // fastify answers 415 to a body it has no parser for), so every body is
   // parsed as JSON, with fastify's own prototype-poisoning-safe parser.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) => {
+    if (nestsDeeperThan(body as string))
+      return done(new Errors.InvalidRequest(`body nests deeper than ${MAX_JSON_DEPTH} levels`), undefined);
+    return json(request, body as string, done);
+  });
 
   if (options.rootHandlers === false) return app;
   // Defaults for anything outside a protocol plugin; each plugin sets its own.

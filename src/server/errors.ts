@@ -3,6 +3,8 @@
  * `{code, message, class}` with the class's HTTP status (docs/errors.md), so
  * the CLI's client can rebuild the very error the controller threw.
  */
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifySchemaCompiler } from 'fastify/types/schema.js';
 import type { z } from 'zod';
@@ -17,12 +19,19 @@ export interface ErrorBody {
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
+/** fastify's limit on a path parameter (a name or id: 64 at most, 100 is fastify's default). */
+export const MAX_PARAM_LENGTH = 100;
+
 /**
- * The one exception to "status = the class's status": a body over the limit
- * is answered 413, the status HTTP has for it (and what fastify itself
- * sends), though its class is badRequest.
+ * The exceptions to "status = the class's status": a body over the limit
+ * is answered 413 and headers over node's limit 431, the statuses HTTP has
+ * for them (and what fastify and node send), though their class is
+ * badRequest.
  */
-const STATUS_BY_CODE: Record<string, number> = { NETCTL_REQUEST_TOO_LARGE: 413 };
+const STATUS_BY_CODE: Record<string, number> = {
+  NETCTL_REQUEST_TOO_LARGE: 413,
+  NETCTL_HEADERS_TOO_LARGE: 431,
+};
 
 /** Translate fastify's own request errors (parsing, limits) into registry errors. */
 export function toRegistryError(err: unknown, bodyLimit: number): Error {
@@ -39,6 +48,12 @@ export function toRegistryError(err: unknown, bodyLimit: number): Error {
       return new Errors.InvalidRequest('body size does not match Content-Length');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new Errors.InvalidRequest('malformed Content-Type header');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new Errors.InvalidRequest(
+        `a name or id in the path is longer than ${MAX_PARAM_LENGTH} characters`,
+      );
+    case 'FST_ERR_BAD_URL':
+      return new Errors.InvalidRequest('the path is not a valid URL (bad percent-encoding)');
   }
   // Any other 4xx fastify raises (e.g. a bad URL encoding) is the caller's fault.
   if (e?.statusCode && e.statusCode >= 400 && e.statusCode < 500)
@@ -46,10 +61,46 @@ export function toRegistryError(err: unknown, bodyLimit: number): Error {
   return new Errors.Internal((err as Error | undefined)?.message ?? String(err));
 }
 
+/**
+ * What node's HTTP parser met before there was a request to route
+ * (fastify's clientErrorHandler): headers over its limit, a request line
+ * or header that is not HTTP, a request that took too long to arrive.
+ */
+export function clientError(err: NodeJS.ErrnoException): Error {
+  if (err.code === 'HPE_HEADER_OVERFLOW') return new Errors.HeadersTooLarge(maxHeaderSize);
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return new Errors.InvalidRequest('the request took too long to arrive');
+  return new Errors.InvalidRequest(`not an HTTP/1.1 request: ${err.code ?? err.message}`);
+}
+
+/**
+ * Answer a client error on the raw socket in `format` and close it. Nothing
+ * when the client is gone (a reset, a socket already closed).
+ */
+export function answerClientError(
+  err: NodeJS.ErrnoException,
+  socket: Duplex,
+  format: (err: Error) => { status: number; body: unknown },
+): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  if (socket.writable) {
+    const { status, body } = format(clientError(err));
+    const text = JSON.stringify(body);
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+    );
+  }
+  socket.destroy();
+}
+
+/** The HTTP status an error of this code and class is answered with. */
+export const httpStatus = (code: string, errorClass: ErrorClass): number =>
+  STATUS_BY_CODE[code] ?? HTTP_STATUS[errorClass];
+
 export function errorReply(err: Error): { status: number; body: ErrorBody } {
   const spec = specOf(err) ?? { code: 'NETCTL_INTERNAL', class: 'internal' as const };
   return {
-    status: STATUS_BY_CODE[spec.code] ?? HTTP_STATUS[spec.class],
+    status: httpStatus(spec.code, spec.class),
     body: { code: spec.code, message: err.message, class: spec.class },
   };
 }

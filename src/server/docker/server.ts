@@ -45,13 +45,16 @@ export interface DockerAreaOptions {
  * and carries on as if it had succeeded (ProgramExternalConnectivity), so
  * 404 is kept for routes that do not exist.
  */
+const dockerErrorReply = (err: Error) => ({ status: 500, body: { Err: err.message } });
+
 function dockerErrorHandler(bodyLimit: number) {
   return (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const mapped = toRegistryError(err, bodyLimit);
     if ((mapped as { code?: string }).code === 'NETCTL_INTERNAL')
       request.log.error({ err }, 'docker call %s failed: %s', request.url, err.message);
     else request.log.info({ call: request.url, err: mapped.message }, 'docker call refused');
-    return reply.status(500).send({ Err: mapped.message });
+    const { status, body } = dockerErrorReply(mapped);
+    return reply.status(status).send(body);
   };
 }
 
@@ -85,7 +88,7 @@ export function buildDockerPluginServer(
   options: ServerOptions = {},
 ): FastifyInstance {
   // The area answers unknown routes itself, at the root: no default handlers there.
-  const app = createServer({ ...options, rootHandlers: false });
+  const app = createServer({ ...options, rootHandlers: false, errorFormat: dockerErrorReply });
   app.register(dockerPluginArea, {
     controller,
     plugin,

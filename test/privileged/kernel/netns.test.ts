@@ -70,6 +70,16 @@ describe('openNetns', () => {
     expect(() => openNetns('/proc/self/ns/mnt')).toThrow(NotANetnsError);
   });
 
+  it('refuses a path with a NUL byte or too long for the kernel as not a namespace', () => {
+    // A NUL is where the kernel would stop reading: /proc/self/ns/net\0x would open this netns.
+    expect(() => openNetns('/proc/self/ns/net\0x')).toThrow(
+      expect.objectContaining({ name: 'NotANetnsError', found: 'a path with a NUL byte' }),
+    );
+    expect(() => openNetns(`/${'a'.repeat(5000)}`)).toThrow(
+      expect.objectContaining({ name: 'NotANetnsError', found: 'a path too long' }),
+    );
+  });
+
   it('never blocks or opens what is not a regular file: FIFO, device, socket, directory, symlink loop', () => {
     const dir = mkdtempSync(join(tmpdir(), 'netctl-netns-'));
     try {

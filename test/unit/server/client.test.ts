@@ -117,6 +117,51 @@ describe('HttpApi over a real unix socket', () => {
     ]);
   });
 
+  it('errors met before routing answer in the registry format: headers too large, a bad URL, a long ref, deep nesting', async () => {
+    const { connect } = await import('node:net');
+    const raw = (text: string) =>
+      new Promise<{ status: number; body: unknown }>((resolve, reject) => {
+        const conn = connect(socket);
+        const chunks: Buffer[] = [];
+        conn.on('data', (c: Buffer) => chunks.push(c));
+        conn.on('error', reject);
+        conn.on('close', () => {
+          const answer = Buffer.concat(chunks).toString();
+          const [head = '', body = ''] = answer.split('\r\n\r\n');
+          resolve({ status: Number(head.split(' ')[1]), body: JSON.parse(body) });
+        });
+        conn.end(text);
+      });
+    const get = (path: string, headers = '') =>
+      raw(`GET ${path} HTTP/1.1\r\nHost: x\r\n${headers}Connection: close\r\n\r\n`);
+    expect(await get('/v1/networks', `X-Big: ${'a'.repeat(20_000)}\r\n`)).toEqual({
+      status: 431,
+      body: {
+        code: 'NETCTL_HEADERS_TOO_LARGE',
+        class: 'badRequest',
+        message: 'request line and headers are larger than 16384 bytes',
+      },
+    });
+    expect(await get('/v1/networks/%E0%A4%A')).toMatchObject({
+      status: 400,
+      body: { code: 'NETCTL_INVALID_REQUEST', message: expect.stringContaining('percent-encoding') },
+    });
+    expect(await get(`/v1/networks/${'a'.repeat(150)}`)).toMatchObject({
+      status: 400,
+      body: { code: 'NETCTL_INVALID_REQUEST', message: expect.stringContaining('longer than 100') },
+    });
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    expect(
+      await raw(
+        `POST /v1/networks HTTP/1.1\r\nHost: x\r\nContent-Length: ${deep.length}\r\nConnection: close\r\n\r\n${deep}`,
+      ),
+    ).toMatchObject({
+      status: 400,
+      body: { code: 'NETCTL_INVALID_REQUEST', message: 'invalid request: body nests deeper than 64 levels' },
+    });
+    expect(fake.calls).toEqual([]);
+  });
+
   it('the real server takes a body with no Content-Type, as Docker sends it', async () => {
     const { request } = await import('node:http');
     const body = JSON.stringify({ name: 'docker-style' });
