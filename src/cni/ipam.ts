@@ -104,23 +104,27 @@ async function findPool(ipam: Ipam, conf: IpamConfig, subnet: string): Promise<P
   return pool;
 }
 
-/** Find or make the pool; concurrent first ADDs race on its creation, and the losers use the winner's. */
+/**
+ * Find or make the pool (`made`: this call made it); concurrent first ADDs
+ * race on its creation, and the losers use the winner's.
+ */
 async function ensurePool(
   ipam: Ipam,
   conf: IpamConfig,
   range: z.output<typeof rangeSchema>,
-): Promise<PoolInfo> {
+): Promise<{ pool: PoolInfo; made: boolean }> {
   for (let attempt = 0; ; attempt++) {
     const found = await findPool(ipam, conf, range.subnet);
-    if (found) return found;
+    if (found) return { pool: found, made: false };
     try {
-      return await ipam.requestPool({
+      const pool = await ipam.requestPool({
         space: LOCAL_SPACE,
         subnet: range.subnet,
         ...(range.ipRange ? { ipRange: range.ipRange } : {}),
         ...(range.gateway ? { gateway: range.gateway } : {}),
         owner: poolOwner(conf),
       });
+      return { pool, made: true };
     } catch (err) {
       if (!(err instanceof PoolOverlapError) || attempt >= 3) throw err;
     }
@@ -162,15 +166,33 @@ export function netctlIpamHandlers(backend: { ipam(): Promise<Ipam> }): Handlers
       const owner = attachmentOwner(args.containerId, args.ifname);
       const held = await ipam.allocationsOf(owner);
       const ips: Result['ips'] = [];
-      for (const range of ranges) {
-        const pool = await ensurePool(ipam, conf, range);
-        // A repeated ADD of the same attachment gets what it has.
-        const have = held.find((a) => a.poolId === pool.poolId);
-        const wantedHere = wanted.get(pool.family);
-        const allocation = have
-          ? { cidr: `${have.address}/${pool.subnet.slice(pool.subnet.indexOf('/') + 1)}` }
-          : await ipam.requestAddress(pool.poolId, { owner, ...(wantedHere ? { address: wantedHere } : {}) });
-        ips.push({ address: allocation.cidr, ...(pool.gateway ? { gateway: pool.gateway } : {}) });
+      const madePools: string[] = [];
+      const taken: { poolId: string; address: string }[] = [];
+      try {
+        for (const range of ranges) {
+          const { pool, made } = await ensurePool(ipam, conf, range);
+          if (made) madePools.push(pool.poolId);
+          // A repeated ADD of the same attachment gets what it has.
+          const have = held.find((a) => a.poolId === pool.poolId);
+          const wantedHere = wanted.get(pool.family);
+          const prefix = pool.subnet.slice(pool.subnet.indexOf('/') + 1);
+          let address = have?.address;
+          if (!address) {
+            const allocation = await ipam.requestAddress(pool.poolId, {
+              owner,
+              ...(wantedHere ? { address: wantedHere } : {}),
+            });
+            address = allocation.address;
+            taken.push({ poolId: pool.poolId, address });
+          }
+          ips.push({ address: `${address}/${prefix}`, ...(pool.gateway ? { gateway: pool.gateway } : {}) });
+        }
+      } catch (err) {
+        // A refused ADD changes nothing: the addresses it took go back, and the
+        // pools it made (unless another ADD has taken an address there meanwhile).
+        for (const t of taken) await ipam.releaseAddress(t.poolId, t.address).catch(() => false);
+        for (const poolId of madePools) await ipam.releasePool(poolId).catch(() => false);
+        throw err;
       }
       const result: Result = { cniVersion: CURRENT_VERSION, ips };
       if (conf.ipam.routes?.length)

@@ -83,6 +83,19 @@ describe('netctl-ipam', () => {
     ]);
   });
 
+  it('a refused ADD changes nothing: the pool it made and the address it took go back', async () => {
+    const dual = conf({ subnet: undefined, subnets: [{ subnet: '10.8.0.0/24' }, { subnet: 'fd08::/64' }] });
+    // The IPv4 address is taken; the static IPv6 one is outside its subnet.
+    const refused = await call('ADD', dual, { CNI_ARGS: 'IP=fd09::5' });
+    expect(refused.code).not.toBe(0);
+    expect(await ipam.listPools('local')).toEqual([]);
+    expect(await ipam.allocationsOf(attachmentOwner('c1', 'eth0'))).toEqual([]);
+    // A pool it found (another attachment's) stays, with what that one holds.
+    await call('ADD', conf(), { CNI_CONTAINERID: 'c2' });
+    expect((await call('ADD', conf(), { CNI_ARGS: 'IP=10.9.0.5' })).code).not.toBe(0);
+    expect((await ipam.listPools('local')).map((p) => p.allocated)).toEqual([1]);
+  });
+
   it('DEL releases, and again is fine', async () => {
     await call('ADD', conf());
     expect((await call('DEL', conf())).code).toBe(0);
