@@ -40,14 +40,14 @@ const ipJson = (args: string[], netns?: string): Record<string, unknown>[] =>
 const VOLATILE = /_timer$|^(valid_life_time|preferred_life_time|tentative|expires)$/;
 
 /** value without volatile keys, with its keys sorted (so equal objects print equal). */
-function stable(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(stable);
+export function stable(value: unknown, volatile: RegExp = VOLATILE): unknown {
+  if (Array.isArray(value)) return value.map((v) => stable(v, volatile));
   if (typeof value !== 'object' || value === null) return value;
   return Object.fromEntries(
     Object.entries(value)
-      .filter(([k]) => !VOLATILE.test(k))
+      .filter(([k]) => !volatile.test(k))
       .sort(([a], [b]) => a.localeCompare(b))
-      .map(([k, v]) => [k, stable(v)]),
+      .map(([k, v]) => [k, stable(v, volatile)]),
   );
 }
 
