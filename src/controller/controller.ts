@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
-import { type Driver, hasExternalConnectivity } from '../core/driver.js';
+import { type Driver, type ExternalConnectivity, hasExternalConnectivity } from '../core/driver.js';
 import { EndpointInfo, JoinInfo, type NetworkInfo } from '../core/info.js';
 import {
   type IpamDriver,
@@ -56,7 +56,7 @@ import { isOutcomeUnknown, KvConflictError, KvError } from '../kv/index.js';
 import { log } from '../log.js';
 import { endpointOwner, networkOwner, parseOwner, sandboxOwner } from '../owners.js';
 import { packageVersion } from '../paths.js';
-import { type HostEntry, removeSandboxEtc, writeSandboxEtc, writeSandboxHosts } from '../sandbox/etc.js';
+import { removeSandboxEtc, writeSandboxEtc, writeSandboxHosts } from '../sandbox/etc.js';
 import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
 import { configureInterface } from '../sandbox/iface.js';
 import { claimNetns, listSandboxRunDirs } from '../sandbox/owner.js';
@@ -83,6 +83,7 @@ import {
 } from './claims.js';
 import { defaultRouteOwner } from './default-route.js';
 import { Gate } from './gate.js';
+import { hostsPeers } from './hosts.js';
 import { crashPoint, type Intent, isLive, newIntent } from './intents.js';
 import { collectGarbage } from './reconcile.js';
 import { checkSandboxKey } from './sandbox-key.js';
@@ -152,6 +153,9 @@ export class Controller implements NetctlApi {
   private readonly gate = new Gate();
   /** /etc/hosts refreshes, one at a time (see refreshHosts). */
   private hostsLane: Promise<unknown> = Promise.resolve();
+  /** Refreshes that failed (networkId/leaving), tried again by one timer. */
+  private readonly hostsRetries = new Map<string, { networkId: string; leaving: string | undefined }>();
+  private hostsRetry: NodeJS.Timeout | undefined;
 
   constructor(options: ControllerOptions) {
     this.state = options.state;
@@ -340,6 +344,7 @@ export class Controller implements NetctlApi {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.settleTimer);
+    clearTimeout(this.hostsRetry);
     if (!this.abandoned.size) return;
     await this.gc({ dryRun: false }).catch((err: unknown) =>
       log.warn({ err }, 'abandoned operations left to the next reconcile'),
@@ -1213,30 +1218,58 @@ export class Controller implements NetctlApi {
         published = claimed;
         if (replaced.portMappings.length) await driver.revokeExternalConnectivity(network, replaced);
         await driver.programExternalConnectivity(network, claimed, claimed.portMappings);
-        // Another publish, a disconnect or a removal may have followed the
+        // Another publish, an unpublish or a removal may have followed the
         // claim: what the record no longer holds goes again (its rules are
-        // made by whoever replaced it, or by nobody once it is gone).
-        const now = await this.state.endpoint(endpointId);
-        const stale = claimed.portMappings.filter((m) => !now?.portMappings.some((n) => samePorts([n], [m])));
-        if (stale.length)
-          await driver.revokeExternalConnectivity(network, { ...claimed, portMappings: stale });
-        return now ?? claimed;
+        // made by whoever replaced it, or by nobody once it is gone). The
+        // answer is what this publish did, whatever came after it.
+        await this.revokeUnrecorded(network, driver, claimed);
+        return claimed;
       },
       async () => {
         if (!published) return;
-        await driver.revokeExternalConnectivity(network, published);
-        await this.withdrawPorts(published);
+        await this.withdrawPorts(network, driver, published.id, published.portMappings);
+        await this.revokeUnrecorded(network, driver, published);
       },
     );
   }
 
-  /** The endpoint's record without ports, and its port claims dropped, in one transaction. */
-  private async withdrawPorts(endpoint: Endpoint): Promise<Endpoint> {
-    const unpublished: Endpoint = { ...endpoint, portMappings: [] };
-    await retryConflicts('unpublish', async () =>
-      this.state.putEndpoint(unpublished, await dropPorts(this.state.kv, endpoint)),
-    );
-    return unpublished;
+  /** Take back the rules of those of endpoint's ports that its record (if any) no longer holds. */
+  private async revokeUnrecorded(network: Network, driver: ExternalConnectivity, endpoint: Endpoint) {
+    const now = await this.state.endpoint(endpoint.id);
+    const stale = endpoint.portMappings.filter((m) => !now?.portMappings.some((n) => samePorts([n], [m])));
+    if (stale.length) await driver.revokeExternalConnectivity(network, { ...endpoint, portMappings: stale });
+  }
+
+  /**
+   * Withdraw the ports an endpoint's record holds now (only if they are
+   * still `expected`, when given): their rules, then the record without
+   * them and their claims dropped, in one transaction on the version read
+   * (a publish that commits meanwhile is read again and withdrawn too).
+   * Undefined when the endpoint is gone.
+   */
+  private async withdrawPorts(
+    network: Network,
+    driver: ExternalConnectivity,
+    endpointId: string,
+    expected?: PortMapping[],
+  ): Promise<Endpoint | undefined> {
+    return retryConflicts('unpublish', async () => {
+      const current = await this.state.endpointVersioned(endpointId);
+      if (!current) return undefined;
+      const { endpoint } = current;
+      if (!endpoint.portMappings.length || (expected && !samePorts(endpoint.portMappings, expected)))
+        return endpoint;
+      await driver.revokeExternalConnectivity(network, endpoint);
+      const unpublished: Endpoint = { ...endpoint, portMappings: [] };
+      await this.state.putEndpoint(
+        unpublished,
+        mergeOps(
+          this.state.endpointGuard(endpointId, current.version),
+          await dropPorts(this.state.kv, endpoint),
+        ),
+      );
+      return unpublished;
+    });
   }
 
   /** Withdraw an endpoint's published ports. Idempotent. */
@@ -1245,13 +1278,15 @@ export class Controller implements NetctlApi {
     if (!endpoint.portMappings.length) return endpoint;
     const network = await this.networkOf(endpoint);
     const driver = this.driver(network.driver);
+    if (!hasExternalConnectivity(driver)) return endpoint;
     return this.withIntent(
       'unpublish',
       'create',
       [endpointOwner(endpoint.id)],
       async () => {
-        if (hasExternalConnectivity(driver)) await driver.revokeExternalConnectivity(network, endpoint);
-        return this.withdrawPorts(endpoint);
+        const unpublished = await this.withdrawPorts(network, driver, endpoint.id);
+        if (!unpublished) throw new Errors.EndpointNotFound(endpointId);
+        return unpublished;
       },
       async () => undefined,
     );
@@ -1559,50 +1594,41 @@ export class Controller implements NetctlApi {
    */
   private refreshHosts(networkId: string, leaving?: string): Promise<void> {
     const run = this.hostsLane.then(() => this.rewriteHosts(networkId, leaving));
-    // After a commit: a failed rewrite must not undo what is committed.
-    const settled = run.catch((err: unknown) => log.error({ err, networkId }, 'rewriting /etc/hosts failed'));
+    // After a commit: a failed rewrite must not undo what is committed. It is
+    // tried again (the store may be back), and gc rewrites what is left stale.
+    const settled = run.catch((err: unknown) => {
+      log.warn({ err, networkId }, 'rewriting /etc/hosts failed: trying again in 1 s');
+      this.hostsRetries.set(`${networkId}/${leaving ?? ''}`, { networkId, leaving });
+      this.hostsRetry ??= setTimeout(() => this.retryHosts(), HOSTS_RETRY_MS).unref();
+    });
     this.hostsLane = settled;
     return settled;
   }
 
+  private retryHosts(): void {
+    this.hostsRetry = undefined;
+    const retries = [...this.hostsRetries.values()];
+    this.hostsRetries.clear();
+    for (const { networkId, leaving } of retries) void this.refreshHosts(networkId, leaving);
+  }
+
   private async rewriteHosts(networkId: string, leaving?: string): Promise<void> {
-    {
-      const ids = await this.state.hostsFileSandboxes(networkId);
-      if (leaving && !ids.includes(leaving)) ids.push(leaving);
-      const members: Sandbox[] = [];
-      for (const id of ids) {
-        const sandbox = await this.state.sandbox(id);
-        if (sandbox?.ownsNetns) members.push(sandbox);
-      }
-      if (!members.length) return;
-      const endpoints = await this.state.endpoints();
-      const onNetwork = new Map<string, Endpoint[]>();
-      const ofSandbox = new Map<string, Endpoint[]>();
-      const entries = new Map<string, HostEntry>();
-      const add = (map: Map<string, Endpoint[]>, k: string, e: Endpoint) => {
-        const list = map.get(k);
-        if (list) list.push(e);
-        else map.set(k, [e]);
-      };
-      for (const e of endpoints) {
-        add(onNetwork, e.networkId, e);
-        if (e.sandboxId) add(ofSandbox, e.sandboxId, e);
-        // An endpoint is named after its sandbox when it joins (connect).
-        if (e.ipv4) entries.set(e.id, { ip: parsePrefix(e.ipv4).ip, names: [e.name, ...e.aliases] });
-      }
-      for (const sandbox of members) {
-        const peers: HostEntry[] = [];
-        for (const own of ofSandbox.get(sandbox.id) ?? []) {
-          for (const e of onNetwork.get(own.networkId) ?? []) {
-            const entry = entries.get(e.id);
-            if (entry && e.sandboxId !== sandbox.id) peers.push(entry);
-          }
-        }
-        writeSandboxHosts(sandbox.id, sandbox.hostname, peers);
-      }
+    const ids = await this.state.hostsFileSandboxes(networkId);
+    if (leaving && !ids.includes(leaving)) ids.push(leaving);
+    const members: Sandbox[] = [];
+    for (const id of ids) {
+      const sandbox = await this.state.sandbox(id);
+      if (sandbox?.ownsNetns) members.push(sandbox);
     }
+    if (!members.length) return;
+    const peers = hostsPeers(members, await this.state.endpoints());
+    for (const sandbox of members)
+      writeSandboxHosts(sandbox.id, sandbox.hostname, peers.get(sandbox.id) ?? []);
   }
 }
+
+/** How soon a failed /etc/hosts refresh is tried again. */
+const HOSTS_RETRY_MS = 1000;
 
 const NO_SANDBOX = { id: '', key: '', ifname: '', placement: 'in-place' } as const;
 
