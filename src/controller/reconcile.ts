@@ -29,11 +29,12 @@ import { hasExternalConnectivity, hasReconciler } from '../core/driver.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { deleteNetns, UNCLAIMED } from '../kernel/index.js';
 import { log } from '../log.js';
-import { removeSandboxEtc, SANDBOX_RUN_DIR } from '../sandbox/etc.js';
+import { removeSandboxEtc, SANDBOX_RUN_DIR, writeSandboxHosts } from '../sandbox/etc.js';
 import { netnsInode, staleReason } from '../sandbox/identity.js';
 import { listSandboxRunDirs } from '../sandbox/owner.js';
 import type { GcAction, GcReport } from './api.js';
 import type { Controller } from './controller.js';
+import { hostsAreStale, hostsPeers } from './hosts.js';
 import type { Intent } from './intents.js';
 import { ROOT } from './state.js';
 
@@ -329,7 +330,31 @@ async function plan(controller: Controller, snap: Snapshot): Promise<Step[]> {
     });
   }
 
-  // 6. Setup shared by a driver's networks (base chains) once none is left.
+  // 6. /etc/hosts of netctl's own sandboxes that a refresh failed to rewrite (the store was down).
+  const owned = [...sandboxes.values()].filter(
+    (s) => s.ownsNetns && !gone.has(`sb:${s.id}`) && !live.has(`sb:${s.id}`),
+  );
+  const peers = hostsPeers(owned, [...endpoints.values()]);
+  for (const sandbox of owned) {
+    const entries = peers.get(sandbox.id) ?? [];
+    if (!hostsAreStale(sandbox, entries)) continue;
+    steps.push({
+      action: {
+        kind: 'sandbox',
+        name: sandbox.name,
+        owner: `sb:${sandbox.id}`,
+        action: 'restore',
+        reason: '/etc/hosts does not list its peers as the records have them',
+      },
+      // From the records as they are when it runs (a connect may have come since the plan).
+      run: async () => {
+        const now = hostsPeers([sandbox], await state.endpoints()).get(sandbox.id) ?? [];
+        writeSandboxHosts(sandbox.id, sandbox.hostname, now);
+      },
+    });
+  }
+
+  // 7. Setup shared by a driver's networks (base chains) once none is left.
   for (const { driver, holding } of shared) {
     if ([...networks.values()].some((n) => n.driver === driver && !gone.has(`net:${n.id}`))) continue;
     steps.push({

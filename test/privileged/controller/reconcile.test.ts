@@ -8,7 +8,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NetctlApi } from '../../../src/controller/api.js';
@@ -288,6 +288,32 @@ describe('gc in one process, operations in others', () => {
 });
 
 describe('kernel state removed by hand', () => {
+  it("a sandbox's /etc/hosts left stale (a refresh after a commit failed): gc rewrites it from the records", async () => {
+    const dir = testDir();
+    await withLocal(dir, webWithTwo);
+    const s1 = (await records(dir)).sandboxes.find((s) => s.name === 's1');
+    const hosts = join(SANDBOX_RUN_DIR, s1?.id as string, 'etc', 'hosts');
+    const good = readFileSync(hosts, 'utf8');
+    expect(good).toContain('10.66.0.12\ts2');
+    writeFileSync(hosts, good.replace('10.66.0.12\ts2\n', ''));
+
+    const dry = await gcCli(dir, true);
+    expect(dry).toEqual([
+      {
+        kind: 'sandbox',
+        name: 's1',
+        owner: `sb:${s1?.id}`,
+        action: 'restore',
+        reason: '/etc/hosts does not list its peers as the records have them',
+      },
+    ]);
+    expect(await gcCli(dir, false)).toEqual(dry);
+    expect(readFileSync(hosts, 'utf8')).toBe(good);
+    expect(await gcCli(dir, true)).toEqual([]);
+    await withLocal(dir, removeAll);
+    expect(await inventory(dir)).toEqual(EMPTY);
+  });
+
   it('bridge deleted: gc restores it (same MAC, gateway, rules) and re-attaches the veths; traffic flows again', async () => {
     const dir = testDir();
     await withLocal(dir, webWithTwo);
