@@ -450,8 +450,16 @@ export function applyMutations(valid: unknown, mutations: Mutation[], text?: Tex
     }
     if (written !== undefined && written.length <= MAX_TEXT) out = written;
   }
-  if (out !== undefined)
-    out = out.replace(/"\\u0001nest\\u0001(\d+):([[{])"/g, (_, d, open) => nested(Number(d), open));
+  if (out !== undefined) {
+    // Each mark grows the text by its depth: the ones past MAX_TEXT stay a plain 0.
+    let room = MAX_TEXT - out.length;
+    out = out.replace(/"\\u0001nest\\u0001(\d+):([[{])"/g, (_, d, open) => {
+      const text = nested(Number(d), open);
+      if (text.length > room) return '0';
+      room -= text.length;
+      return text;
+    });
+  }
   return text ? applyText(out ?? '', text) : out;
 }
 
