@@ -292,6 +292,9 @@ async function findSandbox(api: NetctlApi, containerId: string): Promise<Sandbox
   }
 }
 
+/** How many times an ADD waits (20 ms more each time, 2.3 s in all) for a marked sandbox to settle. */
+const DELETING_WAITS = 15;
+
 /**
  * The container's sandbox on its netns: the one an earlier ADD made (for
  * another network) or a new one. A sandbox of the same container id on
@@ -302,12 +305,20 @@ async function ensureSandbox(
   args: CmdArgs,
 ): Promise<{ details: SandboxDetails; created: boolean }> {
   const name = sandboxNameOf(args.containerId);
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 0, waits = 0; ; attempt++) {
     const found = await findSandbox(api, args.containerId);
+    if (found?.sandbox.deleting && found.sandbox.key === args.netns && waits < DELETING_WAITS) {
+      // Another ADD's cleanup is looking whether it is empty: it goes, or stays (in use) and
+      // is unmarked. Never deleted from here: an attachment that won on it may be committed.
+      waits++;
+      attempt--;
+      await new Promise((r) => setTimeout(r, 20 * waits));
+      continue;
+    }
     if (found) {
       if (found.sandbox.key === args.netns && !staleReason(found.sandbox) && !found.sandbox.deleting)
         return { details: found, created: false };
-      // A restarted container's leftover, or one a delete marked (and may have died in): it goes.
+      // A restarted container's leftover, or one whose delete died half-way (still marked): it goes.
       await api.deleteSandbox(found.sandbox.id).catch((err: unknown) => {
         if (codeOf(err) !== 'NETCTL_SANDBOX_NOT_FOUND') throw err;
       });

@@ -51,6 +51,27 @@ async function webNetwork() {
 }
 
 describe('ADD', () => {
+  it("waits out another ADD's delete-if-empty of the container's sandbox, and never deletes it from under an attachment", async () => {
+    await webNetwork();
+    await fake.createNetwork({ name: 'db', ipam: { config: [{ subnet: '10.2.0.0/24' }] } });
+    expect((await cni('ADD', conf())).code).toBe(0);
+    const [sandbox] = fake.sandboxes.values();
+    if (!sandbox) throw new Error('no sandbox');
+    // Another ADD's cleanup has marked it and is looking at its attachments (it finds web's).
+    sandbox.deleting = true;
+    setTimeout(() => {
+      sandbox.deleting = false;
+    }, 50);
+    const second = await cni('ADD', conf({ name: 'db' }), { CNI_IFNAME: 'eth1' });
+    expect(second.code).toBe(0);
+    expect([...fake.sandboxes.values()].map((s) => s.id)).toEqual([sandbox.id]);
+    expect(fake.calls.filter((c) => c.method === 'deleteSandbox')).toEqual([]);
+    expect((await fake.inspectSandbox(sandbox.id)).endpoints.map((e) => e.networkName).sort()).toEqual([
+      'db',
+      'web',
+    ]);
+  });
+
   it('attaches a sandbox for the container to the named network and reports it', async () => {
     await webNetwork();
     const r = await cni('ADD', conf());
