@@ -1522,7 +1522,8 @@ export class Controller implements NetctlApi {
             if (!(err instanceof KvConflictError) || attempt >= CLAIM_ATTEMPTS) throw err;
             continue;
           }
-          if (network) await this.refreshHosts(network.id, seen.sandboxId);
+          // By the network's id: its record may be lost (gc), its peers' files are not.
+          await this.refreshHosts(seen.networkId, seen.sandboxId);
           // The route it gave goes with it: the next endpoint's, if there is one.
           if (seen.sandboxId) await this.settleDefaultRoute(seen.sandboxId);
           return;

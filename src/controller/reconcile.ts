@@ -334,6 +334,7 @@ async function plan(controller: Controller, snap: Snapshot): Promise<Step[]> {
   const owned = [...sandboxes.values()].filter(
     (s) => s.ownsNetns && !gone.has(`sb:${s.id}`) && !live.has(`sb:${s.id}`),
   );
+  // Removals in this plan rewrite the files they change themselves (removeEndpoint).
   const peers = hostsPeers(owned, [...endpoints.values()]);
   for (const sandbox of owned) {
     const entries = peers.get(sandbox.id) ?? [];
