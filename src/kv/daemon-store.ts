@@ -10,7 +10,7 @@
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvStoreMismatchError } from './errors.js';
-import { DEFAULT_STATE_DIR, type OpenStoreOptions, parseStoreUrl } from './store.js';
+import { DEFAULT_STATE_DIR, type OpenStoreOptions, parseStoreUrl } from './open.js';
 
 const RECORD = 'daemon-store.json';
 

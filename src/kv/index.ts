@@ -2,4 +2,5 @@
 
 export * from './daemon-store.js';
 export * from './errors.js';
+export * from './open.js';
 export * from './store.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Allocation, Ipam } from '../../../src/ipam/ipam.js';
-import { openStore } from '../../../src/kv/store.js';
+import { openStore } from '../../../src/kv/index.js';
 import { type RedisServer, startRedisServer } from '../../../src/kv/testing/redis-server.js';
 import { bundleFixture, removeFixture, runConcurrently } from '../../helpers/children.js';
 

@@ -2,8 +2,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { openStore } from '../../../src/kv/index.js';
 import { LmdbStore } from '../../../src/kv/lmdb.js';
-import { openStore } from '../../../src/kv/store.js';
 import { kvContract } from './contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'netctl-kv-lmdb-'));

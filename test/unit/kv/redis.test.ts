@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStore } from '../../../src/kv/store.js';
+import { openStore } from '../../../src/kv/index.js';
 import { type RedisServer, startRedisServer } from '../../../src/kv/testing/redis-server.js';
 import { kvContract } from './contract.js';
 

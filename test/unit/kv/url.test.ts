@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { KvInvalidUrlError } from '../../../src/kv/errors.js';
-import { parseStoreUrl } from '../../../src/kv/store.js';
+import { parseStoreUrl } from '../../../src/kv/index.js';
 
 describe('parseStoreUrl', () => {
   it('defaults to LMDB in the state directory', () => {
