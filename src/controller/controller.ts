@@ -1600,7 +1600,7 @@ export class Controller implements NetctlApi {
     const settled = run.catch((err: unknown) => {
       log.warn({ err, networkId }, 'rewriting /etc/hosts failed: trying again in 1 s');
       this.hostsRetries.set(`${networkId}/${leaving ?? ''}`, { networkId, leaving });
-      this.hostsRetry ??= setTimeout(() => this.retryHosts(), HOSTS_RETRY_MS).unref();
+      if (!this.closed) this.hostsRetry ??= setTimeout(() => this.retryHosts(), HOSTS_RETRY_MS).unref();
     });
     this.hostsLane = settled;
     return settled;
