@@ -1,0 +1,84 @@
+/**
+ * The layers of src/ (docs/architecture.md), checked by test/unit/layers.test.ts:
+ * a wrong import fails `npm test`. Rules that do not hold yet are issue 12's work.
+ */
+const layer = (name) => `^src/${name}/`;
+
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-runtime-circle',
+      comment: 'No module imports itself back at run time (type-only circles are issue 12 work).',
+      severity: 'error',
+      from: {},
+      to: {
+        circular: true,
+        dependencyTypesNot: ['type-only'],
+        viaOnly: { dependencyTypesNot: ['type-only'] },
+      },
+    },
+    {
+      name: 'kernel-is-the-bottom',
+      comment: 'The kernel layer imports nothing of ours but errors, logs and the crash hook.',
+      severity: 'error',
+      from: { path: layer('kernel') },
+      to: {
+        path: '^src/',
+        pathNot: [
+          '^src/kernel/',
+          '^src/errors\\.ts$',
+          '^src/log\\.ts$',
+          '^src/crash\\.ts$',
+          '^src/paths\\.ts$',
+        ],
+      },
+    },
+    {
+      name: 'drivers-below-the-controller',
+      comment: 'Drivers never see the store, the controller or an entry point.',
+      severity: 'error',
+      from: { path: layer('drivers') },
+      to: { path: ['^src/kv/', '^src/controller/', '^src/server/', '^src/cli/', '^src/cni/'] },
+    },
+    {
+      name: 'store-and-ipam-know-no-network',
+      comment: 'The store and the IPAM are below everything that makes networks.',
+      severity: 'error',
+      from: { path: ['^src/kv/', '^src/ipam/'] },
+      to: {
+        path: [
+          '^src/controller/',
+          '^src/drivers/',
+          '^src/kernel/',
+          '^src/server/',
+          '^src/cli/',
+          '^src/cni/',
+          '^src/firewall/',
+        ],
+      },
+    },
+    {
+      name: 'core-is-shared-vocabulary',
+      comment: "core/ (model, contracts, schemas) imports only the kernel's types and errors.",
+      severity: 'error',
+      from: { path: layer('core') },
+      to: {
+        path: [
+          '^src/kv/',
+          '^src/controller/',
+          '^src/drivers/',
+          '^src/server/',
+          '^src/cli/',
+          '^src/cni/',
+          '^src/ipam/',
+          '^src/firewall/',
+        ],
+      },
+    },
+  ],
+  options: {
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    doNotFollow: { path: 'node_modules' },
+  },
+};
