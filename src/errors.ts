@@ -27,10 +27,15 @@ export interface ErrorSpec {
 
 const registry = new Map<string, ErrorSpec>();
 
+/** Each registry error's code, by its constructor (isCode). */
+const codeOfKind = new Map<FastifyErrorConstructor, string>();
+
 function define(code: string, message: string, errorClass: ErrorClass): FastifyErrorConstructor {
   if (registry.has(code)) throw new Error(`error code ${code} defined twice`);
   registry.set(code, { code, message, class: errorClass });
-  return createError(code, message, HTTP_STATUS[errorClass]);
+  const kind = createError(code, message, HTTP_STATUS[errorClass]);
+  codeOfKind.set(kind, code);
+  return kind;
 }
 
 export const Errors = {
@@ -183,6 +188,17 @@ export function specOf(err: unknown): ErrorSpec | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return undefined;
   return registry.get(code) ?? registry.get(LAYER_CODES[code] ?? '');
+}
+
+/**
+ * Whether err is one of these registry errors (`isCode(err,
+ * Errors.SandboxNotFound)`), by its code — also one rebuilt from a
+ * daemon's answer or mapped from a lower layer's error — so a misspelt
+ * code is a compile error, not a comparison that is never true.
+ */
+export function isCode(err: unknown, ...kinds: FastifyErrorConstructor[]): boolean {
+  const code = specOf(err)?.code;
+  return code !== undefined && kinds.some((kind) => codeOfKind.get(kind) === code);
 }
 
 /** The class of any error: ours by registry, anything else is internal. */

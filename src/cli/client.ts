@@ -19,7 +19,7 @@ import type {
 } from '../controller/api.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import type { ConnectRequest, CreateNetworkRequest, CreateSandboxRequest } from '../core/schemas.js';
-import { type ErrorClass, Errors, specOf } from '../errors.js';
+import { type ErrorClass, Errors, isCode } from '../errors.js';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
@@ -36,7 +36,7 @@ export const DEFAULT_TIMEOUT_SECONDS = 60;
 export function isNoDaemon(err: unknown): boolean {
   const cause = (err as { cause?: { code?: string } } | null)?.cause;
   return (
-    specOf(err)?.code === 'NETCTL_DAEMON_UNAVAILABLE' &&
+    isCode(err, Errors.DaemonUnavailable) &&
     typeof cause?.code === 'string' &&
     NO_DAEMON_CODES.has(cause.code)
   );

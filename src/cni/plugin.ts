@@ -27,7 +27,7 @@ import {
   nameSchema,
 } from '../core/schemas.js';
 import { BRIDGE_NAME, ENABLE_IP_MASQUERADE, MTU } from '../drivers/bridge/options.js';
-import { specOf } from '../errors.js';
+import { Errors, isCode } from '../errors.js';
 import { overlaps, parseSubnet } from '../ipam/cidr.js';
 import { familyOf, parsePrefix } from '../kernel/inet.js';
 import { log } from '../log.js';
@@ -148,7 +148,6 @@ export function createRequestOf(conf: NetctlCniConfig): CreateNetworkRequest | u
   };
 }
 
-const codeOf = (err: unknown) => specOf(err)?.code;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** How long an ADD waits for another call's creation of its network (bridge, rules: slow on a loaded host). */
@@ -182,10 +181,9 @@ async function ensureNetwork(api: NetctlApi, conf: NetctlCniConfig): Promise<Net
       return await api.createNetwork(request);
     } catch (err) {
       // Someone else's creation of the same network is under way or done.
-      const code = codeOf(err);
       const racing =
-        code === 'NETCTL_NETWORK_EXISTS' ||
-        (code === 'NETCTL_POOL_OVERLAP' && !(await subnetOfAnother(api, name, request)));
+        isCode(err, Errors.NetworkExists) ||
+        (isCode(err, Errors.PoolOverlap) && !(await subnetOfAnother(api, name, request)));
       if (!racing || Date.now() > deadline) throw err;
       await sleep(20 + Math.random() * 20);
     }
@@ -287,7 +285,7 @@ async function findSandbox(api: NetctlApi, containerId: string): Promise<Sandbox
   try {
     return await api.inspectSandbox(sandboxNameOf(containerId));
   } catch (err) {
-    if (codeOf(err) === 'NETCTL_SANDBOX_NOT_FOUND') return undefined;
+    if (isCode(err, Errors.SandboxNotFound)) return undefined;
     throw err;
   }
 }
@@ -320,7 +318,7 @@ async function ensureSandbox(
         return { details: found, created: false };
       // A restarted container's leftover, or one whose delete died half-way (still marked): it goes.
       await api.deleteSandbox(found.sandbox.id).catch((err: unknown) => {
-        if (codeOf(err) !== 'NETCTL_SANDBOX_NOT_FOUND') throw err;
+        if (!isCode(err, Errors.SandboxNotFound)) throw err;
       });
     }
     try {
@@ -333,10 +331,10 @@ async function ensureSandbox(
     } catch (err) {
       // Go skel's check, done by the controller for every entry point: CNI_NETNS
       // must be a netns, and neither the plugin's own nor the host's.
-      if (codeOf(err) === 'NETCTL_INVALID_NETNS') {
+      if (isCode(err, Errors.InvalidNetns)) {
         throw new CniError(CniCode.INVALID_ENVIRONMENT, 'invalid CNI_NETNS', (err as Error).message);
       }
-      if (codeOf(err) !== 'NETCTL_SANDBOX_EXISTS' || attempt >= 3) throw err;
+      if (!isCode(err, Errors.SandboxExists) || attempt >= 3) throw err;
     }
   }
 }
@@ -396,8 +394,7 @@ async function dropSandboxIfEmpty(api: NetctlApi, sandboxId: string): Promise<vo
   try {
     await api.deleteSandbox(sandboxId, { ifEmpty: true });
   } catch (err) {
-    const code = codeOf(err);
-    if (code !== 'NETCTL_SANDBOX_IN_USE' && code !== 'NETCTL_SANDBOX_NOT_FOUND') throw err;
+    if (!isCode(err, Errors.SandboxInUse, Errors.SandboxNotFound)) throw err;
   }
 }
 
@@ -454,7 +451,7 @@ export function netctlCniHandlers(backend: { api(): Promise<NetctlApi> }): Handl
           return await attach(api, conf, args, wanted);
         } catch (err) {
           // The container's sandbox went under it (another call's cleanup of it): once more, on a new one.
-          if (codeOf(err) !== 'NETCTL_SANDBOX_NOT_FOUND' || attempt >= 3) throw err;
+          if (!isCode(err, Errors.SandboxNotFound) || attempt >= 3) throw err;
         }
       }
     },
@@ -472,8 +469,7 @@ export function netctlCniHandlers(backend: { api(): Promise<NetctlApi> }): Handl
         try {
           await api.disconnect(endpoint.networkId, found.sandbox.id);
         } catch (err) {
-          if (codeOf(err) !== 'NETCTL_ENDPOINT_NOT_FOUND' && codeOf(err) !== 'NETCTL_NETWORK_NOT_FOUND')
-            throw err;
+          if (!isCode(err, Errors.EndpointNotFound, Errors.NetworkNotFound)) throw err;
         }
       }
       const left = found.endpoints.filter((e) => e !== endpoint);
@@ -531,7 +527,7 @@ export function netctlCniHandlers(backend: { api(): Promise<NetctlApi> }): Handl
       try {
         report = await api.check(name);
       } catch (err) {
-        if (codeOf(err) !== 'NETCTL_NETWORK_NOT_FOUND') throw err;
+        if (!isCode(err, Errors.NetworkNotFound)) throw err;
         if (createRequestOf(conf)) return; // the first ADD makes it
         throw new CniError(
           CniCode.PLUGIN_NOT_AVAILABLE,
@@ -560,7 +556,7 @@ export function netctlCniHandlers(backend: { api(): Promise<NetctlApi> }): Handl
       try {
         ({ network, endpoints } = await api.inspectNetwork(networkNameOf(conf)));
       } catch (err) {
-        if (codeOf(err) === 'NETCTL_NETWORK_NOT_FOUND') return;
+        if (isCode(err, Errors.NetworkNotFound)) return;
         throw err;
       }
       // Only attachments of this network, in sandboxes netctl-cni made (never
@@ -583,8 +579,7 @@ export function netctlCniHandlers(backend: { api(): Promise<NetctlApi> }): Handl
           await dropSandboxIfEmpty(api, sandbox.id);
         } catch (err) {
           // SPEC.md "GC": carry on, remove as much as possible, report the errors.
-          if (codeOf(err) === 'NETCTL_SANDBOX_NOT_FOUND' || codeOf(err) === 'NETCTL_ENDPOINT_NOT_FOUND')
-            continue;
+          if (isCode(err, Errors.SandboxNotFound, Errors.EndpointNotFound)) continue;
           failures.push(`${containerId}/${endpoint.ifname ?? '-'}: ${(err as Error).message}`);
         }
       }

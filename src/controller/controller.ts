@@ -35,7 +35,7 @@ import {
   portRequestSchema,
 } from '../core/schemas.js';
 import { parseRequest } from '../core/validate.js';
-import { Errors, specOf } from '../errors.js';
+import { Errors, isCode } from '../errors.js';
 import {
   createNetns,
   deleteNetns,
@@ -566,7 +566,7 @@ export class Controller implements NetctlApi {
       try {
         reservations = await this.ipam.listReservations(poolId);
       } catch (err) {
-        if (specOf(err)?.code === 'NETCTL_POOL_NOT_FOUND') continue;
+        if (isCode(err, Errors.PoolNotFound)) continue;
         throw err;
       }
       for (const r of reservations) await this.ipam.releaseAddress(poolId, r.address);
@@ -691,8 +691,7 @@ export class Controller implements NetctlApi {
         await this.deleteNetwork(network.id);
       } catch (err) {
         // A connect landed since the listing, or another prune was first: not ours to remove.
-        const code = specOf(err)?.code;
-        if (code === 'NETCTL_NETWORK_IN_USE' || code === 'NETCTL_NETWORK_NOT_FOUND') continue;
+        if (isCode(err, Errors.NetworkInUse, Errors.NetworkNotFound)) continue;
         throw err;
       }
       removed.push(network.name);

@@ -10,7 +10,12 @@
  * ignores IFLA_IFALIAS on create): a link killed between the two is
  * netctl's but unclaimed, and gc finds it by its group.
  */
-import type { Link } from './link.js';
+
+/** What an owner is read from: a link's alias and device group (link.ts's Link has both). */
+export interface Tagged {
+  alias: string | undefined;
+  group: number;
+}
 
 /** Device group of every link netctl makes ("nc"); `ip link show group 28259` lists them. */
 export const NETCTL_GROUP = 0x6e63;
@@ -25,7 +30,7 @@ export const ownerTag = (owner: string) => `${OWNER_TAG_PREFIX}${owner}`;
  * 'unclaimed' when netctl made it but died before naming the owner,
  * undefined when it is not netctl's at all.
  */
-export function linkOwner(link: Pick<Link, 'alias' | 'group'>): string | undefined {
+export function linkOwner(link: Tagged): string | undefined {
   if (link.alias?.startsWith(OWNER_TAG_PREFIX)) return link.alias.slice(OWNER_TAG_PREFIX.length);
   if (link.group === NETCTL_GROUP && !link.alias) return UNCLAIMED;
   return undefined;
@@ -53,7 +58,7 @@ export class NotOwnedError extends Error {
 }
 
 /** May owner take this link: its own, or netctl's and unclaimed. */
-export function mayTake(link: Pick<Link, 'alias' | 'group'>, owner: string): boolean {
+export function mayTake(link: Tagged, owner: string): boolean {
   const holder = linkOwner(link);
   return holder === owner || holder === UNCLAIMED;
 }

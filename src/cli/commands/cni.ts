@@ -20,7 +20,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { conflistFileName, conflistFor } from '../../cni/conflist.js';
 import { type CniVersion, isSupportedVersion, SUPPORTED_VERSIONS } from '../../cni/types.js';
-import { Errors } from '../../errors.js';
+import { Errors, isCode } from '../../errors.js';
 import { type Cli, verb } from '../cli.js';
 import * as flags from '../flags.js';
 
@@ -94,7 +94,7 @@ export function cniCommand(cli: Cli, program: Command): Command {
           try {
             await api.inspectNetwork(name);
           } catch (err) {
-            if ((err as { code?: string }).code !== 'NETCTL_NETWORK_NOT_FOUND' || !options.subnet) throw err;
+            if (!isCode(err, Errors.NetworkNotFound) || !options.subnet) throw err;
             const subnet = {
               subnet: options.subnet,
               ...(options.gateway ? { gateway: options.gateway } : {}),

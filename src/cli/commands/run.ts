@@ -10,7 +10,7 @@ import type { Sandbox } from '../../core/model.js';
 import type { ConnectRequest, CreateSandboxRequest } from '../../core/schemas.js';
 import { createSandboxSchema } from '../../core/schemas.js';
 import { parseRequest } from '../../core/validate.js';
-import { Errors, specOf } from '../../errors.js';
+import { Errors, isCode } from '../../errors.js';
 import { log } from '../../log.js';
 import { type Cli, verb } from '../cli.js';
 import { netctlExecArgs, runForeground, startDetached } from '../exec.js';
@@ -86,7 +86,7 @@ async function createNamedSandbox(
       const sandbox = await api.createSandbox(plan.sandbox);
       return { sandbox, connects: plan.connects.map((c) => ({ ...c, sandbox: sandbox.id })) };
     } catch (err) {
-      const clash = specOf(err)?.code === 'NETCTL_SANDBOX_EXISTS';
+      const clash = isCode(err, Errors.SandboxExists);
       if (!clash || options.name !== undefined || attempt + 1 >= NAME_ATTEMPTS) throw err;
     }
   }

@@ -20,7 +20,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Controller, ExternalAddressing } from '../../controller/controller.js';
 import type { Endpoint, Network, PortMapping, Sandbox } from '../../core/model.js';
 import { NAME_MAX, type PortRequest } from '../../core/schemas.js';
-import { Errors, specOf } from '../../errors.js';
+import { Errors, isCode, specOf } from '../../errors.js';
 import { NetnsNotFoundError, NotANetnsError, openNetns, parsePrefix } from '../../kernel/index.js';
 import { log } from '../../log.js';
 import {
@@ -388,7 +388,7 @@ async function dockerSandbox(c: Controller, key: string): Promise<Sandbox> {
         { netnsLater: true }, // Docker binds it at the key when the container starts
       );
     } catch (err) {
-      sandbox = specOf(err)?.code === 'NETCTL_SANDBOX_EXISTS' ? await find() : undefined;
+      sandbox = isCode(err, Errors.SandboxExists) ? await find() : undefined;
       if (!sandbox) throw err;
     }
   }
@@ -449,7 +449,7 @@ async function dropSandboxIfEmpty(c: Controller, sandboxId: string): Promise<voi
   try {
     await c.deleteSandbox(sandbox.id, { ifEmpty: true });
   } catch (err) {
-    if (!isNotFound(err) && specOf(err)?.code !== 'NETCTL_SANDBOX_IN_USE') throw err;
+    if (!isNotFound(err) && !isCode(err, Errors.SandboxInUse)) throw err;
   }
   log.debug({ sandbox: sandbox.name }, 'docker sandbox removed with its last endpoint');
 }

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { Controller } from '../../controller/controller.js';
-import { Errors } from '../../errors.js';
+import { Errors, isCode } from '../../errors.js';
 import { createServer, type ServerOptions } from '../app.js';
 import { DEFAULT_BODY_LIMIT, toRegistryError } from '../errors.js';
 import { listenUnix } from '../listen.js';
@@ -50,7 +50,7 @@ const dockerErrorReply = (err: Error) => ({ status: 500, body: { Err: err.messag
 function dockerErrorHandler(bodyLimit: number) {
   return (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const mapped = toRegistryError(err, bodyLimit);
-    if ((mapped as { code?: string }).code === 'NETCTL_INTERNAL')
+    if (isCode(mapped, Errors.Internal))
       request.log.error({ err }, 'docker call %s failed: %s', request.url, err.message);
     else request.log.info({ call: request.url, err: mapped.message }, 'docker call refused');
     const { status, body } = dockerErrorReply(mapped);

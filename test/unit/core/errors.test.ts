@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Errors, errorClassOf, errorSpecs, HTTP_STATUS, LAYER_CODES, specOf } from '../../../src/errors.js';
+import {
+  Errors,
+  errorClassOf,
+  errorSpecs,
+  HTTP_STATUS,
+  isCode,
+  LAYER_CODES,
+  specOf,
+} from '../../../src/errors.js';
 import { packageRoot } from '../../../src/paths.js';
 
 function documentedCodes(): { code: string; class: string; message: string }[] {
@@ -42,6 +50,18 @@ describe('error registry', () => {
     for (const [layer, code] of Object.entries(LAYER_CODES)) {
       expect(specOf(Object.assign(new Error('x'), { code: layer }))?.code, layer).toBe(code);
     }
+  });
+
+  it('isCode: one of the given registry errors, by code, mapped lower-layer codes included', () => {
+    const notFound = new Errors.SandboxNotFound('s1');
+    expect(isCode(notFound, Errors.SandboxNotFound)).toBe(true);
+    expect(isCode(notFound, Errors.NetworkNotFound, Errors.SandboxNotFound)).toBe(true);
+    expect(isCode(notFound, Errors.NetworkNotFound)).toBe(false);
+    // As the CLI's client rebuilds it from a daemon's answer: a plain object with the code.
+    expect(isCode({ code: 'NETCTL_SANDBOX_NOT_FOUND' }, Errors.SandboxNotFound)).toBe(true);
+    expect(isCode({ code: 'ipam.pool_overlap' }, Errors.PoolOverlap)).toBe(true);
+    expect(isCode(new Error('x'), Errors.Internal)).toBe(false);
+    expect(isCode(undefined, Errors.Internal)).toBe(false);
   });
 
   it('treats anything unregistered as internal', () => {
