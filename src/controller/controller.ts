@@ -60,6 +60,7 @@ import { removeSandboxEtc, writeSandboxEtc, writeSandboxHosts } from '../sandbox
 import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
 import { configureInterface } from '../sandbox/iface.js';
 import { claimNetns, listSandboxRunDirs } from '../sandbox/owner.js';
+import { Lane } from '../serial.js';
 import type {
   CheckReport,
   GcAction,
@@ -152,7 +153,7 @@ export class Controller implements NetctlApi {
   /** Operations side by side, gc alone (gate.ts). */
   private readonly gate = new Gate();
   /** /etc/hosts refreshes, one at a time (see refreshHosts). */
-  private hostsLane: Promise<unknown> = Promise.resolve();
+  private readonly hostsLane = new Lane();
   /** Refreshes that failed (networkId/leaving), tried again by one timer. */
   private readonly hostsRetries = new Map<string, { networkId: string; leaving: string | undefined }>();
   private hostsRetry: NodeJS.Timeout | undefined;
@@ -1593,16 +1594,15 @@ export class Controller implements NetctlApi {
    * in the index: pass it as leaving, its own file loses the network's peers.
    */
   private refreshHosts(networkId: string, leaving?: string): Promise<void> {
-    const run = this.hostsLane.then(() => this.rewriteHosts(networkId, leaving));
     // After a commit: a failed rewrite must not undo what is committed. It is
     // tried again (the store may be back), and gc rewrites what is left stale.
-    const settled = run.catch((err: unknown) => {
-      log.warn({ err, networkId }, 'rewriting /etc/hosts failed: trying again in 1 s');
-      this.hostsRetries.set(`${networkId}/${leaving ?? ''}`, { networkId, leaving });
-      if (!this.closed) this.hostsRetry ??= setTimeout(() => this.retryHosts(), HOSTS_RETRY_MS).unref();
-    });
-    this.hostsLane = settled;
-    return settled;
+    return this.hostsLane
+      .run(() => this.rewriteHosts(networkId, leaving))
+      .catch((err: unknown) => {
+        log.warn({ err, networkId }, 'rewriting /etc/hosts failed: trying again in 1 s');
+        this.hostsRetries.set(`${networkId}/${leaving ?? ''}`, { networkId, leaving });
+        if (!this.closed) this.hostsRetry ??= setTimeout(() => this.retryHosts(), HOSTS_RETRY_MS).unref();
+      });
   }
 
   private retryHosts(): void {

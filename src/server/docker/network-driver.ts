@@ -23,6 +23,7 @@ import { NAME_MAX, type PortRequest } from '../../core/schemas.js';
 import { Errors, isCode, specOf } from '../../errors.js';
 import { NetnsNotFoundError, NotANetnsError, openNetns, parsePrefix } from '../../kernel/index.js';
 import { log } from '../../log.js';
+import { KeyedLanes } from '../../serial.js';
 import {
   allocateNetworkSchema,
   createEndpointSchema,
@@ -96,24 +97,9 @@ export function portBindings(endpoint: Endpoint): Record<string, unknown>[] {
 /** Calls dockerd makes while it starts: answered from local state, never waiting. */
 const ANSWER_AT_ONCE = new Set(['/Plugin.Activate', '/NetworkDriver.GetCapabilities']);
 
-/** One job at a time per key (a container's joins and leaves, which make and drop its sandbox). */
-class KeyedLanes {
-  private readonly lanes = new Map<string, Promise<unknown>>();
-
-  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.lanes.get(key) ?? Promise.resolve();
-    const result = before.then(fn, fn);
-    const tail = result.catch(() => undefined);
-    this.lanes.set(key, tail);
-    void tail.then(() => {
-      if (this.lanes.get(key) === tail) this.lanes.delete(key);
-    });
-    return result;
-  }
-}
-
 export const networkDriverRoutes: FastifyPluginAsyncZod<NetworkDriverOptions> = async (app, options) => {
   const { controller: c, driver } = options;
+  // One job at a time per container: its joins and leaves make and drop its sandbox.
   const sandboxLanes = new KeyedLanes();
   // The sweep the last Plugin.Activate started; calls that change state wait for it.
   let sweeping: Promise<void> = Promise.resolve();
