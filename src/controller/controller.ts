@@ -925,6 +925,7 @@ export class Controller implements NetctlApi {
     const sandbox = await this.findSandbox(req.sandbox);
     const driver = this.driver(network.driver);
     checkJoinable(network, sandbox);
+    if (req.portMappings.length) checkPublishable(network);
     // Only the sandbox's own endpoints: listing every endpoint here would make
     // each join cost more than the one before it.
     const sandboxEndpoints = await this.state.sandboxEndpoints(sandbox);
@@ -1185,6 +1186,7 @@ export class Controller implements NetctlApi {
       if (requests.length) throw new Errors.InvalidRequest(`driver ${driver.type} publishes no ports`);
       return endpoint;
     }
+    if (requests.length) checkPublishable(network);
     // Set once the ports are claimed: before that the undo has nothing to give back.
     let published: Endpoint | undefined;
     return this.withIntent(
@@ -1650,6 +1652,12 @@ function checkJoinable(network: Network, sandbox: Sandbox): void {
         : `only sandboxes in the host's namespace (--network host) can join host network ${network.name}`,
     );
   }
+}
+
+/** An internal network has no way out, so no host port leads into it: refused before anything is claimed. */
+function checkPublishable(network: Network): void {
+  if (network.internal)
+    throw new Errors.InvalidRequest(`network ${network.name} is internal: it publishes no ports`);
 }
 
 function stopProcess(pid: number): void {

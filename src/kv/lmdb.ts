@@ -24,8 +24,8 @@
  * Expired keys read as absent at once; a sweeper in every open store deletes
  * them (and logs the delete) every `sweepMs`.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, linkSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import { KvBackendError, KvConflictError, KvError, KvUnavailableError } from './errors.js';
 import {
@@ -90,6 +90,72 @@ function decodeRow(raw: string): Row {
   };
 }
 
+function openRoot(path: string, durable: boolean): RootDatabase {
+  // Not noMetaSync: with several processes writing, lmdb-js's LMDB then
+  // failed a commit (MDB_PROBLEM "mdb_page_touch no parent") under load.
+  // A map that never has to grow (address space only; the file grows
+  // as pages are written): lmdb-js keeps every outgrown mapping alive
+  // for buffers that may point into it, and their pages count as the
+  // daemon's memory (~5 MiB at 1,000 endpoints).
+  return open({ path, noSubdir: true, maxDbs: 8, mapSize: MAP_SIZE, noSync: !durable });
+}
+
+function openDatabases(
+  root: RootDatabase,
+): [
+  Database<string, string>,
+  Database<number, string>,
+  Database<LogRecord, LogKey>,
+  Database<number, [number, string]>,
+] {
+  return [
+    root.openDB<string, string>({ name: 'data', encoding: 'string' }),
+    root.openDB<number, string>({ name: 'meta', encoding: 'json' }),
+    root.openDB<LogRecord, LogKey>({ name: 'log', encoding: 'json' }),
+    root.openDB<number, [number, string]>({ name: 'expiry', encoding: 'json' }),
+  ];
+}
+
+/**
+ * Build a new store file aside and link it into place: processes that
+ * create one file at once (the first CNI ADDs on a fresh host) made lmdb-js
+ * fail the open (MDB_PROBLEM "mdb_page_touch no parent", 1 round in ~20 of
+ * 50 processes). Opening an existing file concurrently is safe. A loser of
+ * the link uses the winner's file; files of creators that died are removed.
+ */
+function createStoreFile(path: string): void {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.new-`;
+  for (const name of readdirSync(dir)) {
+    const pid = Number(
+      name.startsWith(prefix) ? name.slice(prefix.length).replace(/-lock$/, '') : Number.NaN,
+    );
+    if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid))
+      rmSync(join(dir, name), { force: true });
+  }
+  const draft = join(dir, `${prefix}${process.pid}`);
+  try {
+    const root = openRoot(draft, true);
+    openDatabases(root);
+    root.close();
+    linkSync(draft, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    rmSync(draft, { force: true });
+    rmSync(`${draft}-lock`, { force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 interface Watcher {
   tracker: WatchTracker;
   queue: WatchQueue;
@@ -120,28 +186,13 @@ export class LmdbStore implements KvStore {
   static open(path: string, options: LmdbStoreOptions = {}): LmdbStore {
     try {
       mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-      // Not noMetaSync: with several processes writing, lmdb-js's LMDB then
-      // failed a commit (MDB_PROBLEM "mdb_page_touch no parent") under load.
-      // A map that never has to grow (address space only; the file grows
-      // as pages are written): lmdb-js keeps every outgrown mapping alive
-      // for buffers that may point into it, and their pages count as the
-      // daemon's memory (~5 MiB at 1,000 endpoints).
-      const root = open({
-        path,
-        noSubdir: true,
-        maxDbs: 8,
-        mapSize: MAP_SIZE,
-        noSync: options.durable === false,
+      if (!existsSync(path)) createStoreFile(path);
+      const root = openRoot(path, options.durable !== false);
+      return new LmdbStore(path, root, ...openDatabases(root), {
+        pollMs: options.pollMs ?? 20,
+        sweepMs: options.sweepMs ?? 500,
+        logKeep: options.logKeep ?? 1_000,
       });
-      return new LmdbStore(
-        path,
-        root,
-        root.openDB<string, string>({ name: 'data', encoding: 'string' }),
-        root.openDB<number, string>({ name: 'meta', encoding: 'json' }),
-        root.openDB<LogRecord, LogKey>({ name: 'log', encoding: 'json' }),
-        root.openDB<number, [number, string]>({ name: 'expiry', encoding: 'json' }),
-        { pollMs: options.pollMs ?? 20, sweepMs: options.sweepMs ?? 500, logKeep: options.logKeep ?? 1_000 },
-      );
     } catch (err) {
       throw new KvUnavailableError('lmdb', `cannot open ${path}: ${(err as Error).message}`, { cause: err });
     }

@@ -433,6 +433,26 @@ export async function storeSnapshot(stateDir: string): Promise<string[]> {
   }
 }
 
+/**
+ * Wait until the daemon has no operation in flight (no intent record in its
+ * store), at most 30 s: a call its client gave up on goes on, and would
+ * otherwise change the world under the next snapshot. After 30 s the next
+ * snapshot shows whatever was left.
+ */
+export async function operationsEnded(stateDir: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const kv = await openStore(undefined, { stateDir });
+    try {
+      if ((await kv.list('netctl/v1/intents/')).length === 0) return;
+    } finally {
+      await kv.close();
+    }
+    if (Date.now() > deadline) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** The IPAM's pools and reservations, read afresh from the daemon's store. */
 export async function ipamSnapshot(
   stateDir: string,
@@ -763,7 +783,16 @@ export async function fuzzGuarded<R>(f: FuzzRun<R>): Promise<void> {
       fc.pre(calls.every(sendable));
       await runGuarded(
         calls.map((request) => ({ request, expect: f.expectation(request) })),
-        { snapshot, send: f.send, restore: f.restore, describe: f.describe },
+        {
+          snapshot,
+          send: f.send,
+          // A call whose client gave up (a deadline it was given) may still be running in the daemon.
+          restore: async () => {
+            await operationsEnded(f.stateDir);
+            await f.restore();
+          },
+          describe: f.describe,
+        },
       );
     }),
     fuzzParameters(f.label, f.runs),

@@ -130,6 +130,20 @@ describe('a bridge network', () => {
     expect(await ping(a, '192.0.2.2')).toBe(false);
     const routes = await inSandbox(b, ['ip', 'route']);
     expect(routes.stdout).not.toMatch(/^default/m);
+    // No host port leads into it: refused at connect and afterwards, and nothing changes.
+    await w.api.createSandbox({ name: 'c' });
+    const before = await inventory(w.api);
+    const published = [{ hostPort: 18099, containerPort: 80 }];
+    const internalRefusal = {
+      code: 'NETCTL_INVALID_REQUEST',
+      message: expect.stringMatching(/vault is internal/),
+    };
+    await expect(
+      w.api.connect({ network: 'vault', sandbox: 'c', portMappings: published }),
+    ).rejects.toMatchObject(internalRefusal);
+    const bEndpoint = (await w.api.inspectSandbox('b')).endpoints[0]?.id as string;
+    await expect(w.api.publishPorts(bEndpoint, published)).rejects.toMatchObject(internalRefusal);
+    expect(await inventory(w.api)).toEqual(before);
   });
 
   it('honours a static address and refuses a duplicate without changing anything', async () => {

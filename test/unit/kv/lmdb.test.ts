@@ -1,9 +1,11 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../../src/kv/index.js';
 import { LmdbStore } from '../../../src/kv/lmdb.js';
+import { bundleFixture, removeFixture, runConcurrently } from '../../helpers/children.js';
 import { kvContract } from './contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'netctl-kv-lmdb-'));
@@ -68,6 +70,45 @@ describe('LmdbStore specifics', () => {
       if (saved === undefined) delete process.env.NETCTL_STATE_DIR;
       else process.env.NETCTL_STATE_DIR = saved;
     }
+  });
+
+  it('processes creating one store file at once all open it (the first CNI ADDs on a fresh host)', async () => {
+    const script = await bundleFixture(new URL('./fixtures/open-fresh.ts', import.meta.url).pathname);
+    try {
+      for (let round = 0; round < 3; round++) {
+        const fresh = join(dir, `fresh-${round}`, 'state.lmdb');
+        const results = await runConcurrently(
+          script,
+          Array.from({ length: 20 }, () => [fresh]),
+        );
+        expect(results.map((line) => JSON.parse(line))).toEqual(results.map(() => ({ ok: true })));
+        const store = LmdbStore.open(fresh);
+        expect(await store.list('netctl/v1/test/opened/')).toHaveLength(20);
+        await store.close();
+        // The drafts each creator built aside are gone.
+        expect(readdirSync(join(dir, `fresh-${round}`)).sort()).toEqual(['state.lmdb', 'state.lmdb-lock']);
+      }
+    } finally {
+      removeFixture(script);
+    }
+  }, 120_000);
+
+  it('a draft left by a creator that died is removed when the next process creates the file', async () => {
+    const home = join(dir, 'died');
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    expect(dead).toBeGreaterThan(0);
+    await openStore(`lmdb://${join(home, 'x')}`).then((s) => s.close()); // the directory
+    writeFileSync(join(home, `state.lmdb.new-${dead}`), 'half-built');
+    writeFileSync(join(home, `state.lmdb.new-${dead}-lock`), '');
+    writeFileSync(join(home, `state.lmdb.new-${process.ppid}`), 'a live creator');
+    const store = LmdbStore.open(join(home, 'state.lmdb'));
+    await store.put('netctl/v1/test/x', 1);
+    await store.close();
+    expect(
+      readdirSync(home)
+        .filter((name) => name.startsWith('state.lmdb'))
+        .sort(),
+    ).toEqual(['state.lmdb', 'state.lmdb-lock', `state.lmdb.new-${process.ppid}`]);
   });
 
   it('a path it cannot create fails with kv.unavailable', async () => {
