@@ -74,7 +74,7 @@ export async function openApi(options: BackendOptions): Promise<Backend> {
   }
   log.debug({ socket }, 'no daemon: running the controller in this process');
   // Loaded only when needed: the daemon path stays quick to start.
-  const { createLocalApi } = await import('../controller/local.js');
+  const { createLocalApi } = await import('../daemon/compose.js');
   const local = await createLocalApi({ ...(options.kv ? { kv: options.kv } : {}), socket });
   return { api: local.api, close: () => local.close(), mode: 'local' };
 }

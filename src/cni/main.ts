@@ -9,9 +9,8 @@
  * Concurrent calls from many processes are safe: every write is a CAS
  * transaction on the store, and intents keep gc off work in flight.
  */
-import type { Controller } from '../controller/controller.js';
-import type { Ipam } from '../ipam/ipam.js';
-import type { KvStore } from '../kv/store.js';
+import type { Composed } from '../daemon/compose.js';
+import type { openIpam } from '../daemon/ipam.js';
 import { type CniBackend, isPluginName, PLUGIN_NAMES, runPlugin } from './plugins.js';
 import { MAX_CONFIG_BYTES } from './skel.js';
 
@@ -27,25 +26,24 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** The store and the controller, opened on first use and closed at the end. */
+/** The controller, or the IPAM alone (netctl-ipam), composed on first use and closed at the end. */
 function localBackend(): CniBackend & { close(): Promise<void> } {
   const url = process.env.NETCTL_KV || undefined;
-  let local: Promise<{ api: Controller; close(): Promise<void> }> | undefined;
-  let store: Promise<KvStore> | undefined;
+  let local: Promise<Composed> | undefined;
+  let ipamOnly: ReturnType<typeof openIpam> | undefined;
   const openLocal = () =>
-    (local ??= import('../controller/local.js').then((m) => m.createLocalApi(url ? { kv: url } : {})));
+    (local ??= import('../daemon/compose.js').then((m) => m.createLocalApi(url ? { kv: url } : {})));
   return {
     api: async () => (await openLocal()).api,
-    async ipam(): Promise<Ipam> {
-      const { Ipam } = await import('../ipam/ipam.js');
+    async ipam() {
       // netctl-ipam needs the store only: no netlink, no firewall.
-      if (local) return new Ipam((await local).api.state.kv);
-      store ??= import('../kv/index.js').then((m) => m.openStore(m.fallbackStoreUrl(url)));
-      return new Ipam(await store);
+      if (local) return (await local).ipam;
+      ipamOnly ??= import('../daemon/ipam.js').then((m) => m.openIpam(url));
+      return (await ipamOnly).ipam;
     },
     async close() {
       // A store that never opened was reported by the verb already (its CNI error): nothing to close.
-      const opened = await Promise.allSettled([local, store]);
+      const opened = await Promise.allSettled([local, ipamOnly]);
       for (const o of opened) if (o.status === 'fulfilled' && o.value) await o.value.close();
     },
   };

@@ -8,18 +8,26 @@
  * sandbox's part — its interface, addresses and route — is checked here,
  * through a netlink handle opened in the sandbox's namespace.
  */
-import { hasReconciler } from '../core/driver.js';
+import { type Driver, hasReconciler } from '../core/driver.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
 import { addrList, LinkNotFoundError, linkByName, Netlink, routeList } from '../kernel/index.js';
 import { networkOwner } from '../owners.js';
 import { staleReason } from '../sandbox/identity.js';
 import type { CheckReport, GcAction } from './api.js';
-import type { Controller } from './controller.js';
 import { defaultRouteOwner } from './default-route.js';
+import type { State } from './state.js';
+
+/** What check and repair need of the controller (controller.ts passes itself). */
+export interface Checkable {
+  readonly state: State;
+  readonly drivers: ReadonlyMap<string, Driver>;
+  findNetwork(ref: string): Promise<Network>;
+  findSandbox(ref: string): Promise<Sandbox>;
+}
 
 export async function checkNetwork(
-  controller: Controller,
+  controller: Checkable,
   networkRef: string,
   sandboxRef?: string,
 ): Promise<CheckReport> {
@@ -41,7 +49,7 @@ export async function checkNetwork(
   };
 }
 
-async function networkProblems(controller: Controller, network: Network, endpoints: Endpoint[]) {
+async function networkProblems(controller: Checkable, network: Network, endpoints: Endpoint[]) {
   const driver = controller.drivers.get(network.driver);
   if (!driver || !hasReconciler(driver) || !driver.missing) return [];
   return driver.missing(network, endpoints);
@@ -49,7 +57,7 @@ async function networkProblems(controller: Controller, network: Network, endpoin
 
 /** The endpoint's interface inside the sandbox, with its addresses and (if it gave one) the default route. */
 async function sandboxProblems(
-  controller: Controller,
+  controller: Checkable,
   sandbox: Sandbox,
   endpoint: Endpoint,
 ): Promise<string[]> {
@@ -96,7 +104,7 @@ async function sandboxProblems(
 }
 
 /** Restore the kernel side of one network (or of each) where check finds something missing. */
-export async function repairNetworks(controller: Controller, networkRef?: string): Promise<GcAction[]> {
+export async function repairNetworks(controller: Checkable, networkRef?: string): Promise<GcAction[]> {
   const networks = networkRef
     ? [await controller.findNetwork(networkRef)]
     : await controller.state.networks();

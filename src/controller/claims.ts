@@ -21,7 +21,7 @@ import type { Endpoint, PortMapping, Protocol } from '../core/model.js';
 import { Errors } from '../errors.js';
 import type { JsonValue, KvCompare, KvConflictError, KvOp, KvStore } from '../kv/index.js';
 import { endpointOwner } from '../owners.js';
-import { claimKeys, ROOT } from './state.js';
+import { type ClaimOps, claimKeys, NO_CLAIMS, ROOT } from './state.js';
 
 /** Host ports picked for `-p 80` (Docker's port allocator range). */
 export const EPHEMERAL_PORTS = { first: 49153, last: 60999 };
@@ -39,18 +39,6 @@ export interface PortClaim {
 
 interface PortBlock {
   claims: PortClaim[];
-}
-
-/** Writes of a claim (or release), with the compares that make them exclusive. */
-export interface ClaimOps {
-  compare: KvCompare[];
-  ops: KvOp[];
-}
-
-export const NO_CLAIMS: ClaimOps = { compare: [], ops: [] };
-
-export function mergeOps(...parts: ClaimOps[]): ClaimOps {
-  return { compare: parts.flatMap((p) => p.compare), ops: parts.flatMap((p) => p.ops) };
 }
 
 /** Where an endpoint is attached: its network, and its sandbox and interface name when joined. */
@@ -131,69 +119,14 @@ export async function takePorts(
   holderName: (owner: string) => Promise<string>,
 ): Promise<{ mappings: PortMapping[]; claim: ClaimOps }> {
   const owner = endpointOwner(endpointId);
-  const protos = [...new Set([...wishes, ...previous].map((w) => w.proto))];
-  const blocks = new Map<string, { version: number; claims: PortClaim[] }>();
-  for (const proto of protos) {
-    for (const entry of await kv.list(claimKeys.portsOf(proto))) {
-      blocks.set(entry.key, { version: entry.version, claims: (entry.value as unknown as PortBlock).claims });
-    }
-  }
-  const touched = new Set<string>();
-  const blockOf = (proto: Protocol, b: number) => {
-    const key = claimKeys.ports(proto, b);
-    let block = blocks.get(key);
-    if (!block) {
-      block = { version: 0, claims: [] };
-      blocks.set(key, block);
-    }
-    return { key, block };
-  };
+  const blocks = await PortBlocks.read(kv, [...new Set([...wishes, ...previous].map((w) => w.proto))]);
   // Ours go first: a republish replaces them.
-  for (const m of previous) {
-    for (const b of blocksOf(m.hostPort, m.hostPortEnd ?? m.hostPort)) {
-      const { key, block } = blockOf(m.proto, b);
-      const kept = block.claims.filter((c) => c.owner !== owner);
-      if (kept.length !== block.claims.length) touched.add(key);
-      block.claims = kept;
-    }
-  }
-  const held = (proto: Protocol, wanted: Omit<PortClaim, 'owner'>): PortClaim | undefined => {
-    for (const b of blocksOf(wanted.first, wanted.last)) {
-      const found = blockOf(proto, b).block.claims.find((c) => clash(c, wanted));
-      if (found) return found;
-    }
-    return undefined;
-  };
+  for (const m of previous) blocks.drop(m.proto, m.hostPort, m.hostPortEnd ?? m.hostPort, owner);
   const mappings: PortMapping[] = [];
   for (const w of wishes) {
     const hostIp = w.hostIp ? { hostIp: w.hostIp } : {};
-    let first: number | undefined;
-    let last = 0;
-    if (w.pick) {
-      for (let port = w.first; port <= w.last && first === undefined; port++) {
-        if (!held(w.proto, { first: port, last: port, ...hostIp })) first = port;
-      }
-      if (first === undefined)
-        throw new Errors.PortInUse(`${w.hostIp ?? '0.0.0.0'}:${w.first}-${w.last}/${w.proto}`, 'others');
-      last = first;
-    } else {
-      const holder = held(w.proto, { first: w.first, last: w.last, ...hostIp });
-      if (holder) {
-        const ports = w.last > w.first ? `${w.first}-${w.last}` : `${w.first}`;
-        throw new Errors.PortInUse(
-          `${w.hostIp ?? '0.0.0.0'}:${ports}/${w.proto}`,
-          holder.owner === owner ? 'this endpoint' : await holderName(holder.owner),
-        );
-      }
-      first = w.first;
-      last = w.last;
-    }
-    const claim: PortClaim = { first, last, ...hostIp, owner };
-    for (const b of blocksOf(first, last)) {
-      const { key, block } = blockOf(w.proto, b);
-      block.claims = [...block.claims, claim];
-      touched.add(key);
-    }
+    const { first, last } = await blocks.resolve(w, owner, holderName);
+    blocks.add(w.proto, { first, last, ...hostIp, owner });
     mappings.push({
       proto: w.proto,
       ...hostIp,
@@ -205,7 +138,84 @@ export async function takePorts(
         : {}),
     });
   }
-  return { mappings, claim: blockWrites(blocks, touched) };
+  return { mappings, claim: blockWrites(blocks.all, blocks.touched) };
+}
+
+/** The port blocks of some protocols as read (with their versions), changed in memory. */
+class PortBlocks {
+  /** Keys of the blocks changed. */
+  readonly touched = new Set<string>();
+
+  private constructor(readonly all: Map<string, { version: number; claims: PortClaim[] }>) {}
+
+  static async read(kv: KvStore, protos: Protocol[]): Promise<PortBlocks> {
+    const all = new Map<string, { version: number; claims: PortClaim[] }>();
+    for (const proto of protos) {
+      for (const entry of await kv.list(claimKeys.portsOf(proto)))
+        all.set(entry.key, { version: entry.version, claims: (entry.value as unknown as PortBlock).claims });
+    }
+    return new PortBlocks(all);
+  }
+
+  private block(proto: Protocol, b: number) {
+    const key = claimKeys.ports(proto, b);
+    let block = this.all.get(key);
+    if (!block) {
+      block = { version: 0, claims: [] };
+      this.all.set(key, block);
+    }
+    return { key, block };
+  }
+
+  /** Drop owner's claims in the blocks of first-last. */
+  drop(proto: Protocol, first: number, last: number, owner: string): void {
+    for (const b of blocksOf(first, last)) {
+      const { key, block } = this.block(proto, b);
+      const kept = block.claims.filter((c) => c.owner !== owner);
+      if (kept.length !== block.claims.length) this.touched.add(key);
+      block.claims = kept;
+    }
+  }
+
+  add(proto: Protocol, claim: PortClaim): void {
+    for (const b of blocksOf(claim.first, claim.last)) {
+      const { key, block } = this.block(proto, b);
+      block.claims = [...block.claims, claim];
+      this.touched.add(key);
+    }
+  }
+
+  /** The claim that clashes with wanted, if any. */
+  private holder(proto: Protocol, wanted: Omit<PortClaim, 'owner'>): PortClaim | undefined {
+    for (const b of blocksOf(wanted.first, wanted.last)) {
+      const found = this.block(proto, b).block.claims.find((c) => clash(c, wanted));
+      if (found) return found;
+    }
+    return undefined;
+  }
+
+  /** The ports a wish gets: the first free one (pick), or exactly the ones asked; NETCTL_PORT_IN_USE else. */
+  async resolve(
+    w: PortWish,
+    owner: string,
+    holderName: (owner: string) => Promise<string>,
+  ): Promise<{ first: number; last: number }> {
+    const hostIp = w.hostIp ? { hostIp: w.hostIp } : {};
+    if (w.pick) {
+      for (let port = w.first; port <= w.last; port++)
+        if (!this.holder(w.proto, { first: port, last: port, ...hostIp })) return { first: port, last: port };
+      throw new Errors.PortInUse(`${w.hostIp ?? '0.0.0.0'}:${w.first}-${w.last}/${w.proto}`, 'others');
+    }
+    const holder = this.holder(w.proto, { first: w.first, last: w.last, ...hostIp });
+    if (holder) {
+      const ports = w.last > w.first ? `${w.first}-${w.last}` : `${w.first}`;
+      throw new Errors.PortInUse(
+        `${w.hostIp ?? '0.0.0.0'}:${ports}/${w.proto}`,
+        holder.owner === owner ? 'this endpoint' : await holderName(holder.owner),
+      );
+    }
+    return { first: w.first, last: w.last };
+  }
 }
 
 /** Drop every host port endpoint holds (the blocks its mappings touch), compared on the versions read. */

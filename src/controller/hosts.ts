@@ -1,14 +1,17 @@
 /**
  * /etc/hosts of netctl's own sandboxes: each lists its peers on every
  * network it is on, by address and name, as the records have them. One
- * reading for the refresh after a change (controller.ts) and for
+ * reading for the refresh after a change (HostsFiles) and for
  * reconcile's check of a file that a failed refresh left behind.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Endpoint, Sandbox } from '../core/model.js';
 import { parsePrefix } from '../kernel/index.js';
-import { type HostEntry, hostsFile, sandboxEtcDir } from '../sandbox/etc.js';
+import { log } from '../log.js';
+import { type HostEntry, hostsFile, sandboxEtcDir, writeSandboxHosts } from '../sandbox/etc.js';
+import { Lane } from '../serial.js';
+import type { State } from './state.js';
 
 /** Each sandbox's peers: the other endpoints on the networks its endpoints are on. */
 export function hostsPeers(
@@ -57,4 +60,69 @@ export function hostsAreStale(sandbox: Sandbox, peers: HostEntry[]): boolean {
     throw err;
   }
   return text !== hostsFile(sandbox.hostname, peers);
+}
+
+/** How soon a failed /etc/hosts refresh is tried again. */
+const HOSTS_RETRY_MS = 1000;
+
+/** Keeps the /etc/hosts of netctl's own sandboxes following their networks' records. */
+export class HostsFiles {
+  /** Refreshes, one at a time (see refresh). */
+  private readonly lane = new Lane();
+  /** Refreshes that failed (networkId/leaving), tried again by one timer. */
+  private readonly retries = new Map<string, { networkId: string; leaving: string | undefined }>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly state: State) {}
+
+  /**
+   * Rewrite /etc/hosts of netctl's own sandboxes on the network, so names
+   * resolve both ways; one refresh at a time, each from one reading of the
+   * records. The sandboxes are found through the hostsfiles index: a network
+   * without any (CNI and Docker sandboxes keep their runtime's /etc) costs
+   * one empty listing, whatever its size. With n of them, a change rewrites
+   * n files of n lines: /etc/hosts as service discovery cannot be flat
+   * (Docker replaced it with its embedded DNS in 1.10 for this reason,
+   * moby/libnetwork#767). A sandbox that just left the network is no longer
+   * in the index: pass it as leaving, its own file loses the network's peers.
+   */
+  refresh(networkId: string, leaving?: string): Promise<void> {
+    // After a commit: a failed rewrite must not undo what is committed. It is
+    // tried again (the store may be back), and gc rewrites what is left stale.
+    return this.lane
+      .run(() => this.rewrite(networkId, leaving))
+      .catch((err: unknown) => {
+        log.warn({ err, networkId }, 'rewriting /etc/hosts failed: trying again in 1 s');
+        this.retries.set(`${networkId}/${leaving ?? ''}`, { networkId, leaving });
+        if (!this.closed) this.retryTimer ??= setTimeout(() => this.retry(), HOSTS_RETRY_MS).unref();
+      });
+  }
+
+  private retry(): void {
+    this.retryTimer = undefined;
+    const retries = [...this.retries.values()];
+    this.retries.clear();
+    for (const { networkId, leaving } of retries) void this.refresh(networkId, leaving);
+  }
+
+  private async rewrite(networkId: string, leaving?: string): Promise<void> {
+    const ids = await this.state.hostsFileSandboxes(networkId);
+    if (leaving && !ids.includes(leaving)) ids.push(leaving);
+    const members: Sandbox[] = [];
+    for (const id of ids) {
+      const sandbox = await this.state.sandbox(id);
+      if (sandbox?.ownsNetns) members.push(sandbox);
+    }
+    if (!members.length) return;
+    const peers = hostsPeers(members, await this.state.endpoints());
+    for (const sandbox of members)
+      writeSandboxHosts(sandbox.id, sandbox.hostname, peers.get(sandbox.id) ?? []);
+  }
+
+  /** No more retries: the process is closing its store. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+  }
 }

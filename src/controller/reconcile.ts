@@ -25,18 +25,32 @@
  * plans, acts and reports.
  */
 import { join } from 'node:path';
-import { hasExternalConnectivity, hasReconciler } from '../core/driver.js';
+import { type Driver, hasExternalConnectivity, hasReconciler } from '../core/driver.js';
+import type { IpamDriver } from '../core/ipam.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { deleteNetns, UNCLAIMED } from '../kernel/index.js';
 import { log } from '../log.js';
+import { endpointOwner, networkOwner, parseOwner, sandboxOwner } from '../owners.js';
 import { removeSandboxEtc, SANDBOX_RUN_DIR, writeSandboxHosts } from '../sandbox/etc.js';
 import { netnsInode, staleReason } from '../sandbox/identity.js';
-import { listSandboxRunDirs } from '../sandbox/owner.js';
+import { listSandboxRunDirs, type SandboxRunDir } from '../sandbox/owner.js';
 import type { GcAction, GcReport } from './api.js';
-import type { Controller } from './controller.js';
 import { hostsAreStale, hostsPeers } from './hosts.js';
 import type { Intent } from './intents.js';
-import { ROOT } from './state.js';
+import { type ClaimOps, ROOT, type State } from './state.js';
+
+/** What reconcile needs of the controller (controller.ts passes itself). */
+export interface Reconcilable {
+  readonly state: State;
+  readonly ipam: IpamDriver;
+  readonly drivers: ReadonlyMap<string, Driver>;
+  intentIsLive(intent: Intent): boolean;
+  removeNetwork(network: Network): Promise<void>;
+  removeSandbox(sandbox: Sandbox): Promise<void>;
+  removeEndpoint(endpoint: Endpoint): Promise<void>;
+  unmarkDeleting(networkId: string): Promise<ClaimOps>;
+  unmarkSandbox(sandboxId: string): Promise<ClaimOps>;
+}
 
 /** Claims are reported by their key below this. */
 const CLAIM_PREFIX = `${ROOT}/`;
@@ -65,7 +79,7 @@ interface Step {
   run?: () => Promise<void>;
 }
 
-export async function collectGarbage(controller: Controller, dryRun: boolean): Promise<GcReport> {
+export async function collectGarbage(controller: Reconcilable, dryRun: boolean): Promise<GcReport> {
   const actions: GcAction[] = [];
   const reported = new Set<string>();
   const keyOf = (a: GcAction) => `${a.kind} ${a.name} ${a.owner} ${a.action}`;
@@ -94,31 +108,47 @@ export async function collectGarbage(controller: Controller, dryRun: boolean): P
   return { dryRun, actions };
 }
 
-async function snapshot(controller: Controller): Promise<Snapshot> {
-  const { state, ipam, drivers } = controller;
+async function snapshot(controller: Reconcilable): Promise<Snapshot> {
+  const { state } = controller;
   // Kernel objects, reservations and run dirs first (see the file comment).
+  const { holdings, shared } = await driverHoldings(controller.drivers);
+  holdings.push(...(await ipamHoldings(controller)), ...(await claimHoldings(state)));
+  const runDirs = listSandboxRunDirs();
+  const intents = await state.intents();
+  const networks = new Map((await state.networks()).map((n) => [n.id, n]));
+  const endpoints = new Map((await state.endpoints()).map((e) => [e.id, e]));
+  const sandboxes = new Map((await state.sandboxes()).map((s) => [s.id, s]));
+  holdings.push(...runDirHoldings(runDirs, sandboxes));
+  return { holdings, shared, intents, networks, endpoints, sandboxes };
+}
+
+/** What each driver owns (links, rules), and its setup shared by all its networks (base chains). */
+async function driverHoldings(
+  drivers: ReadonlyMap<string, Driver>,
+): Promise<{ holdings: Holding[]; shared: Snapshot['shared'] }> {
   const holdings: Holding[] = [];
   const shared: Snapshot['shared'] = [];
   for (const driver of drivers.values()) {
     if (!hasReconciler(driver)) continue;
-    for (const resource of (await driver.sharedResources?.()) ?? []) {
+    for (const resource of (await driver.sharedResources?.()) ?? [])
       shared.push({
         driver: driver.type,
         holding: { ...resource, remove: () => driver.removeOwned(resource) },
       });
-    }
     for (const resource of await driver.listOwned()) {
-      holdings.push({
-        kind: resource.kind,
-        name: resource.name,
-        owner: resource.owner,
-        remove: () => driver.removeOwned(resource),
-      });
+      const { kind, name, owner } = resource;
+      holdings.push({ kind, name, owner, remove: () => driver.removeOwned(resource) });
     }
   }
+  return { holdings, shared };
+}
+
+/** Every address the IPAM holds, and every pool. */
+async function ipamHoldings(controller: Reconcilable): Promise<Holding[]> {
+  const { ipam } = controller;
+  const holdings: Holding[] = [];
   for (const pool of await ipam.listPools()) {
-    const reservations = await ipam.listReservations(pool.poolId);
-    for (const r of reservations) {
+    for (const r of await ipam.listReservations(pool.poolId)) {
       holdings.push({
         kind: 'address',
         name: r.address,
@@ -137,240 +167,271 @@ async function snapshot(controller: Controller): Promise<Snapshot> {
       },
     });
   }
-  // Claims (claims.ts): each owner's share of a claim key is its own holding.
-  for (const claim of await state.claims()) {
-    for (const owner of claim.owners) {
-      holdings.push({
-        kind: 'claim',
-        name: claim.key.slice(CLAIM_PREFIX.length),
-        owner,
-        remove: () => state.dropClaim(claim.key, owner),
-      });
-    }
-  }
-  const runDirs = listSandboxRunDirs();
+  return holdings;
+}
 
-  const intents = await state.intents();
-  const networks = new Map((await state.networks()).map((n) => [n.id, n]));
-  const endpoints = new Map((await state.endpoints()).map((e) => [e.id, e]));
-  const sandboxes = new Map((await state.sandboxes()).map((s) => [s.id, s]));
+/** Claims (claims.ts): each owner's share of a claim key is its own holding. */
+async function claimHoldings(state: State): Promise<Holding[]> {
+  return (await state.claims()).flatMap((claim) =>
+    claim.owners.map((owner) => ({
+      kind: 'claim',
+      name: claim.key.slice(CLAIM_PREFIX.length),
+      owner,
+      remove: () => state.dropClaim(claim.key, owner),
+    })),
+  );
+}
 
-  // A sandbox's netns, known by the path its run dir claims. Never one that
-  // a sandbox record names as its key: that path belongs to that sandbox now.
+/**
+ * A sandbox's netns, known by the path its run dir claims, or the run dir
+ * alone. Never a netns that a sandbox record names as its key: that path
+ * belongs to that sandbox now.
+ */
+function runDirHoldings(runDirs: SandboxRunDir[], sandboxes: ReadonlyMap<string, Sandbox>): Holding[] {
   const keys = new Set([...sandboxes.values()].map((s) => s.key));
-  for (const dir of runDirs) {
-    const owner = `sb:${dir.id}`;
-    const runDir = join(SANDBOX_RUN_DIR, dir.id);
+  return runDirs.map((dir): Holding => {
+    const owner = sandboxOwner(dir.id);
     const netns = dir.netns;
     const ownNetns =
       netns !== undefined &&
       netnsInode(netns) !== undefined &&
       (!keys.has(netns) || sandboxes.get(dir.id)?.key === netns);
-    holdings.push(
-      ownNetns
-        ? {
-            kind: 'netns',
-            name: netns,
-            owner,
-            remove: async () => {
-              deleteNetns(netns);
-              removeSandboxEtc(dir.id);
-            },
-          }
-        : { kind: 'run-dir', name: runDir, owner, remove: async () => removeSandboxEtc(dir.id) },
-    );
-  }
-  return { holdings, shared, intents, networks, endpoints, sandboxes };
+    if (!ownNetns) {
+      const runDir = join(SANDBOX_RUN_DIR, dir.id);
+      return { kind: 'run-dir', name: runDir, owner, remove: async () => removeSandboxEtc(dir.id) };
+    }
+    return {
+      kind: 'netns',
+      name: netns,
+      owner,
+      remove: async () => {
+        deleteNetns(netns);
+        removeSandboxEtc(dir.id);
+      },
+    };
+  });
 }
 
-async function plan(controller: Controller, snap: Snapshot): Promise<Step[]> {
-  const { state } = controller;
-  const { holdings, shared, intents, networks, endpoints, sandboxes } = snap;
-  const steps: Step[] = [];
-  const isLive = (i: Intent) => controller.intentIsLive(i);
-  const live = new Set(intents.filter(isLive).flatMap((i) => i.owners));
-  /** Owners whose records this gc removes: everything they hold goes with them. */
-  const gone = new Set<string>();
+/** gc's steps for one snapshot, phase by phase (the numbers are docs/reconcile.md's). */
+async function plan(controller: Reconcilable, snap: Snapshot): Promise<Step[]> {
+  const planner = new Planner(controller, snap);
+  planner.deadOperations();
+  planner.staleSandboxes();
+  planner.lostEndpoints();
+  planner.orphanHoldings();
+  await planner.missingNetworks();
+  planner.staleHostsFiles();
+  planner.unusedSharedSetup();
+  return planner.steps;
+}
 
-  const recordOf = (owner: string): { kind: string; name: string } | undefined => {
-    const [kind, id = ''] = owner.split(':');
-    if (kind === 'net')
-      return networks.has(id) ? { kind: 'network', name: networks.get(id)?.name ?? id } : undefined;
-    if (kind === 'ep')
-      return endpoints.has(id) ? { kind: 'endpoint', name: endpoints.get(id)?.name ?? id } : undefined;
-    if (kind === 'sb')
-      return sandboxes.has(id) ? { kind: 'sandbox', name: sandboxes.get(id)?.name ?? id } : undefined;
-    return undefined;
-  };
+class Planner {
+  readonly steps: Step[] = [];
+  /** Owners an operation in flight holds: not gc's to touch. */
+  private readonly live: Set<string>;
+  /** Owners whose records this gc removes: everything they hold goes with them. */
+  private readonly gone = new Set<string>();
+  /** A link netctl made and died before naming (src/kernel/owner.ts) could be any create's in flight. */
+  private readonly anyLiveCreate: boolean;
+
+  constructor(
+    private readonly controller: Reconcilable,
+    private readonly snap: Snapshot,
+  ) {
+    const live = snap.intents.filter((i) => controller.intentIsLive(i));
+    this.live = new Set(live.flatMap((i) => i.owners));
+    this.anyLiveCreate = live.some((i) => i.kind === 'create');
+  }
+
+  /** Neither held by an operation in flight nor already going. */
+  private untouched(owner: string): boolean {
+    return !this.live.has(owner) && !this.gone.has(owner);
+  }
+
+  private recordOf(owner: string): { kind: string; name: string } | undefined {
+    const parsed = parseOwner(owner);
+    const { networks, endpoints, sandboxes } = this.snap;
+    const record =
+      parsed?.kind === 'net'
+        ? networks.get(parsed.id)
+        : parsed?.kind === 'ep'
+          ? endpoints.get(parsed.id)
+          : parsed?.kind === 'sb'
+            ? sandboxes.get(parsed.id)
+            : undefined;
+    if (!record || !parsed) return undefined;
+    return { kind: RECORD_KIND[parsed.kind], name: record.name };
+  }
+
+  /** The owner's record exists, or an operation in flight holds it ('base' and the like always do). */
+  private exists(owner: string): boolean {
+    if (owner === UNCLAIMED) return this.anyLiveCreate;
+    if (this.live.has(owner)) return true;
+    if (this.gone.has(owner)) return false;
+    return parseOwner(owner) ? this.recordOf(owner) !== undefined : true;
+  }
 
   /**
    * Plan the removal of owner's record by `run` (or by an earlier step's
    * run when absent), and report what it holds as going with it.
    */
-  const teardown = (owner: string, reason: string, run?: () => Promise<void>) => {
-    if (gone.has(owner)) return;
-    gone.add(owner);
-    const record = recordOf(owner);
+  private teardown(owner: string, reason: string, run?: () => Promise<void>): void {
+    if (this.gone.has(owner)) return;
+    this.gone.add(owner);
+    const record = this.recordOf(owner);
     if (record)
-      steps.push({ action: { ...record, owner, action: 'remove', reason }, ...(run ? { run } : {}) });
-    const [kind, id = ''] = owner.split(':');
-    const sandbox = kind === 'sb' ? sandboxes.get(id) : undefined;
+      this.steps.push({ action: { ...record, owner, action: 'remove', reason }, ...(run ? { run } : {}) });
+    const parsed = parseOwner(owner);
+    const sandbox = parsed?.kind === 'sb' ? this.snap.sandboxes.get(parsed.id) : undefined;
     if (sandbox) {
-      for (const e of endpoints.values()) {
+      for (const e of this.snap.endpoints.values()) {
         if (e.sandboxId === sandbox.id)
-          teardown(`ep:${e.id}`, `its sandbox ${sandbox.name} is removed: ${reason}`);
+          this.teardown(endpointOwner(e.id), `its sandbox ${sandbox.name} is removed: ${reason}`);
       }
     }
-    for (const h of holdings) {
+    for (const h of this.snap.holdings) {
       if (h.owner !== owner) continue;
       // removeSandbox leaves a netns that is not (or no longer) the sandbox's own.
       if (h.kind === 'netns' && sandbox && !(sandbox.ownsNetns && !staleReason(sandbox))) continue;
-      steps.push({ action: { kind: h.kind, name: h.name, owner, action: 'remove', reason } });
+      this.steps.push({ action: { kind: h.kind, name: h.name, owner, action: 'remove', reason } });
     }
-  };
+  }
 
-  // 1. Operations whose process died: finish deletes, undo creates.
-  for (const intent of intents.filter((i) => !isLive(i))) {
-    const died = `pid ${intent.pid} died mid-${intent.op}`;
-    const owners = intent.owners.join(' ');
-    if (intent.kind === 'delete') {
-      steps.push({
-        action: { kind: 'intent', name: intent.op, owner: owners, action: 'finish', reason: died },
+  /** 1. Operations whose process died: finish deletes, undo creates. */
+  deadOperations(): void {
+    const { controller } = this;
+    for (const intent of this.snap.intents.filter((i) => !controller.intentIsLive(i))) {
+      const died = `pid ${intent.pid} died mid-${intent.op}`;
+      const owners = intent.owners.join(' ');
+      if (intent.kind === 'delete') {
+        this.steps.push({
+          action: { kind: 'intent', name: intent.op, owner: owners, action: 'finish', reason: died },
+          run: async () => {
+            for (const owner of intent.owners) await finishDelete(controller, owner, intent.op);
+            await controller.state.deleteIntent(intent.id);
+          },
+        });
+        for (const owner of intent.owners) this.teardown(owner, `finishing ${intent.op}: ${died}`);
+      } else {
+        // What it made is swept below: its owners have no record (or, if the
+        // record was written, the operation had completed).
+        this.steps.push({
+          action: { kind: 'intent', name: intent.op, owner: owners, action: 'undo', reason: died },
+          run: () => controller.state.deleteIntent(intent.id),
+        });
+      }
+    }
+  }
+
+  /**
+   * 2. Sandboxes whose namespace is gone, reused or from an earlier boot:
+   * the runtime will never send the DEL (host-local's classic leak).
+   */
+  staleSandboxes(): void {
+    for (const sandbox of this.snap.sandboxes.values()) {
+      const owner = sandboxOwner(sandbox.id);
+      const stale = this.untouched(owner) ? staleReason(sandbox) : undefined;
+      if (stale) this.teardown(owner, stale, () => this.controller.removeSandbox(sandbox));
+    }
+  }
+
+  /** 3. Endpoints whose network or sandbox record is gone. */
+  lostEndpoints(): void {
+    for (const endpoint of this.snap.endpoints.values()) {
+      const owner = endpointOwner(endpoint.id);
+      if (!this.untouched(owner)) continue;
+      const lost = !this.exists(networkOwner(endpoint.networkId))
+        ? 'its network is gone'
+        : endpoint.sandboxId && !this.exists(sandboxOwner(endpoint.sandboxId))
+          ? 'its sandbox is gone'
+          : undefined;
+      if (lost) this.teardown(owner, lost, () => this.controller.removeEndpoint(endpoint));
+    }
+  }
+
+  /**
+   * 4. Kernel objects, run dirs, addresses and pools whose owner has no
+   * record. Addresses before pools: a pool goes once it holds nothing.
+   */
+  orphanHoldings(): void {
+    const order = (h: Holding) => (h.kind === 'pool' ? 1 : 0);
+    for (const h of [...this.snap.holdings].sort((a, b) => order(a) - order(b))) {
+      if (this.gone.has(h.owner) || this.exists(h.owner)) continue;
+      const reason = `${h.owner} has no record`;
+      this.steps.push({
+        action: { kind: h.kind, name: h.name, owner: h.owner, action: 'remove', reason },
+        run: h.remove,
+      });
+    }
+  }
+
+  /** 5. Networks whose kernel side is missing (a reboot, a bridge deleted by hand). */
+  async missingNetworks(): Promise<void> {
+    const { controller } = this;
+    for (const network of this.snap.networks.values()) {
+      const owner = networkOwner(network.id);
+      if (!this.untouched(owner)) continue;
+      const driver = controller.drivers.get(network.driver);
+      if (!driver || !hasReconciler(driver) || !driver.restoreNetwork || !driver.missing) continue;
+      // Not an endpoint that goes, or that an operation elsewhere is changing.
+      const onNetwork = [...this.snap.endpoints.values()].filter(
+        (e) => e.networkId === network.id && this.untouched(endpointOwner(e.id)),
+      );
+      const missing = await driver.missing(network, onNetwork);
+      if (!missing.length) continue;
+      const restore = driver.restoreNetwork.bind(driver);
+      const reason = `missing: ${missing.join(', ')}`;
+      this.steps.push({
+        action: { kind: 'network', name: network.name, owner, action: 'restore', reason },
         run: async () => {
-          for (const owner of intent.owners) await finishDelete(controller, owner, intent.op);
-          await state.deleteIntent(intent.id);
+          await restore(network, onNetwork);
+          await revokeSinceRemoved(controller, network, onNetwork);
         },
       });
-      for (const owner of intent.owners) teardown(owner, `finishing ${intent.op}: ${died}`);
-    } else {
-      // What it made is swept below: its owners have no record (or, if the
-      // record was written, the operation had completed).
-      steps.push({
-        action: { kind: 'intent', name: intent.op, owner: owners, action: 'undo', reason: died },
-        run: () => state.deleteIntent(intent.id),
+    }
+  }
+
+  /** 6. /etc/hosts of netctl's own sandboxes that a refresh failed to rewrite (the store was down). */
+  staleHostsFiles(): void {
+    const owned = [...this.snap.sandboxes.values()].filter(
+      (s) => s.ownsNetns && this.untouched(sandboxOwner(s.id)),
+    );
+    // Removals in this plan rewrite the files they change themselves (removeEndpoint).
+    const peers = hostsPeers(owned, [...this.snap.endpoints.values()]);
+    for (const sandbox of owned) {
+      if (!hostsAreStale(sandbox, peers.get(sandbox.id) ?? [])) continue;
+      this.steps.push({
+        action: {
+          kind: 'sandbox',
+          name: sandbox.name,
+          owner: sandboxOwner(sandbox.id),
+          action: 'restore',
+          reason: '/etc/hosts does not list its peers as the records have them',
+        },
+        // From the records as they are when it runs (a connect may have come since the plan).
+        run: async () => {
+          const now = hostsPeers([sandbox], await this.controller.state.endpoints()).get(sandbox.id) ?? [];
+          writeSandboxHosts(sandbox.id, sandbox.hostname, now);
+        },
       });
     }
   }
 
-  // 2. Sandboxes whose namespace is gone, reused or from an earlier boot:
-  //    the runtime will never send the DEL (host-local's classic leak).
-  for (const sandbox of sandboxes.values()) {
-    const owner = `sb:${sandbox.id}`;
-    if (live.has(owner) || gone.has(owner)) continue;
-    const stale = staleReason(sandbox);
-    if (stale) teardown(owner, stale, () => controller.removeSandbox(sandbox));
+  /** 7. Setup shared by a driver's networks (base chains) once none is left. */
+  unusedSharedSetup(): void {
+    const networks = [...this.snap.networks.values()];
+    for (const { driver, holding } of this.snap.shared) {
+      if (networks.some((n) => n.driver === driver && !this.gone.has(networkOwner(n.id)))) continue;
+      const { kind, name, owner } = holding;
+      this.steps.push({
+        action: { kind, name, owner, action: 'remove', reason: `no ${driver} network left` },
+        run: holding.remove,
+      });
+    }
   }
-
-  // A link netctl made and died before naming (src/kernel/owner.ts) could be
-  // any operation's in flight: it goes once none is running.
-  const anyLiveCreate = intents.some((i) => i.kind === 'create' && isLive(i));
-  const exists = (owner: string): boolean => {
-    if (owner === UNCLAIMED) return anyLiveCreate;
-    if (live.has(owner)) return true;
-    if (gone.has(owner)) return false;
-    const [kind] = owner.split(':');
-    if (kind === 'net' || kind === 'ep' || kind === 'sb') return recordOf(owner) !== undefined;
-    return true; // 'base' and anything not per-object
-  };
-
-  // 3. Endpoints whose network or sandbox record is gone.
-  for (const endpoint of endpoints.values()) {
-    const owner = `ep:${endpoint.id}`;
-    if (live.has(owner) || gone.has(owner)) continue;
-    const lost = !exists(`net:${endpoint.networkId}`)
-      ? 'its network is gone'
-      : endpoint.sandboxId && !exists(`sb:${endpoint.sandboxId}`)
-        ? 'its sandbox is gone'
-        : undefined;
-    if (lost) teardown(owner, lost, () => controller.removeEndpoint(endpoint));
-  }
-
-  // 4. Kernel objects, run dirs, addresses and pools whose owner has no
-  //    record. Addresses before pools: a pool goes once it holds nothing.
-  const order = (h: Holding) => (h.kind === 'pool' ? 1 : 0);
-  for (const h of [...holdings].sort((a, b) => order(a) - order(b))) {
-    if (gone.has(h.owner) || exists(h.owner)) continue;
-    steps.push({
-      action: {
-        kind: h.kind,
-        name: h.name,
-        owner: h.owner,
-        action: 'remove',
-        reason: `${h.owner} has no record`,
-      },
-      run: h.remove,
-    });
-  }
-
-  // 5. Networks whose kernel side is missing (a reboot, a bridge deleted by hand).
-  for (const network of networks.values()) {
-    const owner = `net:${network.id}`;
-    if (live.has(owner) || gone.has(owner)) continue;
-    const driver = controller.drivers.get(network.driver);
-    if (!driver || !hasReconciler(driver) || !driver.restoreNetwork || !driver.missing) continue;
-    // Not an endpoint that goes, or that an operation elsewhere is changing.
-    const onNetwork = [...endpoints.values()].filter(
-      (e) => e.networkId === network.id && !gone.has(`ep:${e.id}`) && !live.has(`ep:${e.id}`),
-    );
-    const missing = await driver.missing(network, onNetwork);
-    if (!missing.length) continue;
-    const restore = driver.restoreNetwork.bind(driver);
-    steps.push({
-      action: {
-        kind: 'network',
-        name: network.name,
-        owner,
-        action: 'restore',
-        reason: `missing: ${missing.join(', ')}`,
-      },
-      run: async () => {
-        await restore(network, onNetwork);
-        await revokeSinceRemoved(controller, network, onNetwork);
-      },
-    });
-  }
-
-  // 6. /etc/hosts of netctl's own sandboxes that a refresh failed to rewrite (the store was down).
-  const owned = [...sandboxes.values()].filter(
-    (s) => s.ownsNetns && !gone.has(`sb:${s.id}`) && !live.has(`sb:${s.id}`),
-  );
-  // Removals in this plan rewrite the files they change themselves (removeEndpoint).
-  const peers = hostsPeers(owned, [...endpoints.values()]);
-  for (const sandbox of owned) {
-    const entries = peers.get(sandbox.id) ?? [];
-    if (!hostsAreStale(sandbox, entries)) continue;
-    steps.push({
-      action: {
-        kind: 'sandbox',
-        name: sandbox.name,
-        owner: `sb:${sandbox.id}`,
-        action: 'restore',
-        reason: '/etc/hosts does not list its peers as the records have them',
-      },
-      // From the records as they are when it runs (a connect may have come since the plan).
-      run: async () => {
-        const now = hostsPeers([sandbox], await state.endpoints()).get(sandbox.id) ?? [];
-        writeSandboxHosts(sandbox.id, sandbox.hostname, now);
-      },
-    });
-  }
-
-  // 7. Setup shared by a driver's networks (base chains) once none is left.
-  for (const { driver, holding } of shared) {
-    if ([...networks.values()].some((n) => n.driver === driver && !gone.has(`net:${n.id}`))) continue;
-    steps.push({
-      action: {
-        kind: holding.kind,
-        name: holding.name,
-        owner: holding.owner,
-        action: 'remove',
-        reason: `no ${driver} network left`,
-      },
-      run: holding.remove,
-    });
-  }
-  return steps;
 }
+
+const RECORD_KIND = { net: 'network', ep: 'endpoint', sb: 'sandbox' } as const;
 
 /**
  * The plan read the records after the kernel (see the file comment), so an
@@ -379,7 +440,7 @@ async function plan(controller: Controller, snap: Snapshot): Promise<Step[]> {
  * them: read again, and take back the rules of ports its record no longer
  * has, or that a delete in flight is taking.
  */
-async function revokeSinceRemoved(controller: Controller, network: Network, endpoints: Endpoint[]) {
+async function revokeSinceRemoved(controller: Reconcilable, network: Network, endpoints: Endpoint[]) {
   const driver = controller.drivers.get(network.driver);
   if (!driver || !hasExternalConnectivity(driver)) return;
   const removing = new Set(
@@ -389,7 +450,9 @@ async function revokeSinceRemoved(controller: Controller, network: Network, endp
   );
   for (const endpoint of endpoints) {
     if (!endpoint.portMappings.length) continue;
-    const now = removing.has(`ep:${endpoint.id}`) ? undefined : await controller.state.endpoint(endpoint.id);
+    const now = removing.has(endpointOwner(endpoint.id))
+      ? undefined
+      : await controller.state.endpoint(endpoint.id);
     const kept = JSON.stringify(now?.portMappings ?? []);
     const stale = endpoint.portMappings.filter((m) => !kept.includes(JSON.stringify(m)));
     if (stale.length) await driver.revokeExternalConnectivity(network, { ...endpoint, portMappings: stale });
@@ -397,7 +460,7 @@ async function revokeSinceRemoved(controller: Controller, network: Network, endp
 }
 
 /** Release an address only while `owner` still holds it (it may have been freed and given out again). */
-async function releaseHeld(controller: Controller, poolId: string, address: string, owner: string) {
+async function releaseHeld(controller: Reconcilable, poolId: string, address: string, owner: string) {
   const held = (await controller.ipam.listReservations(poolId)).some(
     (r) => r.address === address && r.owner === owner,
   );
@@ -405,8 +468,10 @@ async function releaseHeld(controller: Controller, poolId: string, address: stri
 }
 
 /** Finish deleting whatever record owner names, if it still exists. */
-async function finishDelete(controller: Controller, owner: string, op: string): Promise<void> {
-  const [kind, id = ''] = owner.split(':');
+async function finishDelete(controller: Reconcilable, owner: string, op: string): Promise<void> {
+  const parsed = parseOwner(owner);
+  if (!parsed) return;
+  const { kind, id } = parsed;
   if (kind === 'ep') {
     const endpoint = await controller.state.endpoint(id);
     if (endpoint) await controller.removeEndpoint(endpoint);

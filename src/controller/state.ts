@@ -19,7 +19,6 @@
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
 import { type JsonValue, type KvCompare, KvConflictError, type KvOp, type KvStore } from '../kv/index.js';
-import type { ClaimOps } from './claims.js';
 import type { Intent } from './intents.js';
 
 /**
@@ -38,6 +37,18 @@ export interface IntentEnd {
 }
 
 export const ROOT = 'netctl/v1';
+
+/** Writes of a claim (or release), with the compares that make them exclusive (claims.ts), to go with a record's commit. */
+export interface ClaimOps {
+  compare: KvCompare[];
+  ops: KvOp[];
+}
+
+export const NO_CLAIMS: ClaimOps = { compare: [], ops: [] };
+
+export function mergeOps(...parts: ClaimOps[]): ClaimOps {
+  return { compare: parts.flatMap((p) => p.compare), ops: parts.flatMap((p) => p.ops) };
+}
 
 /** Keys of the claims (claims.ts has what they mean). */
 export const claimKeys = {

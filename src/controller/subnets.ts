@@ -7,8 +7,11 @@
  * CheckRouteOverlaps); netctl does the same for default pools and refuses
  * them when they are asked for by name.
  */
+import type { z } from 'zod';
+import type { ipamPoolSchema } from '../core/schemas.js';
 import { Errors } from '../errors.js';
 import { overlaps, parseSubnet, type Subnet } from '../ipam/cidr.js';
+import { matchCidr, parsePrefix } from '../kernel/index.js';
 
 /** A route of the host's: its destination and the device it leaves by, for messages. */
 export interface HostRoute {
@@ -47,4 +50,34 @@ export function checkSubnet(cidr: string, routes: readonly HostRoute[]): void {
 /** The routes' destinations, for the IPAM to steer default pools around. */
 export function routeSubnets(routes: readonly HostRoute[]): Subnet[] {
   return routes.map((r) => parseSubnet(r.dst));
+}
+
+/** ip is in subnet, else `error` (NETCTL_ADDRESS_OUTSIDE_POOL). */
+export function checkInSubnet(
+  ip: string,
+  subnet: string,
+  error: typeof Errors.AddressOutsidePool = Errors.AddressOutsidePool,
+) {
+  if (!matchCidr(ip, subnet)) throw new error(ip, subnet);
+}
+
+export type PoolConfigRequest = z.output<typeof ipamPoolSchema>;
+
+/** A pool config is whole: gateway, range and aux addresses need a subnet and lie inside it. */
+export function checkPoolConfig(c: PoolConfigRequest): void {
+  if (!c.subnet) {
+    if (c.gateway || c.ipRange || c.auxAddresses) {
+      throw new Errors.InvalidRequest('--gateway, --ip-range and --aux-address need a --subnet');
+    }
+    return;
+  }
+  if (c.gateway) checkInSubnet(c.gateway, c.subnet, Errors.GatewayOutsideSubnet);
+  if (c.ipRange) {
+    const range = parsePrefix(c.ipRange);
+    const subnet = parsePrefix(c.subnet);
+    if (range.prefixLength < subnet.prefixLength || !matchCidr(range.ip, c.subnet)) {
+      throw new Errors.InvalidRequest(`--ip-range ${c.ipRange} is not inside subnet ${c.subnet}`);
+    }
+  }
+  for (const ip of Object.values(c.auxAddresses ?? {})) checkInSubnet(ip, c.subnet);
 }

@@ -66,8 +66,8 @@ const CNI_MAIN = join(packageRoot, 'dist', 'src', 'cni', 'main.js');
 const built = (path: string) => join(packageRoot, 'dist', 'src', path);
 /** What a released CLI or standalone plugin would otherwise load after the go. */
 const WARM = {
-  cli: [built('cli/program.js'), built('controller/local.js')],
-  cni: [built('cni/plugins.js'), built('controller/local.js')],
+  cli: [built('cli/program.js'), built('daemon/compose.js')],
+  cni: [built('cni/plugins.js'), built('daemon/compose.js')],
 };
 
 const WAYS = ['rest', 'shim', 'cni', 'cli'] as const;

@@ -1,8 +1,8 @@
-/** `netctl gc`, `netctl doctor`, and the `netctl daemon` placeholder. */
+/** `netctl gc`, `netctl doctor` and `netctl daemon` (src/daemon/daemon.ts). */
 import type { Command } from 'commander';
 import type { GcAction } from '../../controller/api.js';
 import { log } from '../../log.js';
-import { DEFAULT_API_SOCKET, DEFAULT_DOCKER_PLUGIN_DIR, listenUnix } from '../../server/listen.js';
+import { DEFAULT_API_SOCKET, DEFAULT_DOCKER_PLUGIN_DIR } from '../../server/listen.js';
 import { type Cli, formatOption, verb } from '../cli.js';
 import { EXIT_FAILURE, EXIT_OK } from '../exit.js';
 import type { Format } from '../output.js';
@@ -84,39 +84,7 @@ export function daemonCommand(cli: Cli, program: Command): Command {
       const g = cli.globals(command);
       if (!g.logLevel && !process.env.NETCTL_LOG_LEVEL) log.level = 'info';
       const socket = g.socket ?? process.env.NETCTL_SOCKET ?? DEFAULT_API_SOCKET;
-      const { createLocalApi } = await import('../../controller/local.js');
-      const { buildApiServer } = await import('../../server/api.js');
-      const { listenDockerPlugins } = await import('../../server/docker/server.js');
-      const { api, close } = await createLocalApi({ daemon: true, ...(g.kv ? { kv: g.kv } : {}) });
-      try {
-        const report = await api.gc({ dryRun: false });
-        for (const action of report.actions) log.info({ action }, 'reconcile');
-        const { Ipam } = await import('../../ipam/ipam.js');
-        const ipam = new Ipam(api.state.kv);
-        // CNI calls forwarded by the netctl-cni shim run against this same controller (docs/cni.md).
-        const app = buildApiServer(api, { cni: { api: async () => api, ipam: async () => ipam } });
-        await listenUnix(app, socket);
-        // The host's store, for the CLI's and the CNI plugin's fallbacks while no daemon answers.
-        const { recordDaemonStore } = await import('../../kv/index.js');
-        recordDaemonStore(g.kv);
-        let plugins: Awaited<ReturnType<typeof listenDockerPlugins>> | undefined;
-        try {
-          if (options.dockerPlugins) plugins = await listenDockerPlugins(api, options.dockerPlugins);
-          log.info(
-            { socket, dockerPlugins: plugins?.sockets ?? [], store: (await api.health()).store },
-            'netctl daemon ready',
-          );
-          const signal = await new Promise<NodeJS.Signals>((resolve) => {
-            process.once('SIGTERM', resolve);
-            process.once('SIGINT', resolve);
-          });
-          log.info({ signal }, 'shutting down; networks stay in place');
-        } finally {
-          await plugins?.close();
-          await app.close();
-        }
-      } finally {
-        await close();
-      }
+      const { runDaemon } = await import('../../daemon/daemon.js');
+      await runDaemon({ socket, kv: g.kv, dockerPlugins: options.dockerPlugins });
     });
 }

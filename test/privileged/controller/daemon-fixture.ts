@@ -18,7 +18,7 @@ import { join, relative } from 'node:path';
 import { afterEach, expect } from 'vitest';
 import { HttpApi } from '../../../src/cli/client.js';
 import type { NetctlApi } from '../../../src/controller/api.js';
-import { createLocalApi } from '../../../src/controller/local.js';
+import { createLocalApi } from '../../../src/daemon/compose.js';
 import { State } from '../../../src/controller/state.js';
 import type { Endpoint, Network, Sandbox } from '../../../src/core/model.js';
 import { Ipam } from '../../../src/ipam/ipam.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { netctlExecArgs } from '../../../src/cli/exec.js';
 import type { Controller } from '../../../src/controller/controller.js';
-import { createLocalApi } from '../../../src/controller/local.js';
+import { createLocalApi } from '../../../src/daemon/compose.js';
 import type { Sandbox } from '../../../src/core/model.js';
 import { addrAdd, linkAdd, linkDel, linkSetUp, Netlink } from '../../../src/kernel/index.js';
 import { packageRoot } from '../../../src/paths.js';

@@ -1,9 +1,13 @@
 /**
- * A Controller wired to its real parts: the state store (embedded LMDB
- * unless a URL is given), the IPAM over it, the iptables firewall and the
- * drivers. The daemon runs one; the CLI runs one in its own process when no
+ * The one composition root: a Controller wired to its real parts — the
+ * state store (embedded LMDB unless a URL is given), the IPAM over it, the
+ * iptables firewall and the drivers. The daemon runs one (daemon.ts); the
+ * CLI and the standalone CNI plugin run one in their own process when no
  * daemon answers — same store, same results.
  */
+import { Controller } from '../controller/controller.js';
+import { State } from '../controller/state.js';
+import type { HostRoute } from '../controller/subnets.js';
 import { BridgeDriver } from '../drivers/bridge/bridge.js';
 import { HostDriver } from '../drivers/host/host.js';
 import { NoneDriver } from '../drivers/none/none.js';
@@ -12,9 +16,6 @@ import { KvIpamDriver } from '../ipam/driver.js';
 import { Ipam } from '../ipam/ipam.js';
 import { linkList, linkOwner, Netlink, routeList } from '../kernel/index.js';
 import { describeStoreUrl, fallbackStoreUrl, type KvStore, openStore } from '../kv/index.js';
-import { Controller } from './controller.js';
-import { State } from './state.js';
-import type { HostRoute } from './subnets.js';
 
 export interface LocalApiOptions {
   /** Store URL (`--kv`), e.g. redis://host:6379/0; the embedded store when absent. */
@@ -59,21 +60,29 @@ export async function hostRoutes(): Promise<HostRoute[]> {
   }
 }
 
-export async function createLocalApi(
-  options: LocalApiOptions = {},
-): Promise<{ api: Controller; close(): Promise<void> }> {
+/** A controller and what it is built on, closed together. */
+export interface Composed {
+  api: Controller;
+  /** netctl's IPAM on the same store: the CNI IPAM plugin and Docker's IPAM driver use it directly. */
+  ipam: Ipam;
+  close(): Promise<void>;
+}
+
+export async function createLocalApi(options: LocalApiOptions = {}): Promise<Composed> {
   const url = options.daemon ? options.kv : fallbackStoreUrl(options.kv);
   const kv = await openStore(url);
   const bridge = new BridgeDriver({ firewall: iptablesBackend() });
+  const ipam = new Ipam(kv);
   const api = new Controller({
     state: new State(kv),
-    ipam: new KvIpamDriver(new Ipam(kv)),
+    ipam: new KvIpamDriver(ipam),
     drivers: [bridge, new HostDriver(), new NoneDriver()],
     storeName: describeStore(kv, url),
     hostRoutes,
   });
   return {
     api,
+    ipam,
     async close() {
       await api.close();
       bridge.close();
