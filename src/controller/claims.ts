@@ -19,9 +19,10 @@
  */
 import type { Endpoint, PortMapping, Protocol } from '../core/model.js';
 import { Errors } from '../errors.js';
-import type { JsonValue, KvCompare, KvConflictError, KvOp, KvStore } from '../kv/index.js';
+import { type JsonValue, type KvCompare, KvConflictError, type KvOp, type KvStore } from '../kv/index.js';
 import { endpointOwner } from '../owners.js';
-import { type ClaimOps, claimKeys, NO_CLAIMS, ROOT } from './state.js';
+import { claimKeys, ROOT } from './keys.js';
+import { type ClaimOps, NO_CLAIMS } from './state.js';
 
 /** Host ports picked for `-p 80` (Docker's port allocator range). */
 export const EPHEMERAL_PORTS = { first: 49153, last: 60999 };
@@ -294,4 +295,51 @@ export function claimConflict(
       names.sandbox,
     );
   return undefined;
+}
+
+/** Every member and claim key with its owners, for gc. */
+export async function listClaims(kv: KvStore): Promise<{ key: string; owners: string[] }[]> {
+  const out: { key: string; owners: string[] }[] = [];
+  for (const prefix of claimKeys.all) {
+    for (const entry of await kv.list(prefix)) {
+      const value = entry.value as unknown;
+      const owners =
+        typeof value === 'string'
+          ? [value]
+          : ((value as Partial<PortBlock>).claims ?? []).map((c) => c.owner);
+      out.push({ key: entry.key, owners: [...new Set(owners)] });
+    }
+  }
+  return out;
+}
+
+/** Drop what owner holds in one claim key (the key, or its entries in a port block). */
+export async function dropClaim(kv: KvStore, claimKey: string, owner: string): Promise<void> {
+  for (;;) {
+    const entry = await kv.get(claimKey);
+    if (!entry) return;
+    const value = entry.value as unknown;
+    const op: KvOp | undefined =
+      typeof value === 'string'
+        ? value === owner
+          ? { type: 'delete', key: claimKey }
+          : undefined
+        : dropOwnerFromBlock(claimKey, value as PortBlock, owner);
+    if (!op) return;
+    try {
+      await kv.txn([{ key: claimKey, version: entry.version }], [op]);
+      return;
+    } catch (err) {
+      if (!(err instanceof KvConflictError)) throw err;
+    }
+  }
+}
+
+/** A port block without owner's claims: its rewrite, or undefined when owner holds none there. */
+function dropOwnerFromBlock(blockKey: string, block: PortBlock, owner: string): KvOp | undefined {
+  const kept = block.claims.filter((c) => c.owner !== owner);
+  if (kept.length === block.claims.length) return undefined;
+  return kept.length
+    ? { type: 'put', key: blockKey, value: { claims: kept } as unknown as JsonValue }
+    : { type: 'delete', key: blockKey };
 }

@@ -29,9 +29,10 @@ import {
 } from './endpoint-addresses.js';
 import { CLAIM_ATTEMPTS, found, type IntentOptions, retryConflicts } from './intent-runner.js';
 import { crashPoint } from './intents.js';
+import { claimKeys } from './keys.js';
 import { makeEndpoint, plug, routedFamilies, settleDefaultRoute, unplug } from './plumbing.js';
 import { checkPublishable } from './ports.js';
-import { claimKeys, mergeOps } from './state.js';
+import { mergeOps } from './state.js';
 
 /** What a join tells the caller (Docker's JoinResponse). */
 export interface JoinResult {

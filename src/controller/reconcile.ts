@@ -35,9 +35,11 @@ import { removeSandboxEtc, SANDBOX_RUN_DIR, writeSandboxHosts } from '../sandbox
 import { netnsInode, staleReason } from '../sandbox/identity.js';
 import { listSandboxRunDirs, type SandboxRunDir } from '../sandbox/owner.js';
 import type { GcAction, GcReport } from './api.js';
+import { dropClaim, listClaims } from './claims.js';
 import { hostsAreStale, hostsPeers } from './hosts.js';
 import type { Intent } from './intents.js';
-import { type ClaimOps, ROOT, type State } from './state.js';
+import { ROOT } from './keys.js';
+import type { ClaimOps, State } from './state.js';
 
 /** What reconcile needs of the controller (controller.ts passes itself). */
 export interface Reconcilable {
@@ -172,12 +174,12 @@ async function ipamHoldings(controller: Reconcilable): Promise<Holding[]> {
 
 /** Claims (claims.ts): each owner's share of a claim key is its own holding. */
 async function claimHoldings(state: State): Promise<Holding[]> {
-  return (await state.claims()).flatMap((claim) =>
+  return (await listClaims(state.kv)).flatMap((claim) =>
     claim.owners.map((owner) => ({
       kind: 'claim',
       name: claim.key.slice(CLAIM_PREFIX.length),
       owner,
-      remove: () => state.dropClaim(claim.key, owner),
+      remove: () => dropClaim(state.kv, claim.key, owner),
     })),
   );
 }

@@ -1,25 +1,14 @@
 /**
- * The controller's records in the KV store: networks, endpoints, sandboxes,
- * name indexes and intents. The only file that knows the key layout.
- *
- *   netctl/v1/networks/<id>            Network
- *   netctl/v1/names/networks/<name>    network id (created once: names are unique)
- *   netctl/v1/endpoints/<id>           Endpoint
- *   netctl/v1/sandboxes/<id>           Sandbox (its endpointIds: exactly the endpoints joined to it)
- *   netctl/v1/names/sandboxes/<name>   sandbox id
- *   netctl/v1/intents/<id>             Intent (an operation in flight)
- *   netctl/v1/hostsfiles/<net>/<sb>    endpoint id: netctl's own sandbox <sb> is on network
- *                                      <net>, so its /etc/hosts follows who else is (an index,
- *                                      written with the endpoint; none for runtimes' sandboxes)
- *   netctl/v1/names/docker/<docker id> network id: the netctl network Docker network <docker id>
- *                                      is (written with the network's dockerId; docs/docker.md)
- *   netctl/v1/members/<net>/<ep>       owner: endpoint <ep> is on network <net> (claims.ts)
- *   netctl/v1/claims/...               owner: exclusive things an endpoint holds (claims.ts)
+ * The controller's records in the KV store (their keys: keys.ts):
+ * networks, endpoints, sandboxes, name indexes, intents, and the claims
+ * written with them — each read and write, every multi-key change one
+ * transaction.
  */
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
 import { type JsonValue, type KvCompare, KvConflictError, type KvOp, type KvStore } from '../kv/index.js';
 import type { Intent } from './intents.js';
+import { claimKeys, recordKeys as key, ROOT } from './keys.js';
 
 /**
  * An operation's intent that its last record write ends in the same commit:
@@ -36,8 +25,6 @@ export interface IntentEnd {
   started?: boolean;
 }
 
-export const ROOT = 'netctl/v1';
-
 /** Writes of a claim (or release), with the compares that make them exclusive (claims.ts), to go with a record's commit. */
 export interface ClaimOps {
   compare: KvCompare[];
@@ -49,31 +36,6 @@ export const NO_CLAIMS: ClaimOps = { compare: [], ops: [] };
 export function mergeOps(...parts: ClaimOps[]): ClaimOps {
   return { compare: parts.flatMap((p) => p.compare), ops: parts.flatMap((p) => p.ops) };
 }
-
-/** Keys of the claims (claims.ts has what they mean). */
-export const claimKeys = {
-  member: (networkId: string, endpointId: string) => `${ROOT}/members/${networkId}/${endpointId}`,
-  membersOf: (networkId: string) => `${ROOT}/members/${networkId}/`,
-  attach: (sandboxId: string, networkId: string) => `${ROOT}/claims/attach/${sandboxId}/${networkId}`,
-  attachOf: (sandboxId: string) => `${ROOT}/claims/attach/${sandboxId}/`,
-  ifname: (sandboxId: string, ifname: string) => `${ROOT}/claims/ifname/${sandboxId}/${ifname}`,
-  ports: (proto: string, block: number) => `${ROOT}/claims/ports/${proto}/${block}`,
-  portsOf: (proto: string) => `${ROOT}/claims/ports/${proto}/`,
-  /** Every member and claim, for gc. */
-  all: [`${ROOT}/members/`, `${ROOT}/claims/`],
-};
-
-const key = {
-  network: (id: string) => `${ROOT}/networks/${id}`,
-  networkName: (name: string) => `${ROOT}/names/networks/${name}`,
-  endpoint: (id: string) => `${ROOT}/endpoints/${id}`,
-  sandbox: (id: string) => `${ROOT}/sandboxes/${id}`,
-  sandboxName: (name: string) => `${ROOT}/names/sandboxes/${name}`,
-  dockerNetwork: (dockerId: string) => `${ROOT}/names/docker/${dockerId}`,
-  intent: (id: string) => `${ROOT}/intents/${id}`,
-  hostsFiles: (networkId: string) => `${ROOT}/hostsfiles/${networkId}/`,
-  hostsFile: (networkId: string, sandboxId: string) => `${ROOT}/hostsfiles/${networkId}/${sandboxId}`,
-};
 
 export class State {
   constructor(readonly kv: KvStore) {}
@@ -228,44 +190,6 @@ export class State {
     return (await this.kv.list(prefix)).map((e) => e.key.slice(prefix.length));
   }
 
-  /** Every member and claim key with its owner, for gc. */
-  async claims(): Promise<{ key: string; owners: string[] }[]> {
-    const out: { key: string; owners: string[] }[] = [];
-    for (const prefix of claimKeys.all) {
-      for (const entry of await this.kv.list(prefix)) {
-        const value = entry.value as unknown;
-        const owners =
-          typeof value === 'string'
-            ? [value]
-            : ((value as { claims?: { owner: string }[] }).claims ?? []).map((c) => c.owner);
-        out.push({ key: entry.key, owners: [...new Set(owners)] });
-      }
-    }
-    return out;
-  }
-
-  /** Drop what owner holds in one claim key (the key, or its entries in a port block). */
-  async dropClaim(claimKey: string, owner: string): Promise<void> {
-    for (;;) {
-      const entry = await this.kv.get(claimKey);
-      if (!entry) return;
-      const value = entry.value as unknown;
-      const op: KvOp | undefined =
-        typeof value === 'string'
-          ? value === owner
-            ? { type: 'delete', key: claimKey }
-            : undefined
-          : dropOwnerFromBlock(claimKey, value as { claims: { owner: string }[] }, owner);
-      if (!op) return;
-      try {
-        await this.kv.txn([{ key: claimKey, version: entry.version }], [op]);
-        return;
-      } catch (err) {
-        if (!(err instanceof KvConflictError)) throw err;
-      }
-    }
-  }
-
   /** Apply claim writes (with their compares) alone. */
   async applyClaims(claim: ClaimOps): Promise<void> {
     if (claim.ops.length) await this.kv.txn(claim.compare, claim.ops);
@@ -330,7 +254,7 @@ export class State {
    * netctl made is also entered in the network's hostsfiles index. Throws
    * SandboxNotFound if the sandbox is gone.
    */
-  async addEndpoint(endpoint: Endpoint, end?: IntentEnd, extra: ClaimOps = NONE): Promise<void> {
+  async addEndpoint(endpoint: Endpoint, end?: IntentEnd, extra: ClaimOps = NO_CLAIMS): Promise<void> {
     const { sandboxId } = endpoint;
     const record: KvOp[] = [
       { type: 'put', key: key.endpoint(endpoint.id), value: endpoint as unknown as JsonValue },
@@ -369,7 +293,7 @@ export class State {
   }
 
   /** Rewrite an endpoint's record (its sandbox unchanged), with claim writes in the same transaction. */
-  async putEndpoint(endpoint: Endpoint, extra: ClaimOps = NONE): Promise<void> {
+  async putEndpoint(endpoint: Endpoint, extra: ClaimOps = NO_CLAIMS): Promise<void> {
     await this.kv.txn(extra.compare, [
       { type: 'put', key: key.endpoint(endpoint.id), value: endpoint as unknown as JsonValue },
       ...extra.ops,
@@ -381,7 +305,7 @@ export class State {
    * sandbox, and the sandbox's endpointIds (and hostsfiles index) without
    * it, in one transaction.
    */
-  async detachEndpoint(endpoint: Endpoint, extra: ClaimOps = NONE): Promise<Endpoint> {
+  async detachEndpoint(endpoint: Endpoint, extra: ClaimOps = NO_CLAIMS): Promise<Endpoint> {
     const { sandboxId, ifname: _, ...detached } = endpoint;
     const ops: KvOp[] = [
       { type: 'put', key: key.endpoint(endpoint.id), value: detached as unknown as JsonValue },
@@ -405,7 +329,7 @@ export class State {
   async deleteEndpoint(
     endpoint: Pick<Endpoint, 'id' | 'networkId' | 'sandboxId'>,
     end?: IntentEnd,
-    extra: ClaimOps = NONE,
+    extra: ClaimOps = NO_CLAIMS,
   ): Promise<void> {
     const ops: KvOp[] = [{ type: 'delete', key: key.endpoint(endpoint.id) }, ...endOps(end), ...extra.ops];
     if (!endpoint.sandboxId) {
@@ -522,7 +446,7 @@ export class State {
   }
 
   /** Record an intent, with the claims its operation takes, in one transaction. */
-  async putIntent(intent: Intent, claim: ClaimOps = NONE): Promise<void> {
+  async putIntent(intent: Intent, claim: ClaimOps = NO_CLAIMS): Promise<void> {
     await this.kv.txn(claim.compare, [
       { type: 'put', key: key.intent(intent.id), value: intent as unknown as JsonValue },
       ...claim.ops,
@@ -530,24 +454,9 @@ export class State {
   }
 
   /** Drop an intent, with the claims its undone operation releases, in one transaction. */
-  async deleteIntent(id: string, release: ClaimOps = NONE): Promise<void> {
+  async deleteIntent(id: string, release: ClaimOps = NO_CLAIMS): Promise<void> {
     await this.kv.txn(release.compare, [{ type: 'delete', key: key.intent(id) }, ...release.ops]);
   }
-}
-
-const NONE: ClaimOps = { compare: [], ops: [] };
-
-/** A port block without owner's claims: its rewrite, or undefined when owner holds none there. */
-function dropOwnerFromBlock(
-  blockKey: string,
-  block: { claims: { owner: string }[] },
-  owner: string,
-): KvOp | undefined {
-  const kept = block.claims.filter((c) => c.owner !== owner);
-  if (kept.length === block.claims.length) return undefined;
-  return kept.length
-    ? { type: 'put', key: blockKey, value: { claims: kept } as unknown as JsonValue }
-    : { type: 'delete', key: blockKey };
 }
 
 const endOps = (end: IntentEnd | undefined): KvOp[] =>

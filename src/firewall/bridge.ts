@@ -56,6 +56,7 @@
  * - A port range is one DNAT rule (iptables' shifted ranges) where dockerd
  *   writes one per port.
  */
+import { endpointOwner, networkOwner } from '../owners.js';
 import { CHAIN } from './chains.js';
 import { FirewallInputError } from './errors.js';
 import { type Family, type Rule, ruleTag, type Table } from './rule.js';
@@ -144,7 +145,7 @@ function dedupe(rules: Rule[]): Rule[] {
 /** The rules of one network (owner `net:<id>`), both families as its subnets have them. */
 export function networkRules(net: NetworkFirewall): Rule[] {
   const { id, bridge: b, subnets } = checkNetwork(net);
-  const owner = `net:${id}`;
+  const owner = networkOwner(id);
   const rules: Rule[] = [];
   const families = ([4, 6] as const).filter((f) => subnets.some((s) => s.family === f));
   for (const family of families) {
@@ -263,7 +264,7 @@ export function portRules(ep: EndpointFirewall, mappings: readonly PortMapping[]
     family === 4 && ep.network.hostBindingIpv4 !== undefined
       ? ipAddress('hostBindingIpv4', ep.network.hostBindingIpv4, 4).ip
       : undefined;
-  const owner = `ep:${id}`;
+  const owner = endpointOwner(id);
   const host = family === 4 ? `${ip}/32` : `${ip}/128`;
   const destination = family === 4 ? ip : `[${ip}]`;
 

@@ -17,9 +17,11 @@
  * - staleHosts: a netctl sandbox's /etc/hosts that does not list exactly
  *   its peers on its networks (what the records say it should).
  */
+
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { listClaims } from '../../src/controller/claims.js';
 import { State } from '../../src/controller/state.js';
 import type { Endpoint, Network, Sandbox } from '../../src/core/model.js';
 import { Ipam } from '../../src/ipam/ipam.js';
@@ -92,7 +94,7 @@ export async function audit(
     const sandboxes = await state.sandboxes();
     const pools = await ipam.listPools();
     const allocations = await ipam.listAllocations();
-    const claims = await state.claims();
+    const claims = await listClaims(state.kv);
 
     const doubleGrants: string[] = [];
     const leaks: string[] = [];

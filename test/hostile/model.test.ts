@@ -64,6 +64,7 @@
  * MODEL_SHRINK_MS (time given to shrinking, 240 000), MODEL_SHRINK_TRIES
  * (runs per shrink candidate, for races that do not show every time, 1).
  */
+
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -71,8 +72,10 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import type { GcAction } from '../../src/controller/api.js';
+import { listClaims } from '../../src/controller/claims.js';
 import { Controller } from '../../src/controller/controller.js';
-import { ROOT, State } from '../../src/controller/state.js';
+import { ROOT } from '../../src/controller/keys.js';
+import { State } from '../../src/controller/state.js';
 import type { HostRoute } from '../../src/controller/subnets.js';
 import type { Endpoint, Network, PortMapping, Sandbox } from '../../src/core/model.js';
 import type { PortRequest } from '../../src/core/schemas.js';
@@ -983,7 +986,7 @@ async function observe(w: World): Promise<Observation> {
     }
   }
   const actual: string[] = [];
-  for (const c of await api.state.claims()) {
+  for (const c of await listClaims(api.state.kv)) {
     if (c.key.startsWith(`${ROOT}/claims/ports/`)) continue;
     for (const owner of c.owners) actual.push(`${c.key.slice(ROOT.length + 1)} ${owner}`);
   }

@@ -11,6 +11,7 @@
  * private one of scripts/isolate.sh, shared with no other test file at the
  * same time (the privileged project runs files one by one).
  */
+
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,9 +19,10 @@ import { join, relative } from 'node:path';
 import { afterEach, expect } from 'vitest';
 import { HttpApi } from '../../../src/cli/client.js';
 import type { NetctlApi } from '../../../src/controller/api.js';
-import { createLocalApi } from '../../../src/daemon/compose.js';
+import { listClaims } from '../../../src/controller/claims.js';
 import { State } from '../../../src/controller/state.js';
 import type { Endpoint, Network, Sandbox } from '../../../src/core/model.js';
+import { createLocalApi } from '../../../src/daemon/compose.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
 import { openStore } from '../../../src/kv/index.js';
 import { packageRoot } from '../../../src/paths.js';
@@ -309,7 +311,7 @@ export async function inventory(dir: string): Promise<Inventory> {
       .map((e) => e.key)
       .sort();
     const intents = (await state.intents()).map((i) => `${i.op} ${i.kind} ${i.owners.join(',')}`).sort();
-    const claims = (await state.claims())
+    const claims = (await listClaims(state.kv))
       .flatMap((c) => c.owners.map((owner) => `${c.key.slice('netctl/v1/'.length)} ${owner}`))
       .sort();
     const networks = (await state.networks()).map((n) => `${n.name} net:${n.id}`).sort();

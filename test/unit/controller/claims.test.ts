@@ -13,7 +13,8 @@ import {
   takeAttachment,
   takePorts,
 } from '../../../src/controller/claims.js';
-import { claimKeys, mergeOps } from '../../../src/controller/state.js';
+import { claimKeys } from '../../../src/controller/keys.js';
+import { mergeOps } from '../../../src/controller/state.js';
 import type { PortMapping } from '../../../src/core/model.js';
 import { KvConflictError, type KvStore } from '../../../src/kv/index.js';
 import { MemoryStore } from '../../../src/kv/testing/memory.js';

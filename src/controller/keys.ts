@@ -1,0 +1,46 @@
+/**
+ * Where the controller's records live in the KV store: the one place that
+ * knows the key layout (state.ts reads and writes them, claims.ts claims).
+ *
+ *   netctl/v1/networks/<id>            Network
+ *   netctl/v1/names/networks/<name>    network id (created once: names are unique)
+ *   netctl/v1/endpoints/<id>           Endpoint
+ *   netctl/v1/sandboxes/<id>           Sandbox (its endpointIds: exactly the endpoints joined to it)
+ *   netctl/v1/names/sandboxes/<name>   sandbox id
+ *   netctl/v1/intents/<id>             Intent (an operation in flight)
+ *   netctl/v1/hostsfiles/<net>/<sb>    endpoint id: netctl's own sandbox <sb> is on network
+ *                                      <net>, so its /etc/hosts follows who else is (an index,
+ *                                      written with the endpoint; none for runtimes' sandboxes)
+ *   netctl/v1/names/docker/<docker id> network id: the netctl network Docker network <docker id>
+ *                                      is (written with the network's dockerId; docs/docker.md)
+ *   netctl/v1/members/<net>/<ep>       owner: endpoint <ep> is on network <net> (claims.ts)
+ *   netctl/v1/claims/...               owner: exclusive things an endpoint holds (claims.ts)
+ */
+
+export const ROOT = 'netctl/v1';
+
+/** Keys of the claims (claims.ts has what they mean). */
+export const claimKeys = {
+  member: (networkId: string, endpointId: string) => `${ROOT}/members/${networkId}/${endpointId}`,
+  membersOf: (networkId: string) => `${ROOT}/members/${networkId}/`,
+  attach: (sandboxId: string, networkId: string) => `${ROOT}/claims/attach/${sandboxId}/${networkId}`,
+  attachOf: (sandboxId: string) => `${ROOT}/claims/attach/${sandboxId}/`,
+  ifname: (sandboxId: string, ifname: string) => `${ROOT}/claims/ifname/${sandboxId}/${ifname}`,
+  ports: (proto: string, block: number) => `${ROOT}/claims/ports/${proto}/${block}`,
+  portsOf: (proto: string) => `${ROOT}/claims/ports/${proto}/`,
+  /** Every member and claim, for gc. */
+  all: [`${ROOT}/members/`, `${ROOT}/claims/`],
+};
+
+/** Keys of the records and their indexes. */
+export const recordKeys = {
+  network: (id: string) => `${ROOT}/networks/${id}`,
+  networkName: (name: string) => `${ROOT}/names/networks/${name}`,
+  endpoint: (id: string) => `${ROOT}/endpoints/${id}`,
+  sandbox: (id: string) => `${ROOT}/sandboxes/${id}`,
+  sandboxName: (name: string) => `${ROOT}/names/sandboxes/${name}`,
+  dockerNetwork: (dockerId: string) => `${ROOT}/names/docker/${dockerId}`,
+  intent: (id: string) => `${ROOT}/intents/${id}`,
+  hostsFiles: (networkId: string) => `${ROOT}/hostsfiles/${networkId}/`,
+  hostsFile: (networkId: string, sandboxId: string) => `${ROOT}/hostsfiles/${networkId}/${sandboxId}`,
+};
