@@ -88,8 +88,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await daemon?.stop();
-  rmSync(base, { recursive: true, force: true });
-  rmSync(files, { recursive: true, force: true });
+  // Either may be unset when the set-up failed part-way.
+  for (const dir of [base, files]) if (dir) rmSync(dir, { recursive: true, force: true });
   recordFigures({ inputs });
 });
 
