@@ -21,15 +21,22 @@
  * index — whatever the pool's size or fill. Whether a pool is full is known
  * from the counters, without scanning.
  */
+import {
+  type Family,
+  formatAddress,
+  InvalidAddressError,
+  overlaps,
+  parseAddress,
+  parseSubnet,
+  type Subnet,
+} from '../address.js';
 import { KvConflictError } from '../kv/errors.js';
 import type { KvCompare, KvOp, KvStore } from '../kv/store.js';
 import { Bitmap, BLOCK_SIZE } from './bitmap.js';
-import { type Family, formatAddress, overlaps, parseAddress, parseSubnet, type Subnet } from './cidr.js';
 import {
   AddressInUseError,
   AddressOutOfRangeError,
   ContentionError,
-  InvalidAddressError,
   InvalidRequestError,
   NoAvailableIpError,
   NoAvailablePoolError,

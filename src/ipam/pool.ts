@@ -9,19 +9,15 @@ import {
   containsSubnet,
   type Family,
   formatAddress,
+  InvalidAddressError,
+  InvalidCidrError,
   lastAddress,
   parseAddress,
   parseSubnet,
   type Subnet,
   subnetAt,
-} from './cidr.js';
-import {
-  AddressOutOfRangeError,
-  InvalidAddressError,
-  InvalidCidrError,
-  InvalidRequestError,
-  UnknownAddressSpaceError,
-} from './errors.js';
+} from '../address.js';
+import { AddressOutOfRangeError, InvalidRequestError, UnknownAddressSpaceError } from './errors.js';
 import type { PoolRecord } from './store.js';
 
 /** Docker's daemon.json `default-address-pools` entry: carve `base` into subnets of /`size`. */

@@ -1,16 +1,8 @@
 /** Addresses: `ip addr` verbs over one Netlink handle. */
 import { rt } from 'netlink';
-import {
-  AF_INET,
-  addressFamily,
-  bytesToIp,
-  type Family,
-  ipToBytes,
-  ipv4Broadcast,
-  parsePrefix,
-} from './inet.js';
+import { broadcastAddress, bytesToIp, type Family, ipToBytes, parsePrefix } from '../address.js';
 import { type LinkRef, linkIndex, onLink } from './link.js';
-import { CREATE, type Netlink, REPLACE } from './netlink.js';
+import { AF_INET, addressFamily, CREATE, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType } = rt;
 
@@ -46,7 +38,7 @@ async function addrMessage(
   if (options.noPrefixRoute) flags.noprefixroute = true;
   const attrs: rt.AddressAttrs = { local: bytes, address: bytes, flags };
   // As vishvananda/netlink AddrAdd: IPv4 gets its broadcast unless /31 or /32.
-  if (prefix.family === 4 && prefix.prefixLength < 31) attrs.broadcast = ipv4Broadcast(prefix);
+  if (prefix.family === 4 && prefix.prefixLength < 31) attrs.broadcast = ipToBytes(broadcastAddress(prefix));
   return {
     kind: 'address',
     data: {

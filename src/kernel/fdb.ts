@@ -4,10 +4,10 @@
  * device (`self`, with the remote VTEP as dst) since learning is off.
  */
 import { rt } from 'netlink';
-import { AF_BRIDGE, bytesToIp, ipToBytes } from './inet.js';
+import { bytesToIp, ipToBytes } from '../address.js';
 import { type LinkRef, linkIndex, onLink } from './link.js';
 import { bytesToMac, macToBytes } from './mac.js';
-import { APPEND, type Netlink, REPLACE } from './netlink.js';
+import { AF_BRIDGE, APPEND, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType } = rt;
 

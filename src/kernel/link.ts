@@ -7,11 +7,10 @@ import { type ifla, rt } from 'netlink';
 import { crashPoint } from '../crash.js';
 import { log } from '../log.js';
 import { hasErrorCode, KernelError, LinkKindMismatchError, LinkNotFoundError } from './errors.js';
-import { AF_BRIDGE } from './inet.js';
 import { bridgeInfo, parseLinkInfo, type VethPeerInfo, vethInfo, vxlanInfo } from './linkinfo.js';
 import { bytesToMac, macToBytes } from './mac.js';
 import { native } from './native.js';
-import { CREATE, type Netlink, toBuffer } from './netlink.js';
+import { AF_BRIDGE, CREATE, type Netlink, toBuffer } from './netlink.js';
 import { type NetnsRef, openNetns, THIS_NETNS } from './netns.js';
 import { linkOwner, mayTake, NETCTL_GROUP, NotOwnedError, ownerTag, UNCLAIMED } from './owner.js';
 

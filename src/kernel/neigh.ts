@@ -1,9 +1,9 @@
 /** Neighbour (ARP/NDP) entries: `ip neigh` verbs over one Netlink handle. */
 import { rt } from 'netlink';
-import { AF_INET, addressFamily, bytesToIp, type Family, familyOf, ipToBytes } from './inet.js';
+import { bytesToIp, type Family, familyOf, ipToBytes } from '../address.js';
 import { type LinkRef, linkIndex, onLink } from './link.js';
 import { bytesToMac, macToBytes } from './mac.js';
-import { CREATE, type Netlink, REPLACE } from './netlink.js';
+import { AF_INET, addressFamily, CREATE, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType } = rt;
 

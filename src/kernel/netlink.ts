@@ -19,6 +19,7 @@ import {
   parseError,
   type StreamData,
 } from 'netlink';
+import type { Family } from '../address.js';
 import { hasErrorCode, KernelError } from './errors.js';
 import { currentNetns, type Netns, type NetnsRef, openNetns, withNetns } from './netns.js';
 
@@ -42,6 +43,15 @@ const RTM_NAMES: Record<number, string> = {
   29: 'RTM_DELNEIGH',
   30: 'RTM_GETNEIGH',
 };
+
+/** Address families of rtnetlink headers (socket.h). */
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const AF_BRIDGE = 7;
+
+export function addressFamily(family: Family): number {
+  return family === 4 ? AF_INET : AF_INET6;
+}
 
 /** NLM_F_* combinations of the verbs: add (fails if present), replace, append. */
 export const CREATE = FlagsNew.CREATE | FlagsNew.EXCL;

@@ -1,8 +1,8 @@
 /** Routes: `ip route` verbs over one Netlink handle. */
 import { rt } from 'netlink';
-import { AF_INET, addressFamily, bytesToIp, type Family, familyOf, ipToBytes, parsePrefix } from './inet.js';
+import { bytesToIp, type Family, familyOf, ipToBytes, parsePrefix } from '../address.js';
 import { type LinkRef, linkIndex } from './link.js';
-import { CREATE, type Netlink, REPLACE } from './netlink.js';
+import { AF_INET, addressFamily, CREATE, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType, RouteScope, RouteType } = rt;
 
