@@ -18,7 +18,7 @@ import type {
 } from '../core/ipam.js';
 import { PoolNotFoundError } from './errors.js';
 import type { Ipam } from './ipam.js';
-import { parsePoolId } from './ipam.js';
+import { parsePoolId } from './pool.js';
 
 export class KvIpamDriver implements IpamDriver, ReleasesByOwner, IpamLookup {
   constructor(private readonly ipam: Ipam) {}
