@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KernelError } from '../../../src/kernel/errors.js';
+import { KernelError, LinkNotFoundError, linkLabel } from '../../../src/kernel/errors.js';
 import { parseLinkInfo, vethInfo, vxlanInfo } from '../../../src/kernel/linkinfo.js';
 import { bytesToMac, macFromIpv4, macToBytes, randomMac } from '../../../src/kernel/mac.js';
 
@@ -68,5 +68,25 @@ describe('KernelError', () => {
       code: 'EXFULL',
       message: 'RTM_NEWLINK: EXFULL (exchange full)',
     });
+  });
+
+  it('says which operation on which object failed, keeping the errno and syscall', () => {
+    expect(new KernelError(-17, 'RTM_NEWLINK', { operation: 'add link "br-abc" (bridge)' })).toMatchObject({
+      errno: -17,
+      code: 'EEXIST',
+      syscall: 'RTM_NEWLINK',
+      operation: 'add link "br-abc" (bridge)',
+      message: 'cannot add link "br-abc" (bridge): EEXIST (file already exists)',
+    });
+  });
+});
+
+describe('linkLabel', () => {
+  it('quotes names and numbers indexes, as LinkNotFoundError says them', () => {
+    expect(linkLabel('br0')).toBe('"br0"');
+    expect(linkLabel(7)).toBe('#7');
+    expect(linkLabel({ index: 7 })).toBe('#7');
+    expect(linkLabel({ index: 7, name: 'br0' })).toBe('"br0"');
+    expect(new LinkNotFoundError(7).message).toBe('link #7 not found');
   });
 });
