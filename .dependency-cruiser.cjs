@@ -15,7 +15,8 @@ module.exports = {
     },
     {
       name: 'kernel-is-the-bottom',
-      comment: 'The kernel layer imports nothing of ours but errors, logs and the crash hook.',
+      comment:
+        'The kernel layer imports nothing of ours but errors, logs, the crash hook, paths and the address module.',
       severity: 'error',
       from: { path: layer('kernel') },
       to: {
@@ -26,8 +27,16 @@ module.exports = {
           '^src/log\\.ts$',
           '^src/crash\\.ts$',
           '^src/paths\\.ts$',
+          '^src/address\\.ts$',
         ],
       },
+    },
+    {
+      name: 'address-is-below-the-kernel',
+      comment: 'The address module, shared by the kernel, the IPAM and everything above, imports nothing of ours.',
+      severity: 'error',
+      from: { path: '^src/address\\.ts$' },
+      to: { path: '^src/' },
     },
     {
       name: 'drivers-below-the-controller',

@@ -2,6 +2,7 @@
  * Flags → the controller's requests, checked with the same zod schemas the
  * API uses before anything is called.
  */
+import { matchCidr, parsePrefix } from '../address.js';
 import type { IpamPoolConfig } from '../core/model.js';
 import {
   type ConnectRequest,
@@ -12,8 +13,6 @@ import {
 } from '../core/schemas.js';
 import { parseRequest } from '../core/validate.js';
 import { Errors } from '../errors.js';
-// Pure address math (ipaddr.js), no kernel access: one copy of it in the tree.
-import { matchCidr, parsePrefix } from '../kernel/inet.js';
 import { toRecord } from './flags.js';
 
 type PortMapping = ReturnType<typeof portMappingSchema.parse>;

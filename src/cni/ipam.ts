@@ -15,12 +15,11 @@
  * twice. The result has no interfaces (SPEC.md "Delegated plugins (IPAM)").
  */
 import { z } from 'zod';
+import { familyOf, parseSubnet } from '../address.js';
 import { cidrSchema, ipSchema } from '../core/schemas.js';
-import { parseSubnet } from '../ipam/cidr.js';
 import { PoolOverlapError } from '../ipam/errors.js';
 import type { Ipam, PoolInfo } from '../ipam/ipam.js';
 import { LOCAL_SPACE } from '../ipam/pool.js';
-import { familyOf } from '../kernel/inet.js';
 import { type CmdArgs, CniCode, CniError, type Handlers, invalidConfig } from './skel.js';
 import {
   baseConfigSchema,

@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { familyOf, overlaps, parsePrefix, parseSubnet } from '../address.js';
 import type { NetctlApi, SandboxDetails } from '../controller/api.js';
 import type { Endpoint, Network } from '../core/model.js';
 import {
@@ -28,8 +29,6 @@ import {
 } from '../core/schemas.js';
 import { BRIDGE_NAME, ENABLE_IP_MASQUERADE, MTU } from '../drivers/bridge/options.js';
 import { Errors, isCode } from '../errors.js';
-import { overlaps, parseSubnet } from '../ipam/cidr.js';
-import { familyOf, parsePrefix } from '../kernel/inet.js';
 import { log } from '../log.js';
 import { staleReason } from '../sandbox/identity.js';
 import { type CmdArgs, CniCode, CniError, type Handlers, invalidConfig } from './skel.js';

@@ -7,8 +7,8 @@
  * read up into 1.1.0.
  */
 import { z } from 'zod';
+import { familyOf, parsePrefix } from '../address.js';
 import { ipSchema } from '../core/schemas.js';
-import { familyOf, parsePrefix } from '../kernel/inet.js';
 
 /** Spec versions netctl's plugins speak (VERSION), oldest first. 0.1.0/0.2.0 results had no interfaces. */
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;

@@ -5,9 +5,8 @@
  * endpoint. When it leaves, the next one takes over; when two join at once,
  * both agree on the first once both are recorded.
  */
+import { type Family, parsePrefix } from '../address.js';
 import type { Endpoint, Network } from '../core/model.js';
-import type { Family } from '../kernel/index.js';
-import { parsePrefix } from '../kernel/index.js';
 
 export interface RouteOwner {
   endpoint: Endpoint;

@@ -2,10 +2,11 @@
  * An endpoint's addresses: given by its caller or reserved from its
  * network's pools, and given back when it goes (or when its making is undone).
  */
+import { matchCidr, parsePrefix } from '../address.js';
 import { type IpamDriver, type Reservation, releasesByOwner } from '../core/ipam.js';
 import type { Endpoint, Network } from '../core/model.js';
 import { Errors } from '../errors.js';
-import { macFromIpv4, matchCidr, parsePrefix, randomMac } from '../kernel/index.js';
+import { macFromIpv4, randomMac } from '../kernel/index.js';
 import { endpointOwner } from '../owners.js';
 import { checkInSubnet } from './subnets.js';
 

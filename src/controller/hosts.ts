@@ -6,8 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parsePrefix } from '../address.js';
 import type { Endpoint, Sandbox } from '../core/model.js';
-import { parsePrefix } from '../kernel/index.js';
 import { log } from '../log.js';
 import { type HostEntry, hostsFile, sandboxEtcDir, writeSandboxHosts } from '../sandbox/etc.js';
 import { Lane } from '../serial.js';

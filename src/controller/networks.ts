@@ -4,13 +4,13 @@
  * netctl networks; removal once no endpoint is on them.
  */
 import type { z } from 'zod';
+import { parsePrefix } from '../address.js';
 import type { Driver } from '../core/driver.js';
 import type { Pool, PoolRequest, Reservation } from '../core/ipam.js';
 import type { IpamPoolConfig, Network } from '../core/model.js';
 import { type CreateNetworkRequest, createNetworkSchema, idSchema } from '../core/schemas.js';
 import { parseRequest } from '../core/validate.js';
 import { Errors, isCode } from '../errors.js';
-import { parsePrefix } from '../kernel/index.js';
 import { networkOwner } from '../owners.js';
 import type { NetworkDetails } from './api.js';
 import { type ControllerContext, newId } from './context.js';

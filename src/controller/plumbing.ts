@@ -2,11 +2,12 @@
  * The kernel side of an endpoint in its sandbox: the driver's join and
  * leave, the interface configured in place, the sandbox's default route.
  */
+import type { Family } from '../address.js';
 import { type Driver, hasExternalConnectivity } from '../core/driver.js';
 import { EndpointInfo, JoinInfo } from '../core/info.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
-import { type Family, isUnusableNetns, macFromIpv4, Netlink, routeReplace } from '../kernel/index.js';
+import { isUnusableNetns, macFromIpv4, Netlink, routeReplace } from '../kernel/index.js';
 import { log } from '../log.js';
 import { isStale } from '../sandbox/identity.js';
 import { configureInterface } from '../sandbox/iface.js';

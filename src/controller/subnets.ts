@@ -8,10 +8,9 @@
  * them when they are asked for by name.
  */
 import type { z } from 'zod';
+import { matchCidr, overlaps, parsePrefix, parseSubnet, type Subnet } from '../address.js';
 import type { ipamPoolSchema } from '../core/schemas.js';
 import { Errors } from '../errors.js';
-import { overlaps, parseSubnet, type Subnet } from '../ipam/cidr.js';
-import { matchCidr, parsePrefix } from '../kernel/index.js';
 
 /** A route of the host's: its destination and the device it leaves by, for messages. */
 export interface HostRoute {

@@ -12,10 +12,10 @@
  * even when netctl's state for it is gone.
  */
 import { createHash } from 'node:crypto';
+import type { Family } from '../address.js';
 import { FirewallInputError } from './errors.js';
-import type { Family } from './validate.js';
 
-export type { Family } from './validate.js';
+export type { Family } from '../address.js';
 export type Table = 'filter' | 'nat';
 export const TABLES: readonly Table[] = ['filter', 'nat'];
 

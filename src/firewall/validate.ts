@@ -5,10 +5,9 @@
  * configs and the CLI.
  */
 import ipaddr from 'ipaddr.js';
+import type { Family } from '../address.js';
 import { LINK_NAME } from '../kernel/names.js';
 import { FirewallInputError } from './errors.js';
-
-export type Family = 4 | 6;
 
 // Linux dev_valid_name() allows more (anything but '/', ':' and whitespace),
 // but nothing netctl creates needs more than this, and '+' would be an

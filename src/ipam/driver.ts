@@ -5,6 +5,7 @@
  * (`net:<id>`), as dockerd does through the remote IPAM protocol, so pools
  * are made without a gateway and every reservation has an owner.
  */
+import { InvalidAddressError, parseAddress } from '../address.js';
 import type {
   AddressSpaces,
   AddressRequest as CoreAddressRequest,
@@ -15,10 +16,9 @@ import type {
   ReleasesByOwner,
   Reservation,
 } from '../core/ipam.js';
-import { parseAddress } from './cidr.js';
-import { InvalidAddressError, PoolNotFoundError } from './errors.js';
+import { PoolNotFoundError } from './errors.js';
 import type { Ipam } from './ipam.js';
-import { parsePoolId } from './ipam.js';
+import { parsePoolId } from './pool.js';
 
 export class KvIpamDriver implements IpamDriver, ReleasesByOwner, IpamLookup {
   constructor(private readonly ipam: Ipam) {}

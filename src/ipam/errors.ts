@@ -1,12 +1,12 @@
 /**
  * IPAM errors. Each has a stable `code` (the lead folds them into the one
  * registry of src/core later) and a message that names the offending value.
- * An IPAM call that throws one of these has changed nothing.
+ * An IPAM call that throws one of these, or the address module's
+ * InvalidCidrError / InvalidAddressError, has changed nothing.
  */
+import type { Family } from '../address.js';
 
 export type IpamErrorCode =
-  | 'ipam.invalid_cidr'
-  | 'ipam.invalid_address'
   | 'ipam.invalid_request'
   | 'ipam.unknown_address_space'
   | 'ipam.pool_overlap'
@@ -20,30 +20,6 @@ export type IpamErrorCode =
 
 export abstract class IpamError extends Error {
   abstract readonly code: IpamErrorCode;
-}
-
-/** Not a CIDR, a CIDR with host bits set, or the wrong family. */
-export class InvalidCidrError extends IpamError {
-  override readonly name = 'InvalidCidrError';
-  readonly code = 'ipam.invalid_cidr';
-  constructor(
-    readonly value: string,
-    reason: string,
-  ) {
-    super(`invalid CIDR ${JSON.stringify(value)}: ${reason}`);
-  }
-}
-
-/** Not an IP address, or one that can never be assigned (network, broadcast, anycast). */
-export class InvalidAddressError extends IpamError {
-  override readonly name = 'InvalidAddressError';
-  readonly code = 'ipam.invalid_address';
-  constructor(
-    readonly value: string,
-    reason: string,
-  ) {
-    super(`invalid address ${JSON.stringify(value)}: ${reason}`);
-  }
 }
 
 /** A request that makes no sense as a whole (missing owner, conflicting options). */
@@ -106,7 +82,7 @@ export class NoAvailablePoolError extends IpamError {
   readonly code = 'ipam.no_available_pool';
   constructor(
     readonly space: string,
-    readonly family: 4 | 6,
+    readonly family: Family,
     detail: string,
   ) {
     super(`no IPv${family} pool available in address space ${space}: ${detail}`);

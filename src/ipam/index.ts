@@ -1,5 +1,4 @@
 /** src/ipam: address pools and allocation, state in the KV store. */
-export * from './cidr.js';
 export { KvIpamDriver } from './driver.js';
 export * from './errors.js';
 export * from './ipam.js';

@@ -1,7 +1,7 @@
 /**
- * Pools as values: validating a pool request, the derived view the allocator
- * works from (usable and dynamic bounds, reservations), and picking a subnet
- * from the default pools. Pure: no store, no I/O.
+ * Pools as values: validating a pool request, pool ids, the derived view the
+ * allocator works from (usable and dynamic bounds, reservations), and picking
+ * a subnet from the default pools. Pure: no store, no I/O.
  */
 import {
   type Address,
@@ -9,20 +9,23 @@ import {
   containsSubnet,
   type Family,
   formatAddress,
+  InvalidAddressError,
+  InvalidCidrError,
   lastAddress,
+  overlaps,
   parseAddress,
   parseSubnet,
   type Subnet,
   subnetAt,
-} from './cidr.js';
+} from '../address.js';
 import {
   AddressOutOfRangeError,
-  InvalidAddressError,
-  InvalidCidrError,
   InvalidRequestError,
+  NoAvailablePoolError,
+  PoolOverlapError,
   UnknownAddressSpaceError,
 } from './errors.js';
-import type { PoolRecord } from './store.js';
+import type { PoolRecord, SpaceRecord } from './store.js';
 
 /** Docker's daemon.json `default-address-pools` entry: carve `base` into subnets of /`size`. */
 export interface DefaultPool {
@@ -81,8 +84,57 @@ export interface PoolView {
   reservedInRange: number;
 }
 
+/** A pool as read from the store: its view and the version of its record, which every write compares. */
+export interface LoadedPool {
+  view: PoolView;
+  version: number;
+}
+
+export interface PoolInfo {
+  poolId: string;
+  space: string;
+  subnet: string;
+  family: Family;
+  ipRange?: string;
+  gateway?: string;
+  auxAddresses: Record<string, string>;
+  owner?: string;
+  /** Addresses held by owners (gateway and aux not counted). */
+  allocated: number;
+}
+
+export function poolInfo(record: PoolRecord, allocated: number): PoolInfo {
+  return {
+    poolId: record.id,
+    space: record.space,
+    subnet: record.subnet,
+    family: parseSubnet(record.subnet).family,
+    ...(record.ipRange ? { ipRange: record.ipRange } : {}),
+    ...(record.gateway ? { gateway: record.gateway } : {}),
+    auxAddresses: { ...record.auxAddresses },
+    ...(record.owner !== undefined ? { owner: record.owner } : {}),
+    allocated,
+  };
+}
+
 export function poolIdOf(space: string, subnet: Subnet): string {
   return `${space}/${subnet.cidr}`;
+}
+
+/** "local/10.0.0.0/24" -> its space and subnet; a pool id names its own key. */
+export function parsePoolId(poolId: string, spaces: readonly string[]): { space: string; subnet: Subnet } {
+  const slash = typeof poolId === 'string' ? poolId.indexOf('/') : -1;
+  if (slash <= 0)
+    throw new InvalidRequestError(`invalid pool id ${JSON.stringify(poolId)}: expected <space>/<subnet>`);
+  const space = poolId.slice(0, slash);
+  assertSpace(space, spaces);
+  const subnet = parseSubnet(poolId.slice(slash + 1), 'pool id subnet');
+  if (poolIdOf(space, subnet) !== poolId) {
+    throw new InvalidRequestError(
+      `invalid pool id ${JSON.stringify(poolId)}: expected ${poolIdOf(space, subnet)}`,
+    );
+  }
+  return { space, subnet };
 }
 
 /** Offsets that may be assigned at all: IPv4 never the network or broadcast address, IPv6 never the subnet-router anycast (RFC 4291 2.6.1); /31, /32 (RFC 3021) and /127, /128 (RFC 6164) use every address. */
@@ -118,6 +170,58 @@ function checkedAddress(text: string, subnet: Subnet, what: string): Address {
 
 export function assertSpace(space: string, spaces: readonly string[]): void {
   if (!spaces.includes(space)) throw new UnknownAddressSpaceError(space, spaces);
+}
+
+/** The subnet a pool request names, checked against the rest of the request; undefined: pick one. */
+export function requestedSubnet(request: PoolRequest): Subnet | undefined {
+  const requested = request.subnet === undefined ? undefined : parseSubnet(request.subnet);
+  if (requested && request.v6 !== undefined && request.v6 !== (requested.family === 6)) {
+    throw new InvalidRequestError(
+      `subnet ${requested.cidr} is IPv${requested.family} but IPv${request.v6 ? 6 : 4} was asked for`,
+    );
+  }
+  if (!requested) {
+    for (const option of ['ipRange', 'gateway', 'auxAddresses'] as const) {
+      if (request[option] !== undefined && request[option] !== false) {
+        throw new InvalidRequestError(`${option} needs an explicit subnet`);
+      }
+    }
+  }
+  return requested;
+}
+
+/**
+ * The subnet of a new pool in `space` beside its `pools`: the requested
+ * one if it overlaps none of them, else the first free one of `defaults`.
+ */
+export function choosePoolSubnet(
+  space: string,
+  request: PoolRequest,
+  requested: Subnet | undefined,
+  pools: SpaceRecord['pools'],
+  defaults: readonly DefaultPool[],
+): Subnet {
+  const existing = pools.map((p) => ({ ...p, parsed: parseSubnet(p.subnet) }));
+  if (requested) {
+    const clash = existing.find((p) => p.parsed.family === requested.family && overlaps(p.parsed, requested));
+    if (clash) throw new PoolOverlapError(requested.cidr, clash.subnet, space);
+    return requested;
+  }
+  const family: Family = request.v6 ? 6 : 4;
+  const picked = pickDefaultSubnet(defaults, family, [
+    ...existing.map((p) => p.parsed),
+    ...(request.avoid ?? []).map((cidr) => parseSubnet(cidr, 'subnet to avoid')),
+  ]);
+  if (!picked) {
+    throw new NoAvailablePoolError(
+      space,
+      family,
+      defaults.some((d) => parseSubnet(d.base).family === family)
+        ? 'every default pool overlaps an existing pool'
+        : `no IPv${family} default pools configured; give a subnet`,
+    );
+  }
+  return picked;
 }
 
 /** Validate a request for `subnet` in `space` and build the pool's record. */

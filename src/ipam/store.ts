@@ -14,9 +14,9 @@
  * makes it the pool's serialization point: a release of the pool that
  * compares it cannot miss an allocation made in between.
  */
+import type { Family } from '../address.js';
 import type { JsonValue, KvCompare, KvEntry, KvOp, KvStore } from '../kv/store.js';
 import { keyPart, storeKey } from '../kv/store.js';
-import type { Family } from './cidr.js';
 
 export type SpaceRecord = { pools: { id: string; subnet: string }[] };
 

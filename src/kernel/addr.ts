@@ -1,16 +1,9 @@
 /** Addresses: `ip addr` verbs over one Netlink handle. */
 import { rt } from 'netlink';
-import {
-  AF_INET,
-  addressFamily,
-  bytesToIp,
-  type Family,
-  ipToBytes,
-  ipv4Broadcast,
-  parsePrefix,
-} from './inet.js';
+import { broadcastAddress, bytesToIp, type Family, ipToBytes, parsePrefix } from '../address.js';
+import { linkLabel } from './errors.js';
 import { type LinkRef, linkIndex, onLink } from './link.js';
-import { CREATE, type Netlink, REPLACE } from './netlink.js';
+import { AF_INET, addressFamily, CREATE, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType } = rt;
 
@@ -46,7 +39,7 @@ async function addrMessage(
   if (options.noPrefixRoute) flags.noprefixroute = true;
   const attrs: rt.AddressAttrs = { local: bytes, address: bytes, flags };
   // As vishvananda/netlink AddrAdd: IPv4 gets its broadcast unless /31 or /32.
-  if (prefix.family === 4 && prefix.prefixLength < 31) attrs.broadcast = ipv4Broadcast(prefix);
+  if (prefix.family === 4 && prefix.prefixLength < 31) attrs.broadcast = ipToBytes(broadcastAddress(prefix));
   return {
     kind: 'address',
     data: {
@@ -58,14 +51,21 @@ async function addrMessage(
   };
 }
 
-async function newAddr(h: Netlink, link: LinkRef, cidr: string, options: AddrOptions, flags: number) {
+async function newAddr(
+  h: Netlink,
+  link: LinkRef,
+  cidr: string,
+  options: AddrOptions,
+  flags: number,
+  operation: string,
+) {
   const message = await addrMessage(h, link, cidr, options);
-  await h.request(MessageType.NEWADDR, (out) => rt.formatAddressMessage(message, out), flags);
+  await h.request(MessageType.NEWADDR, (out) => rt.formatAddressMessage(message, out), flags, operation);
 }
 
 /** Equivalent to: `ip addr add CIDR dev LINK`. Throws KernelError EEXIST if present. */
 export function addrAdd(h: Netlink, link: LinkRef, cidr: string, options: AddrOptions = {}): Promise<void> {
-  return newAddr(h, link, cidr, options, CREATE);
+  return newAddr(h, link, cidr, options, CREATE, `add address ${cidr} to ${linkLabel(link)}`);
 }
 
 /** Equivalent to: `ip addr replace CIDR dev LINK` (idempotent add). */
@@ -75,13 +75,18 @@ export function addrReplace(
   cidr: string,
   options: AddrOptions = {},
 ): Promise<void> {
-  return newAddr(h, link, cidr, options, REPLACE);
+  return newAddr(h, link, cidr, options, REPLACE, `replace address ${cidr} on ${linkLabel(link)}`);
 }
 
 /** Equivalent to: `ip addr del CIDR dev LINK`. An absent address is success. */
 export async function addrDel(h: Netlink, link: LinkRef, cidr: string): Promise<void> {
   const message = await addrMessage(h, link, cidr, {});
-  await h.remove(MessageType.DELADDR, (out) => rt.formatAddressMessage(message, out), 'EADDRNOTAVAIL');
+  await h.remove(
+    MessageType.DELADDR,
+    (out) => rt.formatAddressMessage(message, out),
+    'EADDRNOTAVAIL',
+    `delete address ${cidr} from ${linkLabel(link)}`,
+  );
 }
 
 function toAddr(data: Buffer): Addr {
@@ -110,6 +115,7 @@ export async function addrList(
     MessageType.GETADDR,
     (out) => rt.formatAddressMessage({ kind: 'address', data: { family }, attrs: {} }, out),
     toAddr,
+    'list addresses',
   );
   return onLink(h, filter.link, all, (a) => a.index);
 }

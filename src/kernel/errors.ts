@@ -3,23 +3,30 @@ import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 /**
  * A failed syscall or rtnetlink request, shaped like Node's own errors
  * (`errno` negative, `code` such as "EEXIST") so callers branch on the code,
- * never on the message text.
+ * never on the message text. The message names what was being done to
+ * which object, as CNI's plugins wrap theirs (`could not add %q: %v`):
+ * `cannot add link "br0" (bridge): EEXIST (file already exists)`.
  */
 export class KernelError extends Error {
   override readonly name = 'KernelError';
   readonly errno: number;
   readonly code: string;
+  /** The syscall or rtnetlink message that failed: "mount", "RTM_NEWLINK". */
   readonly syscall: string;
   readonly path: string | undefined;
+  /** The operation and its object, as the message says it: `add link "br0" (bridge)`. */
+  readonly operation: string | undefined;
 
-  constructor(errno: number, syscall: string, path?: string) {
+  constructor(errno: number, syscall: string, where: { path?: string; operation?: string } = {}) {
     const code = errnoName(errno);
     const text = LINUX_ONLY[errno]?.[1] ?? getSystemErrorMap().get(errno)?.[1] ?? 'unknown error';
-    super(`${syscall}${path ? ` ${path}` : ''}: ${code} (${text})`);
+    const { path, operation } = where;
+    super(`${operation ? `cannot ${operation}` : `${syscall}${path ? ` ${path}` : ''}`}: ${code} (${text})`);
     this.errno = errno;
     this.code = code;
     this.syscall = syscall;
     this.path = path;
+    this.operation = operation;
   }
 }
 
@@ -42,12 +49,22 @@ function errnoName(errno: number): string {
   }
 }
 
+/**
+ * A link as messages name it: `"br0"` by name, `#12` by index (a link value
+ * read from the kernel goes by its name).
+ */
+export function linkLabel(link: string | number | { index: number; name?: string }): string {
+  if (typeof link === 'string') return JSON.stringify(link);
+  if (typeof link === 'number') return `#${link}`;
+  return typeof link.name === 'string' ? JSON.stringify(link.name) : `#${link.index}`;
+}
+
 /** The link named or numbered does not exist in the namespace asked. */
 export class LinkNotFoundError extends Error {
   override readonly name = 'LinkNotFoundError';
   readonly code = 'ENODEV';
   constructor(readonly link: string | number) {
-    super(`link ${typeof link === 'number' ? `#${link}` : JSON.stringify(link)} not found`);
+    super(`link ${linkLabel(link)} not found`);
   }
 }
 

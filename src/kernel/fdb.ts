@@ -4,10 +4,11 @@
  * device (`self`, with the remote VTEP as dst) since learning is off.
  */
 import { rt } from 'netlink';
-import { AF_BRIDGE, bytesToIp, ipToBytes } from './inet.js';
+import { bytesToIp, ipToBytes } from '../address.js';
+import { linkLabel } from './errors.js';
 import { type LinkRef, linkIndex, onLink } from './link.js';
 import { bytesToMac, macToBytes } from './mac.js';
-import { APPEND, type Netlink, REPLACE } from './netlink.js';
+import { AF_BRIDGE, APPEND, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType } = rt;
 
@@ -52,25 +53,43 @@ async function fdbMessage(h: Netlink, e: NewFdbEntry): Promise<rt.NeighborMessag
   };
 }
 
-async function newFdbEntry(h: Netlink, e: NewFdbEntry, flags: number): Promise<void> {
+/** The entry as bridge(8) would write it, for messages: `fdb entry 02:.. dst 192.0.2.1 dev "vx0"`. */
+function describeFdbEntry(e: NewFdbEntry): string {
+  let text = `fdb entry ${e.mac}`;
+  if (e.dst) text += ` dst ${e.dst}`;
+  if (e.vni !== undefined) text += ` vni ${e.vni}`;
+  return `${text} dev ${linkLabel(e.link)} ${e.master ? 'master' : 'self'}`;
+}
+
+async function newFdbEntry(h: Netlink, e: NewFdbEntry, flags: number, verb: string): Promise<void> {
   const message = await fdbMessage(h, e);
-  await h.request(MessageType.NEWNEIGH, (out) => rt.formatNeighborMessage(message, out), flags);
+  await h.request(
+    MessageType.NEWNEIGH,
+    (out) => rt.formatNeighborMessage(message, out),
+    flags,
+    `${verb} ${describeFdbEntry(e)}`,
+  );
 }
 
 /** Equivalent to: `bridge fdb append MAC dev LINK dst IP self permanent` (adds another dst). */
 export function fdbAppend(h: Netlink, e: NewFdbEntry): Promise<void> {
-  return newFdbEntry(h, e, APPEND);
+  return newFdbEntry(h, e, APPEND, 'append');
 }
 
 /** Equivalent to: `bridge fdb replace MAC dev LINK dst IP self permanent`. */
 export function fdbReplace(h: Netlink, e: NewFdbEntry): Promise<void> {
-  return newFdbEntry(h, e, REPLACE);
+  return newFdbEntry(h, e, REPLACE, 'replace');
 }
 
 /** Equivalent to: `bridge fdb del MAC dev LINK [dst IP]`. An absent entry is success. */
 export async function fdbDel(h: Netlink, e: NewFdbEntry): Promise<void> {
   const message = await fdbMessage(h, e);
-  await h.remove(MessageType.DELNEIGH, (out) => rt.formatNeighborMessage(message, out), 'ENOENT');
+  await h.remove(
+    MessageType.DELNEIGH,
+    (out) => rt.formatNeighborMessage(message, out),
+    'ENOENT',
+    `delete ${describeFdbEntry(e)}`,
+  );
 }
 
 function toFdbEntry(data: Buffer): FdbEntry {
@@ -93,6 +112,7 @@ export async function fdbList(h: Netlink, filter: { link?: LinkRef } = {}): Prom
     MessageType.GETNEIGH,
     (out) => rt.formatNeighborMessage({ kind: 'neighbor', data: { family: AF_BRIDGE }, attrs: {} }, out),
     toFdbEntry,
+    'list fdb entries',
   );
   return onLink(h, filter.link, all, (e) => e.linkIndex);
 }

@@ -2,7 +2,6 @@
 export * from './addr.js';
 export * from './errors.js';
 export * from './fdb.js';
-export * from './inet.js';
 export * from './link.js';
 export * from './mac.js';
 export * from './neigh.js';

@@ -6,13 +6,12 @@
 import { type ifla, rt } from 'netlink';
 import { crashPoint } from '../crash.js';
 import { log } from '../log.js';
-import { hasErrorCode, KernelError, LinkKindMismatchError, LinkNotFoundError } from './errors.js';
-import { AF_BRIDGE } from './inet.js';
+import { hasErrorCode, LinkKindMismatchError, LinkNotFoundError, linkLabel } from './errors.js';
 import { bridgeInfo, parseLinkInfo, type VethPeerInfo, vethInfo, vxlanInfo } from './linkinfo.js';
 import { bytesToMac, macToBytes } from './mac.js';
 import { native } from './native.js';
-import { CREATE, type Netlink, toBuffer } from './netlink.js';
-import { type NetnsRef, openNetns, THIS_NETNS } from './netns.js';
+import { AF_BRIDGE, CREATE, type Netlink, toBuffer } from './netlink.js';
+import { type NetnsRef, openNetns } from './netns.js';
 import { linkOwner, mayTake, NETCTL_GROUP, NotOwnedError, ownerTag, UNCLAIMED } from './owner.js';
 
 const { MessageType } = rt;
@@ -142,8 +141,11 @@ export async function linkByIndex(h: Netlink, index: number): Promise<Link> {
 async function linkGet(h: Netlink, ref: LinkRef): Promise<Link> {
   const { data, attrs } = target(ref);
   try {
-    const [reply] = await h.request(MessageType.GETLINK, (out) =>
-      rt.formatLinkMessage({ kind: 'link', data, attrs }, out),
+    const [reply] = await h.request(
+      MessageType.GETLINK,
+      (out) => rt.formatLinkMessage({ kind: 'link', data, attrs }, out),
+      0,
+      `get link ${linkLabel(ref)}`,
     );
     if (!reply) throw new LinkNotFoundError(refLabel(ref));
     return toLink(reply.data);
@@ -177,6 +179,7 @@ export async function linkList(h: Netlink): Promise<Link[]> {
     MessageType.GETLINK,
     (out) => rt.formatLinkMessage({ kind: 'link', data: {}, attrs: {} }, out),
     toLink,
+    'list links',
   );
 }
 
@@ -221,12 +224,28 @@ export async function linkAdd(h: Netlink, spec: NewLink): Promise<void> {
       MessageType.NEWLINK,
       (out) => rt.formatLinkMessage({ kind: 'link', data: { flags, change: flags }, attrs }, out),
       CREATE,
+      `add link ${linkLabel(spec.name)} (${kindText(spec)})`,
     );
   } finally {
     peerNetns?.close();
   }
   crashPoint('link.tag');
   if (spec.owner) await linkSetAlias(h, spec.name, ownerTag(spec.owner));
+}
+
+/** What a new link is, for messages: `bridge`, `veth, peer "eth0" in netns /run/netns/c1`, `vxlan, id 4097`. */
+function kindText(spec: NewLink): string {
+  switch (spec.kind) {
+    case 'bridge':
+      return 'bridge';
+    case 'veth': {
+      const ns = spec.peer.netns;
+      const where = ns === undefined ? '' : ` in netns ${typeof ns === 'string' ? ns : ns.path}`;
+      return `veth, peer ${linkLabel(spec.peer.name)}${where}`;
+    }
+    case 'vxlan':
+      return `vxlan, id ${spec.vni}`;
+  }
 }
 
 /**
@@ -279,7 +298,10 @@ export async function linkDel(h: Netlink, ref: LinkRef): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     let settled = false;
     native.deleteLink(h.netns.fd, index, (err, phase) => {
-      const failure = err && err.code !== 'ENODEV' ? new KernelError(err.errno, 'RTM_DELLINK') : undefined;
+      const failure =
+        err && err.code !== 'ENODEV'
+          ? h.error(err.errno, 'RTM_DELLINK', `delete link ${linkLabel(ref)}`)
+          : undefined;
       if (settled) {
         if (failure) log.error({ err: failure, index }, 'link delete failed after the link was unregistered');
         return;
@@ -295,16 +317,26 @@ export async function linkDel(h: Netlink, ref: LinkRef): Promise<void> {
   });
 }
 
+/** `ip link set REF WHAT`: `what` says the change for messages (`mtu 1400`). */
 async function linkSet(
   h: Netlink,
   ref: LinkRef,
+  what: string,
   change: Partial<rt.Link>,
   set: ifla.LinkAttrs,
+  label = linkLabel(ref),
 ): Promise<void> {
   const { data, attrs } = target(ref);
   try {
-    await h.request(MessageType.SETLINK, (out) =>
-      rt.formatLinkMessage({ kind: 'link', data: { ...data, ...change }, attrs: { ...attrs, ...set } }, out),
+    await h.request(
+      MessageType.SETLINK,
+      (out) =>
+        rt.formatLinkMessage(
+          { kind: 'link', data: { ...data, ...change }, attrs: { ...attrs, ...set } },
+          out,
+        ),
+      0,
+      `set link ${label} ${what}`,
     );
   } catch (err) {
     throw notFound(err, refLabel(ref));
@@ -313,37 +345,37 @@ async function linkSet(
 
 /** Equivalent to: `ip link set NAME up`. */
 export function linkSetUp(h: Netlink, ref: LinkRef): Promise<void> {
-  return linkSet(h, ref, { flags: { up: true }, change: { up: true } }, {});
+  return linkSet(h, ref, 'up', { flags: { up: true }, change: { up: true } }, {});
 }
 
 /** Equivalent to: `ip link set NAME down`. */
 export function linkSetDown(h: Netlink, ref: LinkRef): Promise<void> {
-  return linkSet(h, ref, { flags: {}, change: { up: true } }, {});
+  return linkSet(h, ref, 'down', { flags: {}, change: { up: true } }, {});
 }
 
 /** Equivalent to: `ip link set NAME mtu MTU`. */
 export function linkSetMtu(h: Netlink, ref: LinkRef, mtu: number): Promise<void> {
-  return linkSet(h, ref, {}, { mtu });
+  return linkSet(h, ref, `mtu ${mtu}`, {}, { mtu });
 }
 
 /** Equivalent to: `ip link set NAME address MAC`. */
 export function linkSetMac(h: Netlink, ref: LinkRef, mac: string): Promise<void> {
-  return linkSet(h, ref, {}, { address: macToBytes(mac) });
+  return linkSet(h, ref, `address ${mac}`, {}, { address: macToBytes(mac) });
 }
 
 /** Equivalent to: `ip link set NAME alias TEXT` (netctl records owners here). */
 export function linkSetAlias(h: Netlink, ref: LinkRef, alias: string): Promise<void> {
-  return linkSet(h, ref, {}, { ifalias: alias });
+  return linkSet(h, ref, `alias ${JSON.stringify(alias)}`, {}, { ifalias: alias });
 }
 
 /** Equivalent to: `ip link set NAME master BRIDGE`. */
 export async function linkSetMaster(h: Netlink, ref: LinkRef, master: LinkRef): Promise<void> {
-  return linkSet(h, ref, {}, { master: await linkIndex(h, master) });
+  return linkSet(h, ref, `master ${linkLabel(master)}`, {}, { master: await linkIndex(h, master) });
 }
 
 /** Equivalent to: `ip link set NAME nomaster`. */
 export function linkSetNoMaster(h: Netlink, ref: LinkRef): Promise<void> {
-  return linkSet(h, ref, {}, { master: 0 });
+  return linkSet(h, ref, 'nomaster', {}, { master: 0 });
 }
 
 // if_link.h: IFLA_PROTINFO nests IFLA_BRPORT_* for a bridge port; NLA_F_NESTED
@@ -365,10 +397,15 @@ export async function linkSetHairpin(h: Netlink, ref: LinkRef, on: boolean): Pro
   protinfo.writeUInt16LE(4 + mode.length, 0);
   protinfo.writeUInt16LE(IFLA_PROTINFO | NLA_F_NESTED, 2);
   try {
-    await h.request(MessageType.SETLINK, (out) => {
-      out.emit(rt.formatLink({ family: AF_BRIDGE, index }));
-      out.emit([protinfo, mode]);
-    });
+    await h.request(
+      MessageType.SETLINK,
+      (out) => {
+        out.emit(rt.formatLink({ family: AF_BRIDGE, index }));
+        out.emit([protinfo, mode]);
+      },
+      0,
+      `set link ${linkLabel(ref)} hairpin ${on ? 'on' : 'off'}`,
+    );
   } catch (err) {
     throw notFound(err, refLabel(ref));
   }
@@ -376,7 +413,8 @@ export async function linkSetHairpin(h: Netlink, ref: LinkRef, on: boolean): Pro
 
 /** Equivalent to: `ip link set NAME name NEWNAME` (the link must be down). */
 export async function linkSetName(h: Netlink, ref: LinkRef, name: string): Promise<void> {
-  return linkSet(h, await linkIndex(h, ref), {}, { ifname: name });
+  // By index: a name in the request would be read as the link to change.
+  return linkSet(h, await linkIndex(h, ref), `name ${linkLabel(name)}`, {}, { ifname: name }, linkLabel(ref));
 }
 
 /**
@@ -386,7 +424,7 @@ export async function linkSetName(h: Netlink, ref: LinkRef, name: string): Promi
 export async function linkSetNs(h: Netlink, ref: LinkRef, ns: NetnsRef): Promise<void> {
   const netns = typeof ns === 'string' ? openNetns(ns) : ns;
   try {
-    await linkSet(h, ref, {}, { netNsFd: netns.fd });
+    await linkSet(h, ref, `netns ${netns.path}`, {}, { netNsFd: netns.fd });
   } finally {
     if (typeof ns === 'string') netns.close();
   }
@@ -416,7 +454,7 @@ export async function ownedLink(h: Netlink, name: string, owner: string): Promis
 
 /** `link NAME`, with the namespace when the handle is not in this thread's own. */
 export function describeLink(h: Netlink, name: string): string {
-  return h.netns.path === THIS_NETNS ? `link ${name}` : `link ${name} in netns ${h.netns.path}`;
+  return `link ${name}${h.place}`;
 }
 
 /**

@@ -3,7 +3,7 @@
  * leaves linkinfo as a raw Buffer; nothing outside src/kernel sees it.
  */
 import { ifla, rt } from 'netlink';
-import { bytesToIp, familyOf, ipToBytes } from './inet.js';
+import { bytesToIp, familyOf, ipToBytes } from '../address.js';
 import { macToBytes } from './mac.js';
 import { toBuffer } from './netlink.js';
 import type { Netns } from './netns.js';

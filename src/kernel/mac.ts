@@ -1,6 +1,6 @@
 /** MAC addresses as "aa:bb:cc:dd:ee:ff" strings at the API, bytes on the wire. */
 import { randomBytes } from 'node:crypto';
-import { ipToBytes } from './inet.js';
+import { ipToBytes } from '../address.js';
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 

@@ -1,9 +1,10 @@
 /** Neighbour (ARP/NDP) entries: `ip neigh` verbs over one Netlink handle. */
 import { rt } from 'netlink';
-import { AF_INET, addressFamily, bytesToIp, type Family, familyOf, ipToBytes } from './inet.js';
+import { bytesToIp, type Family, familyOf, ipToBytes } from '../address.js';
+import { linkLabel } from './errors.js';
 import { type LinkRef, linkIndex, onLink } from './link.js';
 import { bytesToMac, macToBytes } from './mac.js';
-import { CREATE, type Netlink, REPLACE } from './netlink.js';
+import { AF_INET, addressFamily, CREATE, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType } = rt;
 
@@ -42,25 +43,35 @@ async function neighMessage(
   };
 }
 
-async function newNeigh(h: Netlink, n: NewNeigh, flags: number): Promise<void> {
+async function newNeigh(h: Netlink, n: NewNeigh, flags: number, verb: string): Promise<void> {
   const message = await neighMessage(h, n.link, n.ip, n.mac);
-  await h.request(MessageType.NEWNEIGH, (out) => rt.formatNeighborMessage(message, out), flags);
+  await h.request(
+    MessageType.NEWNEIGH,
+    (out) => rt.formatNeighborMessage(message, out),
+    flags,
+    `${verb} neighbour ${n.ip} lladdr ${n.mac} dev ${linkLabel(n.link)}`,
+  );
 }
 
 /** Equivalent to: `ip neigh add IP lladdr MAC dev LINK nud permanent`. */
 export function neighAdd(h: Netlink, n: NewNeigh): Promise<void> {
-  return newNeigh(h, n, CREATE);
+  return newNeigh(h, n, CREATE, 'add');
 }
 
 /** Equivalent to: `ip neigh replace IP lladdr MAC dev LINK nud permanent`. */
 export function neighReplace(h: Netlink, n: NewNeigh): Promise<void> {
-  return newNeigh(h, n, REPLACE);
+  return newNeigh(h, n, REPLACE, 'replace');
 }
 
 /** Equivalent to: `ip neigh del IP dev LINK`. An absent entry is success. */
 export async function neighDel(h: Netlink, n: { link: LinkRef; ip: string }): Promise<void> {
   const message = await neighMessage(h, n.link, n.ip);
-  await h.remove(MessageType.DELNEIGH, (out) => rt.formatNeighborMessage(message, out), 'ENOENT');
+  await h.remove(
+    MessageType.DELNEIGH,
+    (out) => rt.formatNeighborMessage(message, out),
+    'ENOENT',
+    `delete neighbour ${n.ip} dev ${linkLabel(n.link)}`,
+  );
 }
 
 function toNeigh(data: Buffer): Neigh {
@@ -89,6 +100,7 @@ export async function neighList(
         out,
       ),
     toNeigh,
+    'list neighbours',
   );
   return onLink(h, filter.link, all, (n) => n.linkIndex);
 }

@@ -2,7 +2,8 @@
  * An rtnetlink socket bound to one network namespace, over the `netlink`
  * package. Two things the package does not do are done here once:
  * - error replies are decoded to their errno (KernelError), never left as
- *   the package's "Request rejected: EEXIST" text;
+ *   the package's "Request rejected: EEXIST" text, and named after the
+ *   verb's operation and object (`cannot add address 10.0.0.1/24 to "br0"`);
  * - dumps flagged NLM_F_DUMP_INTR (the table changed mid-dump) are retried,
  *   as CNI's netlinksafe does;
  * - a dump has its socket to itself (see Netlink.request).
@@ -19,8 +20,9 @@ import {
   parseError,
   type StreamData,
 } from 'netlink';
+import type { Family } from '../address.js';
 import { hasErrorCode, KernelError } from './errors.js';
-import { currentNetns, type Netns, type NetnsRef, openNetns, withNetns } from './netns.js';
+import { currentNetns, type Netns, type NetnsRef, openNetns, THIS_NETNS, withNetns } from './netns.js';
 
 const NETLINK_ROUTE = 0;
 // CNI's netlinksafe gives up after 5 interrupted dumps; do the same.
@@ -42,6 +44,15 @@ const RTM_NAMES: Record<number, string> = {
   29: 'RTM_DELNEIGH',
   30: 'RTM_GETNEIGH',
 };
+
+/** Address families of rtnetlink headers (socket.h). */
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const AF_BRIDGE = 7;
+
+export function addressFamily(family: Family): number {
+  return family === 4 ? AF_INET : AF_INET6;
+}
 
 /** NLM_F_* combinations of the verbs: add (fails if present), replace, append. */
 export const CREATE = FlagsNew.CREATE | FlagsNew.EXCL;
@@ -92,11 +103,22 @@ export class Netlink {
     this.netns.close();
   }
 
+  /** Where this handle's objects are, for messages: ` in netns PATH`, or nothing in the thread's own. */
+  get place(): string {
+    return this.netns.path === THIS_NETNS ? '' : ` in netns ${this.netns.path}`;
+  }
+
+  /** The error of a failed `operation` (`add link "br0" (bridge)`), said with where it happened. */
+  error(errno: number, syscall: string, operation: string | undefined): KernelError {
+    return new KernelError(errno, syscall, operation ? { operation: `${operation}${this.place}` } : {});
+  }
+
   /**
    * Send one request with NLM_F_ACK and return the reply messages (none for
-   * a plain ACK). An error reply throws KernelError with its errno.
+   * a plain ACK). An error reply throws KernelError with its errno, its
+   * message naming `operation` (the verb and its object) when given.
    */
-  async request(type: number, payload: Payload, flags = 0): Promise<NetlinkMessage[]> {
+  async request(type: number, payload: Payload, flags = 0, operation?: string): Promise<NetlinkMessage[]> {
     const out = new AttrStream();
     payload(out);
     const [messages] = await this.turn((flags & FlagsGet.DUMP) === FlagsGet.DUMP, () =>
@@ -105,7 +127,7 @@ export class Netlink {
     for (const message of messages) {
       if (message.type === NlmsgType.ERROR) {
         const { errno } = parseError(message.data, message.flags);
-        if (errno !== 0) throw new KernelError(errno, RTM_NAMES[type] ?? `rtnetlink(${type})`);
+        if (errno !== 0) throw this.error(errno, RTM_NAMES[type] ?? `rtnetlink(${type})`, operation);
       }
     }
     return messages.filter((m) => m.type !== NlmsgType.ERROR);
@@ -143,21 +165,23 @@ export class Netlink {
    * A delete request where "already absent" (the kernel's `absent` errno
    * code) is success: deletes are idempotent.
    */
-  async remove(type: number, payload: Payload, absent: string): Promise<void> {
+  async remove(type: number, payload: Payload, absent: string, operation: string): Promise<void> {
     try {
-      await this.request(type, payload);
+      await this.request(type, payload, 0, operation);
     } catch (err) {
       if (!hasErrorCode(err, absent)) throw err;
     }
   }
 
   /** A dump request, retried while the kernel flags it as interrupted. */
-  async dump<T>(type: number, payload: Payload, parse: (data: Buffer) => T): Promise<T[]> {
+  async dump<T>(type: number, payload: Payload, parse: (data: Buffer) => T, operation: string): Promise<T[]> {
     for (let attempt = 1; ; attempt++) {
-      const messages = await this.request(type, payload, FlagsGet.DUMP);
+      const messages = await this.request(type, payload, FlagsGet.DUMP, operation);
       if (!messages.some((m) => m.flags & Flags.DUMP_INTR)) return messages.map((m) => parse(m.data));
       if (attempt === DUMP_ATTEMPTS) {
-        throw new Error(`${RTM_NAMES[type]} dump still interrupted after ${DUMP_ATTEMPTS} attempts`);
+        throw new Error(
+          `cannot ${operation}${this.place}: the ${RTM_NAMES[type]} dump was still interrupted after ${DUMP_ATTEMPTS} attempts`,
+        );
       }
     }
   }

@@ -238,7 +238,7 @@ export function createNetns(name: string): string {
   try {
     native.createNamedNetns(path);
   } catch (err) {
-    throw asKernelError(err);
+    throw asKernelError(err, `create netns ${path}`);
   }
   return path;
 }
@@ -255,11 +255,16 @@ export function pinCurrentNetns(path: string): string {
     try {
       native.pinNetns('/proc/thread-self/ns/net', path);
     } catch (err) {
-      if (!hasErrorCode(err, 'EEXIST')) throw asKernelError(err);
+      if (!hasErrorCode(err, 'EEXIST')) throw asKernelError(err, `pin this thread's netns at ${path}`);
       const pinned = openNetns(path);
       const same = pinned.inode === here.inode;
       pinned.close();
-      if (!same) throw new KernelError(-17, 'pinNetns', path);
+      if (!same) {
+        throw new KernelError(-17, 'pinNetns', {
+          path,
+          operation: `pin this thread's netns at ${path} (another netns is pinned there)`,
+        });
+      }
     }
   } finally {
     here.close();
@@ -274,7 +279,7 @@ export function deleteNetns(nameOrPath: string): void {
     native.deleteNamedNetns(path);
   } catch (err) {
     if (hasErrorCode(err, 'ENOENT')) return;
-    throw asKernelError(err);
+    throw asKernelError(err, `delete netns ${path}`);
   }
 }
 
@@ -298,15 +303,19 @@ export function createAnonymousNetns(): Netns {
   try {
     fd = native.createAnonymousNetns();
   } catch (err) {
-    throw asKernelError(err);
+    throw asKernelError(err, 'create a netns');
   }
   return handle(`/proc/${process.pid}/fd/${fd}`, fd);
 }
 
-function asKernelError(err: unknown): unknown {
+/** The addon's Node-shaped error as a KernelError naming `operation` and the syscall that failed in it. */
+function asKernelError(err: unknown, operation: string): unknown {
   const e = err as { errno?: unknown; syscall?: unknown; path?: unknown };
   if (typeof e?.errno === 'number' && typeof e.syscall === 'string') {
-    return new KernelError(e.errno, e.syscall, typeof e.path === 'string' ? e.path : undefined);
+    return new KernelError(e.errno, e.syscall, {
+      ...(typeof e.path === 'string' ? { path: e.path } : {}),
+      operation: `${operation} (${e.syscall})`,
+    });
   }
   return err;
 }

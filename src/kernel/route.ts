@@ -1,8 +1,9 @@
 /** Routes: `ip route` verbs over one Netlink handle. */
 import { rt } from 'netlink';
-import { AF_INET, addressFamily, bytesToIp, type Family, familyOf, ipToBytes, parsePrefix } from './inet.js';
+import { bytesToIp, type Family, familyOf, ipToBytes, parsePrefix } from '../address.js';
+import { linkLabel } from './errors.js';
 import { type LinkRef, linkIndex } from './link.js';
-import { CREATE, type Netlink, REPLACE } from './netlink.js';
+import { AF_INET, addressFamily, CREATE, type Netlink, REPLACE } from './netlink.js';
 
 const { MessageType, RouteScope, RouteType } = rt;
 
@@ -80,19 +81,35 @@ async function routeMessage(h: Netlink, route: NewRoute): Promise<rt.RouteMessag
   };
 }
 
-async function newRoute(h: Netlink, route: NewRoute, flags: number): Promise<void> {
+/** The route as ip(8) would write it, for messages: `route 10.1.0.0/24 via 10.1.0.1 dev "br0"`. */
+function describeRoute(route: NewRoute): string {
+  let text = `route ${route.dst}`;
+  if (route.gateway) text += ` via ${route.gateway}`;
+  if (route.link !== undefined) text += ` dev ${linkLabel(route.link)}`;
+  if (route.src) text += ` src ${route.src}`;
+  if (route.table !== undefined && route.table !== RT_TABLE_MAIN) text += ` table ${route.table}`;
+  if (route.metric !== undefined) text += ` metric ${route.metric}`;
+  return text;
+}
+
+async function newRoute(h: Netlink, route: NewRoute, flags: number, verb: string): Promise<void> {
   const message = await routeMessage(h, route);
-  await h.request(MessageType.NEWROUTE, (out) => rt.formatRouteMessage(message, out), flags);
+  await h.request(
+    MessageType.NEWROUTE,
+    (out) => rt.formatRouteMessage(message, out),
+    flags,
+    `${verb} ${describeRoute(route)}`,
+  );
 }
 
 /** Equivalent to: `ip route add DST [via GW] [dev LINK]`. Throws KernelError EEXIST. */
 export function routeAdd(h: Netlink, route: NewRoute): Promise<void> {
-  return newRoute(h, route, CREATE);
+  return newRoute(h, route, CREATE, 'add');
 }
 
 /** Equivalent to: `ip route replace DST ...` (idempotent add). */
 export function routeReplace(h: Netlink, route: NewRoute): Promise<void> {
-  return newRoute(h, route, REPLACE);
+  return newRoute(h, route, REPLACE, 'replace');
 }
 
 /** Equivalent to: `ip route del DST ...`. An absent route is success. */
@@ -101,7 +118,12 @@ export async function routeDel(h: Netlink, route: NewRoute): Promise<void> {
   // Let the kernel match any scope/protocol, as ip(8) does for deletes.
   message.data.scope = RouteScope.NOWHERE;
   message.data.protocol = 0 as rt.RouteProtocol; // RTPROT_UNSPEC
-  await h.remove(MessageType.DELROUTE, (out) => rt.formatRouteMessage(message, out), 'ESRCH');
+  await h.remove(
+    MessageType.DELROUTE,
+    (out) => rt.formatRouteMessage(message, out),
+    'ESRCH',
+    `delete ${describeRoute(route)}`,
+  );
 }
 
 function toRoute(data: Buffer): Route {
@@ -135,6 +157,7 @@ export async function routeList(
         out,
       ),
     toRoute,
+    'list routes',
   );
   return routes.filter((r) => r.table === table && (index === undefined || r.linkIndex === index));
 }

@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
+import { matchCidr } from '../../address.js';
 import type { Endpoint, Network, PortMapping, Sandbox } from '../../core/model.js';
 import {
   type ConnectRequest,
@@ -19,7 +20,6 @@ import {
 } from '../../core/schemas.js';
 import { parseRequest } from '../../core/validate.js';
 import { Errors } from '../../errors.js';
-import { matchCidr } from '../../kernel/inet.js';
 import { bootId, netnsInode } from '../../sandbox/identity.js';
 import type {
   CheckReport,

@@ -9,6 +9,7 @@
  * changes or deletes no link that is not its own, whatever name a network's
  * options give (a foreign `br0` is a conflict, never touched).
  */
+import { familyOf, parsePrefix } from '../../address.js';
 import type {
   Capability,
   Driver,
@@ -34,7 +35,6 @@ import {
   addrReplace,
   disableIpv6,
   ensureLink,
-  familyOf,
   hasErrorCode,
   LinkNotFoundError,
   linkAdd,
@@ -50,7 +50,6 @@ import {
   type NewLink,
   NotOwnedError,
   ownedLink,
-  parsePrefix,
   randomMac,
   sysctlSet,
 } from '../../kernel/index.js';

@@ -20,12 +20,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { parsePrefix } from '../../address.js';
 import type { Controller } from '../../controller/controller.js';
 import { hasIpamLookup, type Pool, type Reservation } from '../../core/ipam.js';
 import type { Network } from '../../core/model.js';
 import { Errors } from '../../errors.js';
 import { AddressInUseError } from '../../ipam/errors.js';
-import { parsePrefix } from '../../kernel/index.js';
 import {
   GATEWAY_ADDRESS,
   NETCTL_NAME,

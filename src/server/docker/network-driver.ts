@@ -17,11 +17,12 @@
  */
 import { basename } from 'node:path';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { parsePrefix } from '../../address.js';
 import type { Controller, ExternalAddressing } from '../../controller/controller.js';
 import type { Endpoint, Network, PortMapping, Sandbox } from '../../core/model.js';
 import { NAME_MAX, type PortRequest } from '../../core/schemas.js';
 import { Errors, isCode, specOf } from '../../errors.js';
-import { NetnsNotFoundError, NotANetnsError, openNetns, parsePrefix } from '../../kernel/index.js';
+import { NetnsNotFoundError, NotANetnsError, openNetns } from '../../kernel/index.js';
 import { log } from '../../log.js';
 import { KeyedLanes } from '../../serial.js';
 import {

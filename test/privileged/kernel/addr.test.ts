@@ -52,6 +52,7 @@ describe('addresses', () => {
     await expect(addrAdd(ns.nl, 'v0', '10.1.2.3/24')).rejects.toMatchObject({
       code: 'EEXIST',
       syscall: 'RTM_NEWADDR',
+      message: `cannot add address 10.1.2.3/24 to "v0" in netns ${ns.path}: EEXIST (file already exists)`,
     });
     await addrReplace(ns.nl, 'v0', '10.1.2.3/24');
     await addrReplace(ns.nl, 'v0', '10.1.2.4/24');

@@ -269,7 +269,25 @@ describe('link settings', () => {
     await expect(linkSetMtu(ns.nl, 'br0', 10)).rejects.toMatchObject({
       code: 'EINVAL',
       syscall: 'RTM_SETLINK',
+      message: `cannot set link "br0" mtu 10 in netns ${ns.path}: EINVAL (invalid argument)`,
     });
+  });
+
+  it('names the link, its kind and its netns in errors', async () => {
+    const ns = testNetns();
+    const peer = testNetns('peer');
+    await linkAdd(ns.nl, { kind: 'bridge', name: 'br0' });
+    await expect(linkAdd(ns.nl, { kind: 'bridge', name: 'br0' })).rejects.toMatchObject({
+      code: 'EEXIST',
+      syscall: 'RTM_NEWLINK',
+      message: `cannot add link "br0" (bridge) in netns ${ns.path}: EEXIST (file already exists)`,
+    });
+    await linkAdd(peer.nl, { kind: 'bridge', name: 'eth0' });
+    await expect(
+      linkAdd(ns.nl, { kind: 'veth', name: 'v0', peer: { name: 'eth0', netns: peer.path } }),
+    ).rejects.toThrow(
+      `cannot add link "v0" (veth, peer "eth0" in netns ${peer.path}) in netns ${ns.path}: EEXIST`,
+    );
   });
 });
 

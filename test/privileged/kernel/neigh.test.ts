@@ -42,6 +42,7 @@ describe('neighbours', () => {
       neighAdd(ns.nl, { link: 'v0', ip: '10.0.0.5', mac: '02:00:00:00:00:05' }),
     ).rejects.toMatchObject({
       code: 'EEXIST',
+      message: `cannot add neighbour 10.0.0.5 lladdr 02:00:00:00:00:05 dev "v0" in netns ${ns.path}: EEXIST (file already exists)`,
     });
     await neighReplace(ns.nl, { link: 'v0', ip: '10.0.0.5', mac: '02:00:00:00:00:99' });
     expect(ipJson<IpNeigh[]>(['neigh', 'show', 'dev', 'v0'], ns.path)).toEqual([

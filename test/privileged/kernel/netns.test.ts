@@ -45,6 +45,9 @@ describe('named netns', () => {
     const ns = testNetns();
     const inode = statSync(ns.path).ino;
     expect(() => createNetns(ns.name)).toThrow(expect.objectContaining({ code: 'EEXIST', path: ns.path }));
+    expect(() => createNetns(ns.name)).toThrow(
+      new RegExp(`^cannot create netns ${ns.path} \\(\\w+\\): EEXIST`),
+    );
     expect(statSync(ns.path).ino).toBe(inode);
   });
 

@@ -68,6 +68,7 @@ describe('routes', () => {
     await routeAdd(ns.nl, { dst: '10.20.0.0/16', link: 'v0' });
     await expect(routeAdd(ns.nl, { dst: '10.20.0.0/16', link: 'v0' })).rejects.toMatchObject({
       code: 'EEXIST',
+      message: `cannot add route 10.20.0.0/16 dev "v0" in netns ${ns.path}: EEXIST (file already exists)`,
     });
     await routeReplace(ns.nl, { dst: '10.20.0.0/16', link: 'w0' });
     expect(ipRoutes(ns.path, '10.20.0.0/16')).toEqual([expect.objectContaining({ dev: 'w0' })]);
@@ -109,6 +110,7 @@ describe('routes', () => {
     const ns = await withAddressedVeth();
     await expect(routeAdd(ns.nl, { dst: '10.50.0.0/16', gateway: '192.0.2.1' })).rejects.toMatchObject({
       code: 'ENETUNREACH',
+      message: `cannot add route 10.50.0.0/16 via 192.0.2.1 in netns ${ns.path}: ENETUNREACH (network is unreachable)`,
     });
   });
 });

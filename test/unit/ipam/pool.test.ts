@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseSubnet } from '../../../src/ipam/cidr.js';
+import { parseSubnet } from '../../../src/address.js';
 import { buildPoolRecord, DEFAULT_POOLS, pickDefaultSubnet, viewOfPool } from '../../../src/ipam/pool.js';
 
 const now = new Date('2026-01-01T00:00:00Z');

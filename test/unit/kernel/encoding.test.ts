@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KernelError } from '../../../src/kernel/errors.js';
-import { bytesToIp, familyOf, ipToBytes, ipv4Broadcast, parsePrefix } from '../../../src/kernel/inet.js';
+import { KernelError, LinkNotFoundError, linkLabel } from '../../../src/kernel/errors.js';
 import { parseLinkInfo, vethInfo, vxlanInfo } from '../../../src/kernel/linkinfo.js';
 import { bytesToMac, macFromIpv4, macToBytes, randomMac } from '../../../src/kernel/mac.js';
 
@@ -28,23 +27,6 @@ describe('MAC addresses', () => {
     expect(macFromIpv4('172.17.0.2/16')).toBe('02:42:ac:11:00:02');
     expect(macFromIpv4('10.255.0.1')).toBe('02:42:0a:ff:00:01');
     expect(() => macFromIpv4('fd00::1/64')).toThrow(TypeError);
-  });
-});
-
-describe('IP encoding', () => {
-  it('encodes v4 and v6 to wire bytes and back', () => {
-    expect([...ipToBytes('10.1.2.3')]).toEqual([10, 1, 2, 3]);
-    expect(ipToBytes('fd00::1')).toHaveLength(16);
-    expect(bytesToIp(ipToBytes('fd00::1'))).toBe('fd00::1');
-    expect(familyOf('fd00::1')).toBe(6);
-  });
-
-  it('parses prefixes keeping host bits and computes broadcast', () => {
-    const p = parsePrefix('10.1.2.3/24');
-    expect(p).toEqual({ ip: '10.1.2.3', prefixLength: 24, family: 4 });
-    expect(bytesToIp(ipv4Broadcast(p))).toBe('10.1.2.255');
-    expect(() => parsePrefix('10.1.2.3')).toThrow();
-    expect(() => parsePrefix('10.1.2.3/33')).toThrow();
   });
 });
 
@@ -86,5 +68,25 @@ describe('KernelError', () => {
       code: 'EXFULL',
       message: 'RTM_NEWLINK: EXFULL (exchange full)',
     });
+  });
+
+  it('says which operation on which object failed, keeping the errno and syscall', () => {
+    expect(new KernelError(-17, 'RTM_NEWLINK', { operation: 'add link "br-abc" (bridge)' })).toMatchObject({
+      errno: -17,
+      code: 'EEXIST',
+      syscall: 'RTM_NEWLINK',
+      operation: 'add link "br-abc" (bridge)',
+      message: 'cannot add link "br-abc" (bridge): EEXIST (file already exists)',
+    });
+  });
+});
+
+describe('linkLabel', () => {
+  it('quotes names and numbers indexes, as LinkNotFoundError says them', () => {
+    expect(linkLabel('br0')).toBe('"br0"');
+    expect(linkLabel(7)).toBe('#7');
+    expect(linkLabel({ index: 7 })).toBe('#7');
+    expect(linkLabel({ index: 7, name: 'br0' })).toBe('"br0"');
+    expect(new LinkNotFoundError(7).message).toBe('link #7 not found');
   });
 });

@@ -1,14 +1,102 @@
 /**
- * CIDR and address values for the IPAM, on top of ip-cidr (subnet bounds and
- * sizes as bigints) and ipaddr.js (strict parsing, canonical text, bytes).
- * Addresses are handled as bigints so IPv4 and IPv6 share one code path;
- * nothing here parses address text by hand.
+ * IP addresses and prefixes: the one address module of the tree (Go has one
+ * net.IP and one net.IPNet), for every layer from the kernel up. Built on
+ * ipaddr.js (strict parsing, canonical text, bytes) and ip-cidr (subnet
+ * bounds and sizes as bigints); nothing here parses address text by hand.
+ *
+ * Two views of "10.0.0.2/24":
+ * - a Prefix is an address with its prefix length, host bits kept, as an
+ *   interface address or a route is written (parsePrefix: what ip(8) takes);
+ * - a Subnet is a network, host bits refused, with its bounds as integers
+ *   (parseSubnet: what the IPAM allocates from). Addresses are bigints there
+ *   so IPv4 and IPv6 share one code path.
  */
 import IPCIDR from 'ip-cidr';
 import ipaddr from 'ipaddr.js';
-import { InvalidAddressError, InvalidCidrError } from './errors.js';
 
 export type Family = 4 | 6;
+
+/**
+ * Not an IP address, or one that can never be assigned (network, broadcast,
+ * anycast). The code keeps the `ipam.` spelling it had when the IPAM owned
+ * this parsing: the registry maps it (src/errors.ts LAYER_CODES, docs/errors.md).
+ */
+export class InvalidAddressError extends Error {
+  override readonly name = 'InvalidAddressError';
+  readonly code = 'ipam.invalid_address';
+  constructor(
+    readonly value: string,
+    reason: string,
+  ) {
+    super(`invalid address ${JSON.stringify(value)}: ${reason}`);
+  }
+}
+
+/** Not a CIDR, a CIDR with host bits set, or the wrong family (code: see InvalidAddressError). */
+export class InvalidCidrError extends Error {
+  override readonly name = 'InvalidCidrError';
+  readonly code = 'ipam.invalid_cidr';
+  constructor(
+    readonly value: string,
+    reason: string,
+  ) {
+    super(`invalid CIDR ${JSON.stringify(value)}: ${reason}`);
+  }
+}
+
+function kindOf(addr: ipaddr.IPv4 | ipaddr.IPv6): Family {
+  return addr.kind() === 'ipv4' ? 4 : 6;
+}
+
+// ---------------------------------------------------------------- addresses as text and bytes
+
+export function familyOf(ip: string): Family {
+  return kindOf(ipaddr.parse(ip));
+}
+
+/** Address text -> wire bytes (4 or 16), as netlink attributes carry them. */
+export function ipToBytes(ip: string): Buffer {
+  return Buffer.from(ipaddr.parse(ip).toByteArray());
+}
+
+export function bytesToIp(bytes: Uint8Array): string {
+  return ipaddr.fromByteArray(Array.from(bytes)).toString();
+}
+
+// ---------------------------------------------------------------- prefixes (host bits kept)
+
+export interface Prefix {
+  ip: string;
+  prefixLength: number;
+  family: Family;
+}
+
+/** "10.0.0.2/24" -> its parts; the address keeps its host bits. */
+export function parsePrefix(cidr: string): Prefix {
+  const [addr, length] = ipaddr.parseCIDR(cidr);
+  return { ip: addr.toString(), prefixLength: length, family: kindOf(addr) };
+}
+
+/** Directed broadcast address of an IPv4 prefix (what `ip addr add ... brd +` sets). */
+export function broadcastAddress(prefix: Prefix): string {
+  return ipaddr.IPv4.broadcastAddressFromCIDR(`${prefix.ip}/${prefix.prefixLength}`).toString();
+}
+
+/** True when ip lies inside cidr (same family; host bits of cidr ignored). */
+export function matchCidr(ip: string, cidr: string): boolean {
+  const addr = ipaddr.parse(ip);
+  const [base, length] = ipaddr.parseCIDR(cidr);
+  return addr.kind() === base.kind() && addr.match(base, length);
+}
+
+// ---------------------------------------------------------------- addresses and subnets as integers
+
+export interface Address {
+  /** Canonical text (RFC 5952 for IPv6). */
+  readonly text: string;
+  readonly family: Family;
+  readonly value: bigint;
+}
 
 export interface Subnet {
   /** Canonical text: "10.0.0.0/24", "fd00::/64". */
@@ -19,17 +107,6 @@ export interface Subnet {
   readonly base: bigint;
   /** Number of addresses, 2^(32 or 128 - prefixLength). */
   readonly size: bigint;
-}
-
-export interface Address {
-  /** Canonical text (RFC 5952 for IPv6). */
-  readonly text: string;
-  readonly family: Family;
-  readonly value: bigint;
-}
-
-function kindOf(addr: ipaddr.IPv4 | ipaddr.IPv6): Family {
-  return addr.kind() === 'ipv4' ? 4 : 6;
 }
 
 function toBigint(bytes: number[]): bigint {

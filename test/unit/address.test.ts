@@ -1,12 +1,43 @@
 import { describe, expect, it } from 'vitest';
-import { Bitmap, BLOCK_SIZE } from '../../../src/ipam/bitmap.js';
 import {
+  broadcastAddress,
+  bytesToIp,
   containsSubnet,
+  familyOf,
   formatAddress,
+  ipToBytes,
+  matchCidr,
   overlaps,
   parseAddress,
+  parsePrefix,
   parseSubnet,
-} from '../../../src/ipam/cidr.js';
+} from '../../src/address.js';
+
+describe('IP encoding', () => {
+  it('encodes v4 and v6 to wire bytes and back', () => {
+    expect([...ipToBytes('10.1.2.3')]).toEqual([10, 1, 2, 3]);
+    expect(ipToBytes('fd00::1')).toHaveLength(16);
+    expect(bytesToIp(ipToBytes('fd00::1'))).toBe('fd00::1');
+    expect(familyOf('fd00::1')).toBe(6);
+  });
+});
+
+describe('parsePrefix', () => {
+  it('parses prefixes keeping host bits and computes broadcast', () => {
+    const p = parsePrefix('10.1.2.3/24');
+    expect(p).toEqual({ ip: '10.1.2.3', prefixLength: 24, family: 4 });
+    expect(broadcastAddress(p)).toBe('10.1.2.255');
+    expect(() => parsePrefix('10.1.2.3')).toThrow();
+    expect(() => parsePrefix('10.1.2.3/33')).toThrow();
+  });
+
+  it('matches an address against a prefix of its own family only', () => {
+    expect(matchCidr('10.1.2.3', '10.1.0.0/16')).toBe(true);
+    expect(matchCidr('10.1.2.3', '10.1.2.9/24')).toBe(true);
+    expect(matchCidr('10.2.0.1', '10.1.0.0/16')).toBe(false);
+    expect(matchCidr('::ffff:10.1.2.3', '10.1.0.0/16')).toBe(false);
+  });
+});
 
 describe('parseSubnet', () => {
   it('reads IPv4 and IPv6 subnets into canonical form', () => {
@@ -72,25 +103,5 @@ describe('subnet relations', () => {
     expect(overlaps(parseSubnet('::/0'), a)).toBe(false);
     expect(containsSubnet(a, parseSubnet('10.0.3.0/24'))).toBe(true);
     expect(containsSubnet(parseSubnet('10.0.3.0/24'), a)).toBe(false);
-  });
-});
-
-describe('Bitmap', () => {
-  it('sets, clears, counts and finds clear bits, round-tripping through base64', () => {
-    const b = Bitmap.empty();
-    for (let i = 0; i < 20; i++) b.set(i);
-    b.set(19);
-    expect(b.used).toBe(20);
-    expect(b.findClear(0, BLOCK_SIZE - 1)).toBe(20);
-    b.clear(5);
-    expect(b.findClear(0, BLOCK_SIZE - 1)).toBe(5);
-    expect(b.findClear(6, 19)).toBe(-1);
-    const copy = Bitmap.decode(b.encode());
-    expect(copy.used).toBe(19);
-    expect(copy.has(5)).toBe(false);
-    expect(copy.has(19)).toBe(true);
-    for (let i = 0; i < BLOCK_SIZE; i++) copy.set(i);
-    expect(copy.findClear(0, BLOCK_SIZE - 1)).toBe(-1);
-    expect(() => Bitmap.decode('AAAA')).toThrow(/corrupt/);
   });
 });
