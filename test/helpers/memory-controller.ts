@@ -28,6 +28,8 @@ export interface MemoryController {
   driver: RecordingDriver;
   /** The path of an anonymous netns for a sandbox key, one per name, made on first use. */
   netns(name: string): string;
+  /** Make the store refuse the next transaction that writes a key below netctl/v1/<prefix> (then write again). */
+  refuseNextWrite(prefix: string): void;
   /** Close the controller, then the namespaces. */
   close(): Promise<void>;
 }
@@ -60,6 +62,13 @@ export function memoryController(): MemoryController {
         namespaces.set(name, ns);
       }
       return ns.path;
+    },
+    refuseNextWrite(prefix) {
+      memory.refuseTxn = (ops) => {
+        if (!ops.some((op) => op.type === 'put' && op.key.startsWith(`netctl/v1/${prefix}`))) return false;
+        memory.refuseTxn = undefined;
+        return true;
+      };
     },
     async close() {
       await api.close();
