@@ -92,7 +92,8 @@ export class FakePool {
     }
     const address = formatAddress(this.subnet.base + offset, this.subnet.family);
     const holder = this.held.get(offset);
-    if (holder) throw new AddressInUseError(address, this.id, holder);
+    // The same owner asking again gets what it holds (the IPAM's allocateStatic).
+    if (holder && holder !== owner) throw new AddressInUseError(address, this.id, holder);
     this.held.set(offset, owner);
     return `${address}/${this.subnet.prefixLength}`;
   }
