@@ -76,3 +76,11 @@ export function memoryController(): MemoryController {
     },
   };
 }
+
+/** A memoryController() with network web (10.1.0.0/24) and sandbox s1 on it: where the undo and outcome tests start. */
+export async function memoryControllerWithWeb(): Promise<MemoryController> {
+  const m = memoryController();
+  await m.api.createNetwork({ name: 'web', ipam: { config: [{ subnet: '10.1.0.0/24' }] } });
+  await m.api.createSandbox({ name: 's1', key: m.netns('s1') });
+  return m;
+}

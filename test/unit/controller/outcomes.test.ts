@@ -9,14 +9,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Errors } from '../../../src/errors.js';
 import type { KvOp } from '../../../src/kv/index.js';
 import { storeInventory } from '../../helpers/inventory.js';
-import { type MemoryController, memoryController } from '../../helpers/memory-controller.js';
+import { type MemoryController, memoryControllerWithWeb } from '../../helpers/memory-controller.js';
 
 let m: MemoryController;
 
 beforeEach(async () => {
-  m = memoryController();
-  await m.api.createNetwork({ name: 'web', ipam: { config: [{ subnet: '10.1.0.0/24' }] } });
-  await m.api.createSandbox({ name: 's1', key: m.netns('s1') });
+  m = await memoryControllerWithWeb();
 });
 
 afterEach(() => m.close());
