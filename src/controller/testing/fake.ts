@@ -8,7 +8,7 @@
  * address math and errors), it is called, not copied. Every call is
  * recorded in `calls`, so a test can also prove that nothing was called.
  *
- * test/unit/controller/api-contract.ts holds this fake and the real
+ * test/unit/controller/api-contract/ holds this fake and the real
  * Controller to one contract: where they differ, the fake is wrong.
  */
 import { randomBytes } from 'node:crypto';
@@ -25,7 +25,7 @@ import { parseRequest } from '../../core/validate.js';
 import { parseBridgeOptions } from '../../drivers/bridge/options.js';
 import { Errors } from '../../errors.js';
 import { parseSubnet } from '../../ipam/cidr.js';
-import { macFromIpv4, randomMac } from '../../kernel/index.js';
+import { macFromIpv4, netnsPath, randomMac } from '../../kernel/index.js';
 import { endpointOwner, networkOwner } from '../../owners.js';
 import { bootId, netnsInode } from '../../sandbox/identity.js';
 import type {
@@ -228,7 +228,7 @@ export class FakeApi implements NetctlApi {
     if (r.key && r.netnsOf) throw new Errors.InvalidRequest('give either key or netnsOf, not both');
     const shared = r.netnsOf ? this.sharedNetns(r.netnsOf) : undefined;
     if (r.key) this.checkKey(r.key);
-    const key = r.key ?? shared?.key ?? `/run/netns/${sandboxNetnsName(r.name)}`;
+    const key = r.key ?? shared?.key ?? netnsPath(sandboxNetnsName(r.name));
     const id = newId();
     const sandbox: Sandbox = {
       id,

@@ -5,6 +5,6 @@
  * that part runs in test/privileged/controller/api-contract.test.ts.
  */
 import { memoryController } from '../../helpers/memory-controller.js';
-import { apiContract } from './api-contract.js';
+import { apiContract } from './api-contract/index.js';
 
 apiContract('Controller', async () => memoryController());

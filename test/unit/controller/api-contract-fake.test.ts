@@ -4,7 +4,7 @@
  */
 import { FakeApi } from '../../../src/controller/testing/fake.js';
 import { netnsStandIns } from '../../helpers/netns-stand-ins.js';
-import { apiContract, ownNetnsContract } from './api-contract.js';
+import { apiContract, ownNetnsContract } from './api-contract/index.js';
 
 const fake = async () => {
   const standIns = netnsStandIns();
