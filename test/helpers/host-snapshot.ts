@@ -13,7 +13,7 @@
  * flags, a route's expiry, rule counters — and a table iptables-nft made
  * and left empty, which filters nothing.
  */
-import { execFileSync } from 'node:child_process';
+import { ipJson, run } from './tools.js';
 
 export interface HostSnapshot {
   /** One JSON object per link (`ip -d -j link show`), volatile fields removed. */
@@ -27,14 +27,6 @@ export interface HostSnapshot {
   /** `<tool> <table> <line>`: chains with their policy, and rules, of tables that filter anything. */
   firewall: string[];
 }
-
-function tool(cmd: string, args: string[], netns?: string): string {
-  const [file, argv] = netns ? ['nsenter', [`--net=${netns}`, '--', cmd, ...args]] : [cmd, args];
-  return execFileSync(file, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-const ipJson = (args: string[], netns?: string): Record<string, unknown>[] =>
-  JSON.parse(tool('ip', ['-j', ...args], netns) || '[]') as Record<string, unknown>[];
 
 /** Keys whose values change by themselves (bridge timers count down, lifetimes run out, DAD finishes). */
 const VOLATILE = /_timer$|^(valid_life_time|preferred_life_time|tentative|expires)$/;
@@ -68,7 +60,7 @@ function firewall(netns?: string): string[] {
   for (const save of SAVES) {
     let text: string;
     try {
-      text = tool(save, [], netns);
+      text = run(save, [], { netns });
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') continue; // this flavour is not installed
       throw err;

@@ -52,7 +52,7 @@ export function freePort(): Promise<number> {
 }
 
 /** +PONG from the server on the socket (not -LOADING while it reads its file). */
-function ping(socket: string): Promise<boolean> {
+function answersPing(socket: string): Promise<boolean> {
   return new Promise((resolve) => {
     const conn = createConnection(socket);
     let reply = '';
@@ -122,7 +122,7 @@ async function launch(dir: string, port: number, socket: string): Promise<ChildP
   }
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (await Promise.race([ping(socket), failed])) return child;
+    if (await Promise.race([answersPing(socket), failed])) return child;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`redis-server on ${socket} did not answer PING within 20 s:\n${output}`);

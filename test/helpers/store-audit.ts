@@ -17,8 +17,6 @@
  * - staleHosts: a netctl sandbox's /etc/hosts that does not list exactly
  *   its peers on its networks (what the records say it should).
  */
-
-import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { listClaims } from '../../src/controller/claims.js';
@@ -27,6 +25,7 @@ import type { Endpoint, Network, Sandbox } from '../../src/core/model.js';
 import { Ipam } from '../../src/ipam/ipam.js';
 import { type KvEntry, type KvStore, openStore } from '../../src/kv/index.js';
 import { sandboxEtcDir } from '../../src/sandbox/etc.js';
+import { ipJson } from './tools.js';
 
 export interface Audit {
   networks: Network[];
@@ -45,14 +44,6 @@ interface IpLink {
   ifalias?: string;
   master?: string;
   addr_info?: { local: string; prefixlen: number; scope: string }[];
-}
-
-function ipJson<T>(args: string[], netnsPath?: string): T {
-  const [file, argv] = netnsPath
-    ? ['nsenter', [`--net=${netnsPath}`, '--', 'ip', '-j', ...args]]
-    : ['ip', ['-j', ...args]];
-  const out = execFileSync(file, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  return JSON.parse(out || '[]') as T;
 }
 
 /** Every key below netctl/v1/ with its value (to tell "nothing changed" exactly). */

@@ -35,9 +35,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Daemon, startDaemon } from '../../bench/lib/daemon.js';
 import { packageRoot } from '../../src/paths.js';
 import { type HostSnapshot, hostSnapshot, linkSnapshot, waitForCarrier } from '../helpers/host-snapshot.js';
+import type { Inventory } from '../helpers/inventory.js';
 import { killSpawned, type Spawned, spawnCollected } from '../helpers/spawned.js';
 import { type CniHost, type CniOutcome, cniHost, execPlugin, ours } from '../privileged/cni/fixture.js';
-import { type Inventory, inventory } from '../privileged/controller/daemon-fixture.js';
+import { daemonInventory } from '../privileged/controller/daemon-fixture.js';
 import { testNetns, uniqueName } from '../privileged/harness.js';
 import { recordFigures } from './figures.js';
 
@@ -56,7 +57,7 @@ const WATCHDOG_MS = 10_000;
 const BRIDGE_NAME = 'com.docker.network.bridge.name';
 
 let daemon: Daemon;
-/** The daemon's dir: its state in state/ (inventory()'s layout), its plugin sockets in plugins/. */
+/** The daemon's dir: its state in state/ (daemonInventory()'s layout), its plugin sockets in plugins/. */
 let base: string;
 /** Hostile files: a FIFO, a directory, a symlink loop, plain files. */
 let files: string;
@@ -189,7 +190,7 @@ async function healthMs(): Promise<number> {
  */
 interface Target {
   mode: 'daemon' | 'standalone';
-  /** inventory()'s dir: the store is in `<dir>/state`. */
+  /** daemonInventory()'s dir: the store is in `<dir>/state`. */
   dir: string;
   socket: string;
   cni: CniHost;
@@ -348,7 +349,7 @@ interface Before {
 async function take(t: Target, netns?: string): Promise<Before> {
   return {
     host: await hostSnapshot(),
-    store: await inventory(t.dir),
+    store: await daemonInventory(t.dir),
     ...(netns ? { netns: { path: netns, held: await hostSnapshot(netns) } } : {}),
   };
 }
@@ -364,7 +365,7 @@ async function expectUnchanged(t: Target, before: Before, ownLinks?: 'ignored'):
   const strip = (h: HostSnapshot) =>
     ownLinks ? { ...h, links: h.links.filter((l) => !l.includes('"ifalias":"netctl:')) } : h;
   expect(strip(host)).toEqual(strip(before.host));
-  expect(await inventory(t.dir)).toEqual(before.store);
+  expect(await daemonInventory(t.dir)).toEqual(before.store);
   if (before.netns) expect(await hostSnapshot(before.netns.path)).toEqual(before.netns.held);
 }
 

@@ -46,15 +46,14 @@ import type { ConnectRequest } from '../../src/core/schemas.js';
 import { createNetns, deleteNetns } from '../../src/kernel/index.js';
 import { packageRoot } from '../../src/paths.js';
 import { type HeldOutcome, killHeld, spawnHeld } from '../helpers/held.js';
+import { EMPTY, type Inventory } from '../helpers/inventory.js';
 import { spawnCollected } from '../helpers/spawned.js';
 import { type CniHost, cniHost, execPlugin, ours } from '../privileged/cni/fixture.js';
 import {
   assertBuilt,
   Daemon,
-  EMPTY,
+  daemonInventory,
   gcCli,
-  type Inventory,
-  inventory,
   records,
   testDir,
   withLocal,
@@ -513,7 +512,7 @@ async function teardown(
   if (winner && isCni(winner)) expect(await cniDel(s, winner, wish)).toEqual({ code: 0, answer: '' });
   else if (winner) await disconnect(s, winner);
   await cleanUp();
-  const left: Inventory = await inventory(s.host.dir);
+  const left: Inventory = await daemonInventory(s.host.dir);
   expect(left).toEqual(EMPTY);
 }
 
@@ -538,7 +537,7 @@ async function netnsOf(s: Stand, sandbox: string): Promise<string> {
 /** `<netns> <ifname>` of every interface in a named netns holding an address of the race's subnet. */
 async function onRaceSubnet(dir: string, address = ''): Promise<string[]> {
   const prefix = address ? `${address}/24` : SUBNET.slice(0, SUBNET.lastIndexOf('.') + 1);
-  return (await inventory(dir)).netnsLinks
+  return (await daemonInventory(dir)).netnsLinks
     .filter((l) => (l.split(' ')[2] ?? '').split(',').some((a) => a.startsWith(prefix)))
     .map((l) => l.split(' ').slice(0, 2).join(' '));
 }
@@ -568,7 +567,7 @@ describe('races for one exclusive resource, every way in at once', () => {
     const holding = async () =>
       (await raceEndpoints(s)).filter((e) => e.portMappings.some((m) => m.hostPort === HOST_PORT));
     const portClaims = async () =>
-      (await inventory(s.host.dir)).claims.filter((c) => c.startsWith('claims/ports/tcp/'));
+      (await daemonInventory(s.host.dir)).claims.filter((c) => c.startsWith('claims/ports/tcp/'));
     countGrants(
       outcomes.filter((o) => o.verdict === 'granted').length,
       (await holding()).length,
@@ -609,7 +608,7 @@ describe('races for one exclusive resource, every way in at once', () => {
     const cidr = `${STATIC_IP}/24`;
     const holding = async () => (await raceEndpoints(s)).filter((e) => e.ipv4 === cidr);
     const reserved = async () =>
-      (await inventory(s.host.dir)).addresses.filter((a) => a.startsWith(`${cidr} `));
+      (await daemonInventory(s.host.dir)).addresses.filter((a) => a.startsWith(`${cidr} `));
     countGrants(
       outcomes.filter((o) => o.verdict === 'granted').length,
       (await holding()).length,
@@ -801,7 +800,7 @@ describe('races for one exclusive resource, every way in at once', () => {
       await api.deleteNetwork(NETWORK);
     });
     deleteNetns(netns);
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   }, 60_000);
 });
 
@@ -851,7 +850,7 @@ async function expectOneAttachment(
 ): Promise<void> {
   const record = (await records(s.host.dir)).sandboxes.find((sb) => sb.name === sandbox);
   const holders = (await raceEndpoints(s)).filter((e) => record && e.sandboxId === record.id);
-  const claims = (await inventory(s.host.dir)).claims.filter(
+  const claims = (await daemonInventory(s.host.dir)).claims.filter(
     (c) => record && c.startsWith(`claims/attach/${record.id}/${s.networkId} `),
   );
   const netnsName = netns.replace('/run/netns/', '');

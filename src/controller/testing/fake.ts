@@ -1,14 +1,18 @@
 /**
  * An in-memory NetctlApi for tests of the REST server and the CLI: no
  * kernel, no store, but the controller's observable rules — inputs parsed
- * with the same schemas, unique names, references by id, name or unique id
- * prefix (as Docker resolves them), the registry's errors, addresses handed
- * out from each subnet in order, host ports published once. Every call is
+ * with the same schemas, unique names, references by name, id or unique id
+ * prefix, the registry's errors with the controller's messages, addresses
+ * handed out as the IPAM does (fake-ipam.ts), host ports published once. Where a rule is a pure
+ * function of the real code (subnet checks, bridge options, the IPAM's
+ * address math and errors), it is called, not copied. Every call is
  * recorded in `calls`, so a test can also prove that nothing was called.
+ *
+ * test/unit/controller/api-contract/ holds this fake and the real
+ * Controller to one contract: where they differ, the fake is wrong.
  */
 import { randomBytes } from 'node:crypto';
-import ipaddr from 'ipaddr.js';
-import { matchCidr } from '../../address.js';
+import { parseSubnet } from '../../address.js';
 import type { Endpoint, Network, PortMapping, Sandbox } from '../../core/model.js';
 import {
   type ConnectRequest,
@@ -19,7 +23,10 @@ import {
   createSandboxSchema,
 } from '../../core/schemas.js';
 import { parseRequest } from '../../core/validate.js';
+import { parseBridgeOptions } from '../../drivers/bridge/options.js';
 import { Errors } from '../../errors.js';
+import { macFromIpv4, netnsPath, randomMac } from '../../kernel/index.js';
+import { endpointOwner, networkOwner } from '../../owners.js';
 import { bootId, netnsInode } from '../../sandbox/identity.js';
 import type {
   CheckReport,
@@ -30,9 +37,15 @@ import type {
   NetworkDetails,
   SandboxDetails,
 } from '../api.js';
+import { NULL_IPAM } from '../networks.js';
 import { checkSandboxKey } from '../sandbox-key.js';
+import { HOST_NETNS_PIN, sandboxNetnsName } from '../sandboxes.js';
+import { checkSubnet } from '../subnets.js';
+import { checkPoolConfig, FakeIpam, type PoolConfig } from './fake-ipam.js';
 
-export const FAKE_DRIVERS = ['bridge', 'overlay', 'host', 'none'] as const;
+/** The drivers of the daemon (local.ts), in its order; host and none give no addresses. */
+export const FAKE_DRIVERS = ['bridge', 'host', 'none'] as const;
+const ADDRESSLESS = new Set(['host', 'none']);
 
 export interface FakeCall {
   method: keyof NetctlApi;
@@ -43,17 +56,6 @@ const clone = <T>(value: T): T => structuredClone(value);
 const newId = () => randomBytes(32).toString('hex');
 const now = () => new Date().toISOString();
 
-/** The n-th address of cidr (0 is the network address), with the prefix length when withPrefix. */
-function nthAddress(cidr: string, n: number): string {
-  const [base, length] = ipaddr.parseCIDR(cidr);
-  const bytes = base.toByteArray();
-  let value = bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
-  const hostBits = BigInt(bytes.length * 8 - length);
-  value = ((value >> hostBits) << hostBits) + BigInt(n);
-  const out = bytes.map((_, i) => Number((value >> BigInt((bytes.length - 1 - i) * 8)) & 0xffn));
-  return ipaddr.fromByteArray(out).toString();
-}
-
 /** The nsfs inode behind a path when this process may stat it; the fake makes one up otherwise. */
 function inodeOf(key: string): number | undefined {
   try {
@@ -62,16 +64,6 @@ function inodeOf(key: string): number | undefined {
     if ((err as NodeJS.ErrnoException).code === 'EACCES') return undefined;
     throw err;
   }
-}
-
-function prefixLength(cidr: string): number {
-  return ipaddr.parseCIDR(cidr)[1];
-}
-
-function overlaps(a: string, b: string): boolean {
-  const [baseA] = ipaddr.parseCIDR(a);
-  const [baseB] = ipaddr.parseCIDR(b);
-  return baseA.kind() === baseB.kind() && (matchCidr(nthAddress(a, 0), b) || matchCidr(nthAddress(b, 0), a));
 }
 
 function portsOf(m: PortMapping): number[] {
@@ -91,13 +83,13 @@ export class FakeApi implements NetctlApi {
   readonly networks = new Map<string, Network>();
   readonly sandboxes = new Map<string, Sandbox>();
   readonly endpoints = new Map<string, Endpoint>();
+  private readonly ipam = new FakeIpam();
   /** What check reports missing per network id (as if a bridge or rules were deleted by hand); repair clears it. */
   readonly missing = new Map<string, string[]>();
   /** What the next gc would report; cleared by a gc that is not a dry run. */
   pendingGc: GcAction[] = [];
   /** Make the next call of a method fail with this error (then forget it). */
   readonly failNext = new Map<keyof NetctlApi, Error>();
-  private nextSubnet = 0;
   private nextInode = 4026532000;
 
   constructor(options: FakeApiOptions = {}) {
@@ -113,19 +105,20 @@ export class FakeApi implements NetctlApi {
     }
   }
 
-  /** Docker's order: full id, then exact name, then a unique id prefix. */
+  /**
+   * The controller's order: exact name, then full id, then a unique id
+   * prefix of at least 6 hex digits.
+   */
   private resolve<T extends { id: string; name: string }>(
     items: Map<string, T>,
     ref: string,
     notFound: () => Error,
   ): T {
-    const byId = items.get(ref);
-    if (byId) return byId;
     const all = [...items.values()];
-    const byName = all.find((item) => item.name === ref);
-    if (byName) return byName;
-    const byPrefix = all.filter((item) => item.id.startsWith(ref));
-    if (ref.length > 0 && byPrefix.length === 1 && byPrefix[0]) return byPrefix[0];
+    const found = all.find((item) => item.name === ref) ?? items.get(ref);
+    if (found) return found;
+    const byPrefix = /^[0-9a-f]{6,63}$/.test(ref) ? all.filter((item) => item.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1 && byPrefix[0]) return byPrefix[0];
     throw notFound();
   }
 
@@ -144,42 +137,34 @@ export class FakeApi implements NetctlApi {
   async createNetwork(request: CreateNetworkRequest): Promise<Network> {
     this.record('createNetwork', [request]);
     const r = parseRequest(createNetworkSchema, request);
-    if ([...this.networks.values()].some((n) => n.name === r.name)) throw new Errors.NetworkExists(r.name);
     if (!(FAKE_DRIVERS as readonly string[]).includes(r.driver))
       throw new Errors.DriverNotFound(r.driver, FAKE_DRIVERS.join(', '));
-    const taken = [...this.networks.values()].flatMap((n) => n.ipam.config.map((c) => c.subnet));
-    const config = (r.ipam.config.length ? r.ipam.config : [{}]).map((pool) => {
-      let subnet = pool.subnet;
-      if (!subnet) {
-        do subnet = `10.${200 + this.nextSubnet++}.0.0/24`;
-        while (taken.some((t) => overlaps(t, subnet as string)));
-      }
-      const clash = taken.find((t) => overlaps(t, subnet as string));
-      if (clash) throw new Errors.PoolOverlap(subnet, clash);
-      taken.push(subnet);
-      const gateway = pool.gateway ?? nthAddress(subnet, 1);
-      if (!matchCidr(gateway, subnet)) throw new Errors.GatewayOutsideSubnet(gateway, subnet);
-      for (const address of Object.values(pool.auxAddresses ?? {}))
-        if (!matchCidr(address, subnet)) throw new Errors.AddressOutsidePool(address, subnet);
-      return { ...pool, subnet, gateway };
-    });
+    if ([...this.networks.values()].some((n) => n.name === r.name)) throw new Errors.NetworkExists(r.name);
+    const nullIpam = r.ipam.driver === NULL_IPAM || ADDRESSLESS.has(r.driver);
+    if (nullIpam && r.ipam.config.length)
+      throw new Errors.InvalidRequest('the null IPAM driver takes no subnets');
+    const configs: PoolConfig[] = nullIpam ? [] : r.ipam.config.length ? r.ipam.config : [{}];
+    if (r.enableIPv6 && !configs.some((c) => c.subnet && parseSubnet(c.subnet).family === 6))
+      throw new Errors.InvalidRequest('--ipv6 needs an IPv6 --subnet (no default IPv6 pool is configured)');
+    for (const c of configs) checkPoolConfig(c);
+    for (const c of configs) if (c.subnet) checkSubnet(c.subnet, []);
     const id = newId();
+    const bridge =
+      r.driver === 'bridge'
+        ? parseBridgeOptions({ id, options: r.options, internal: r.internal })
+        : undefined;
+    const { poolIds, config } = this.ipam.addPools(networkOwner(id), configs);
     const network: Network = {
       id,
       name: r.name,
       driver: r.driver,
-      scope: r.driver === 'overlay' ? 'global' : 'local',
-      ipam: {
-        driver: r.ipam.driver,
-        options: r.ipam.options,
-        config,
-        poolIds: config.map((c) => `fake/${c.subnet}`),
-      },
+      scope: 'local',
+      ipam: { driver: r.ipam.driver, options: r.ipam.options, config, poolIds },
       enableIPv6: r.enableIPv6,
       internal: r.internal,
       options: r.options,
       labels: r.labels,
-      driverData: r.driver === 'bridge' ? { bridge: `nc-${id.slice(0, 12)}` } : {},
+      driverData: bridge ? { bridge: bridge.bridgeName } : {},
       created: now(),
     };
     this.networks.set(id, network);
@@ -188,7 +173,7 @@ export class FakeApi implements NetctlApi {
 
   async listNetworks(): Promise<Network[]> {
     this.record('listNetworks', []);
-    return clone([...this.networks.values()]);
+    return clone([...this.networks.values()].sort((a, b) => a.name.localeCompare(b.name)));
   }
 
   async inspectNetwork(ref: string): Promise<NetworkDetails> {
@@ -203,13 +188,18 @@ export class FakeApi implements NetctlApi {
     });
   }
 
+  private removeNetwork(network: Network): void {
+    this.ipam.removePools(network.ipam.poolIds);
+    this.networks.delete(network.id);
+  }
+
   async deleteNetwork(ref: string): Promise<Network> {
     this.record('deleteNetwork', [ref]);
     const network = this.network(ref);
     const endpoints = this.endpointsOf(network.id);
     if (endpoints.length)
       throw new Errors.NetworkInUse(network.name, endpoints.map((e) => e.name).join(', '));
-    this.networks.delete(network.id);
+    this.removeNetwork(network);
     return clone(network);
   }
 
@@ -218,26 +208,38 @@ export class FakeApi implements NetctlApi {
     const removed: string[] = [];
     for (const network of [...this.networks.values()]) {
       if (this.endpointsOf(network.id).length) continue;
-      this.networks.delete(network.id);
+      this.removeNetwork(network);
       removed.push(network.name);
     }
     return removed;
+  }
+
+  /** The namespace a sandbox shares: the host's (pinned) or another sandbox's owner's. */
+  private sharedNetns(netnsOf: string): { key: string; of: string } {
+    if (netnsOf === 'host') return { key: HOST_NETNS_PIN, of: 'host' };
+    const target = this.sandbox(netnsOf.slice('container:'.length));
+    if (target.netnsOf && target.netnsOf !== 'host') return this.sharedNetns(`container:${target.netnsOf}`);
+    return { key: target.key, of: target.netnsOf ?? target.id };
   }
 
   async createSandbox(request: CreateSandboxRequest): Promise<Sandbox> {
     this.record('createSandbox', [request]);
     const r = parseRequest(createSandboxSchema, request);
     if ([...this.sandboxes.values()].some((s) => s.name === r.name)) throw new Errors.SandboxExists(r.name);
+    if (r.key && r.netnsOf) throw new Errors.InvalidRequest('give either key or netnsOf, not both');
+    const shared = r.netnsOf ? this.sharedNetns(r.netnsOf) : undefined;
     if (r.key) this.checkKey(r.key);
+    const key = r.key ?? shared?.key ?? netnsPath(sandboxNetnsName(r.name));
     const id = newId();
     const sandbox: Sandbox = {
       id,
       name: r.name,
-      key: r.key ?? `/run/netns/netctl-${id.slice(0, 12)}`,
+      key,
       // As the controller records them, so a caller's staleness check (CNI's) sees a live sandbox.
       netnsInode: (r.key ? inodeOf(r.key) : undefined) ?? this.nextInode++,
       bootId: bootId(),
-      ownsNetns: r.key === undefined,
+      ownsNetns: r.key === undefined && shared === undefined,
+      ...(shared ? { netnsOf: shared.of } : {}),
       hostname: r.hostname ?? r.name,
       endpointIds: [],
       labels: r.labels,
@@ -249,7 +251,7 @@ export class FakeApi implements NetctlApi {
 
   async listSandboxes(): Promise<Sandbox[]> {
     this.record('listSandboxes', []);
-    return clone([...this.sandboxes.values()]);
+    return clone([...this.sandboxes.values()].sort((a, b) => a.name.localeCompare(b.name)));
   }
 
   async inspectSandbox(ref: string): Promise<SandboxDetails> {
@@ -269,12 +271,16 @@ export class FakeApi implements NetctlApi {
     this.record('deleteSandbox', options.ifEmpty ? [ref, options] : [ref]);
     const sandbox = this.sandbox(ref);
     if (options.ifEmpty && sandbox.endpointIds.length)
-      throw new Errors.SandboxInUse(sandbox.name, sandbox.endpointIds.join(', '));
-    for (const id of sandbox.endpointIds) this.endpoints.delete(id);
+      throw new Errors.SandboxInUse(
+        sandbox.name,
+        sandbox.endpointIds.map((id) => endpointOwner(id).slice(0, 15)).join(', '),
+      );
+    for (const id of sandbox.endpointIds) this.removeEndpoint(this.endpoints.get(id) as Endpoint);
     this.sandboxes.delete(sandbox.id);
     return clone({ ...sandbox, endpointIds: [] });
   }
 
+  /** Refuses what the REST API's schema refuses: the controller itself does not check (see its tests). */
   async setSandboxPid(ref: string, pid: number): Promise<Sandbox> {
     this.record('setSandboxPid', [ref, pid]);
     if (!Number.isInteger(pid) || pid <= 0)
@@ -284,54 +290,65 @@ export class FakeApi implements NetctlApi {
     return clone(sandbox);
   }
 
+  /** The controller's checkJoinable and checkPublishable. */
+  private checkJoin(network: Network, sandbox: Sandbox, publishes: boolean): void {
+    if (sandbox.netnsOf && sandbox.netnsOf !== 'host')
+      throw new Errors.InvalidRequest(
+        `sandbox ${sandbox.name} shares another sandbox's network namespace: connect that one`,
+      );
+    if ((sandbox.netnsOf === 'host') !== (network.driver === 'host'))
+      throw new Errors.InvalidRequest(
+        sandbox.netnsOf === 'host'
+          ? `sandbox ${sandbox.name} uses the host's network namespace: it can only join host networks`
+          : `only sandboxes in the host's namespace (--network host) can join host network ${network.name}`,
+      );
+    if (publishes && network.internal)
+      throw new Errors.InvalidRequest(`network ${network.name} is internal: it publishes no ports`);
+  }
+
+  /** Host ports as the controller's claims take them (claims.ts): each once per protocol and address. */
+  private checkPorts(requested: PortMapping[]): void {
+    const published = [...this.endpoints.values()].flatMap((e) =>
+      e.portMappings.flatMap((m) => portsOf(m).map((port) => ({ ...m, port, owner: e.name }))),
+    );
+    for (const m of requested) {
+      const clash = published.find(
+        (q) =>
+          q.proto === m.proto &&
+          portsOf(m).includes(q.port) &&
+          (!q.hostIp || !m.hostIp || q.hostIp === m.hostIp),
+      );
+      const last = m.hostPortEnd ?? m.hostPort;
+      const ports = last > m.hostPort ? `${m.hostPort}-${last}` : `${m.hostPort}`;
+      if (clash) throw new Errors.PortInUse(`${m.hostIp ?? '0.0.0.0'}:${ports}/${m.proto}`, clash.owner);
+    }
+  }
+
   async connect(request: ConnectRequest): Promise<Endpoint> {
     this.record('connect', [request]);
     const r = parseRequest(connectSchema, request);
     const network = this.network(r.network);
     const sandbox = this.sandbox(r.sandbox);
-    const existing = this.endpointsOf(network.id);
-    if (existing.some((e) => e.sandboxId === sandbox.id))
+    this.checkJoin(network, sandbox, r.portMappings.length > 0);
+    this.checkPorts(r.portMappings);
+    const mine = sandbox.endpointIds.map((id) => this.endpoints.get(id) as Endpoint);
+    if (mine.some((e) => e.networkId === network.id))
       throw new Errors.EndpointExists(sandbox.name, network.name);
-    const used = new Set(existing.flatMap((e) => [e.ipv4, e.ipv6]).map((a) => a?.split('/')[0]));
-    const published = [...this.endpoints.values()].flatMap((e) =>
-      e.portMappings.flatMap((m) => portsOf(m).map((p) => ({ key: `${m.proto}/${p}`, owner: e.name }))),
-    );
-    for (const m of r.portMappings)
-      for (const p of portsOf(m)) {
-        const clash = published.find((q) => q.key === `${m.proto}/${p}`);
-        if (clash) throw new Errors.PortInUse(`${p}/${m.proto}`, clash.owner);
-      }
-    const address = (family: 'ipv4' | 'ipv6', wanted: string | undefined): string | undefined => {
-      const pool = network.ipam.config.find((c) => ipaddr.parseCIDR(c.subnet)[0].kind() === family);
-      if (!pool) {
-        if (wanted) throw new Errors.AddressOutsidePool(wanted, network.name);
-        return undefined;
-      }
-      const reserved = new Set([pool.gateway, ...Object.values(pool.auxAddresses ?? {})]);
-      if (wanted) {
-        if (!matchCidr(wanted, pool.subnet)) throw new Errors.AddressOutsidePool(wanted, pool.subnet);
-        if (used.has(wanted) || reserved.has(wanted)) throw new Errors.AddressInUse(wanted);
-        return `${wanted}/${prefixLength(pool.subnet)}`;
-      }
-      for (let n = 1; n < 1 << 16; n++) {
-        const candidate = nthAddress(pool.subnet, n);
-        if (!matchCidr(candidate, pool.subnet)) break;
-        if (!used.has(candidate) && !reserved.has(candidate))
-          return `${candidate}/${prefixLength(pool.subnet)}`;
-      }
-      throw new Errors.NoAvailableAddress(pool.subnet);
-    };
-    const ipv4 = address('ipv4', r.ipv4);
-    const ipv6 = network.enableIPv6 || r.ipv6 ? address('ipv6', r.ipv6) : undefined;
+    if (r.ifname && mine.some((e) => e.ifname === r.ifname))
+      throw new Errors.InterfaceExists(r.ifname, sandbox.name);
+    let n = mine.length;
+    while (!r.ifname && mine.some((e) => e.ifname === `eth${n}`)) n++;
+    const id = newId();
+    const owner = endpointOwner(id);
+    const addresses = this.ipam.addresses(network, owner, r);
     const endpoint: Endpoint = {
-      id: newId(),
+      id,
       networkId: network.id,
       name: sandbox.name,
       sandboxId: sandbox.id,
-      ifname: r.ifname ?? `eth${sandbox.endpointIds.length}`,
-      mac: r.mac ?? `02:42:${[...randomBytes(4)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`,
-      ...(ipv4 ? { ipv4 } : {}),
-      ...(ipv6 ? { ipv6 } : {}),
+      ifname: r.ifname ?? `eth${n}`,
+      mac: r.mac?.toLowerCase() ?? (addresses.ipv4 ? macFromIpv4(addresses.ipv4) : randomMac()),
+      ...addresses,
       portMappings: r.portMappings,
       aliases: r.aliases,
       driverData: {},
@@ -342,14 +359,20 @@ export class FakeApi implements NetctlApi {
     return clone(endpoint);
   }
 
+  private removeEndpoint(endpoint: Endpoint): void {
+    this.ipam.release(this.networks.get(endpoint.networkId), endpointOwner(endpoint.id));
+    this.endpoints.delete(endpoint.id);
+    const sandbox = endpoint.sandboxId ? this.sandboxes.get(endpoint.sandboxId) : undefined;
+    if (sandbox) sandbox.endpointIds = sandbox.endpointIds.filter((id) => id !== endpoint.id);
+  }
+
   async disconnect(network: string, sandbox: string): Promise<Endpoint> {
     this.record('disconnect', [network, sandbox]);
     const n = this.network(network);
     const s = this.sandbox(sandbox);
     const endpoint = this.endpointsOf(n.id).find((e) => e.sandboxId === s.id);
-    if (!endpoint) throw new Errors.EndpointNotFound(`${s.name} on network ${n.name}`);
-    this.endpoints.delete(endpoint.id);
-    s.endpointIds = s.endpointIds.filter((id) => id !== endpoint.id);
+    if (!endpoint) throw new Errors.EndpointNotFound(`${s.name} on ${n.name}`);
+    this.removeEndpoint(endpoint);
     return clone(endpoint);
   }
 
@@ -365,7 +388,7 @@ export class FakeApi implements NetctlApi {
     const n = this.network(network);
     const s = sandbox === undefined ? undefined : this.sandbox(sandbox);
     if (s && !this.endpointsOf(n.id).some((e) => e.sandboxId === s.id))
-      throw new Errors.EndpointNotFound(`${s.name} on network ${n.name}`);
+      throw new Errors.EndpointNotFound(`${s.name} on ${n.name}`);
     return {
       network: n.name,
       problems: [...(this.missing.get(n.id) ?? [])],

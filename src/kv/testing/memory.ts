@@ -9,7 +9,7 @@
  * Several MemoryStore instances may share one MemoryState: they behave like
  * several processes on one backend (a watch on one sees writes by another).
  */
-import { KvConflictError, KvUnavailableError } from '../errors.js';
+import { KvBackendError, KvConflictError, KvUnavailableError } from '../errors.js';
 import {
   assertKey,
   assertPrefix,
@@ -51,6 +51,13 @@ export class MemoryState {
   loseReplyAfter?: (ops: readonly KvOp[]) => boolean;
   /** Fault injection: while set, every call fails as if the store were down (outcome unknown for writes). */
   down = false;
+  /**
+   * Fault injection: when it returns true for a transaction's writes, the
+   * transaction is refused before it commits — nothing is written and the
+   * caller knows it (KvBackendError, as when a backend answers an error) —
+   * so the caller's undo runs, not its re-read of a lost reply.
+   */
+  refuseTxn?: (ops: readonly KvOp[]) => boolean;
 
   live(key: string, now = Date.now()): Row | undefined {
     const row = this.rows.get(key);
@@ -135,6 +142,7 @@ export class MemoryStore implements KvStore {
       if (actual !== c.version) throw new KvConflictError(c.key, c.version, actual);
     }
     if (ops.length === 0) return { revision: 0, deleted: 0 };
+    if (state.refuseTxn?.(ops)) throw new KvBackendError('memory', 'transaction refused (injected)');
     const revision = ++state.revision;
     const events: KvEvent[] = [];
     let deleted = 0;

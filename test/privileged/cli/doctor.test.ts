@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../../../src/paths.js';
-import { ipJson } from '../harness.js';
+import { ipJson } from '../../helpers/tools.js';
 
 const netctl = join(packageRoot, 'bin', 'netctl.js');
 

@@ -7,7 +7,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MAX_CONFIG_BYTES } from '../../../src/cni/skel.js';
 import { createNetns } from '../../../src/kernel/index.js';
-import { assertBuilt, Daemon, inventory } from '../controller/daemon-fixture.js';
+import { assertBuilt, Daemon, daemonInventory } from '../controller/daemon-fixture.js';
 import { type CniCall, type CniHost, cniHost, execPlugin, ours } from './fixture.js';
 
 beforeAll(assertBuilt);
@@ -247,7 +247,7 @@ describe.each(MODES)('bad input, $name', (mode) => {
       IPAM,
     );
     expect(ipamGood.code, ipamGood.stdout).toBe(0);
-    const before = await inventory(host.dir);
+    const before = await daemonInventory(host.dir);
 
     for (const c of CASES) {
       const call: CniCall = { command: 'ADD', containerId: 'c-bad', netns: bad, ifname: 'eth0', ...c.call };
@@ -258,6 +258,6 @@ describe.each(MODES)('bad input, $name', (mode) => {
       if (c.details) expect(r.json?.details, c.what).toContain(c.details);
     }
 
-    expect(await inventory(host.dir)).toEqual(before);
+    expect(await daemonInventory(host.dir)).toEqual(before);
   }, 120_000);
 });

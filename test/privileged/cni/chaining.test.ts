@@ -12,7 +12,9 @@
 import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createNetns } from '../../../src/kernel/index.js';
-import { assertBuilt, Daemon, inventory, ping } from '../controller/daemon-fixture.js';
+import { ping } from '../../helpers/ping.js';
+import { ipJson, run } from '../../helpers/tools.js';
+import { assertBuilt, Daemon, daemonInventory } from '../controller/daemon-fixture.js';
 import { fetchFrom } from '../controller/fixture.js';
 import {
   type CniCall,
@@ -26,17 +28,12 @@ import {
 
 beforeAll(assertBuilt);
 
-function ipIn(netns: string, args: string[]): string {
-  return execFileSync('nsenter', [`--net=${netns}`, '--', 'ip', ...args], { encoding: 'utf8' });
-}
-
 const addressesIn = (netns: string, ifname: string): string[] =>
-  (
-    JSON.parse(ipIn(netns, ['-j', 'addr', 'show', ifname])) as {
-      addr_info: { family: string; local: string; prefixlen: number }[];
-    }[]
-  )[0]!.addr_info
-    .filter((a) => a.family === 'inet')
+  ipJson<{ addr_info: { family: string; local: string; prefixlen: number }[] }[]>(
+    ['addr', 'show', ifname],
+    netns,
+  )[0]!
+    .addr_info.filter((a) => a.family === 'inet')
     .map((a) => `${a.local}/${a.prefixlen}`);
 
 const MODES = [
@@ -78,17 +75,17 @@ describe.each(MODES)('netctl-ipam under the reference bridge plugin, $name', (mo
     expect(result.ips).toMatchObject([{ address: '10.81.0.2/24', gateway: '10.81.0.1' }]);
     // The route as our IPAM gave it: bridge (isGateway) installs it via the gateway.
     expect(result.routes).toEqual([{ dst: '0.0.0.0/0' }]);
-    expect(ipIn(ns1, ['route', 'show', 'default'])).toContain('via 10.81.0.1 dev eth0');
+    expect(run('ip', ['route', 'show', 'default'], { netns: ns1 })).toContain('via 10.81.0.1 dev eth0');
     expect(addressesIn(ns1, 'eth0')).toEqual(['10.81.0.2/24']);
     expect(addressesIn(ns2, 'eth0')).toEqual(['10.81.0.3/24']);
     // Reserved in netctl's IPAM, by the attachment.
-    const reserved = (await inventory(host.dir)).addresses;
+    const reserved = (await daemonInventory(host.dir)).addresses;
     expect(reserved.filter((a) => a.includes('cni:rb-'))).toEqual([
       expect.stringContaining('10.81.0.2'),
       expect.stringContaining('10.81.0.3'),
     ]);
-    expect(ping(ns1, '10.81.0.3')).toBe(true);
-    expect(ping(ns2, '10.81.0.1')).toBe(true);
+    expect(await ping(ns1, '10.81.0.3')).toBe(true);
+    expect(await ping(ns2, '10.81.0.1')).toBe(true);
 
     const check = await runConflist(host, conflist, call('CHECK', 'rb-1', ns1), { prevResult: result });
     expect(check.failed).toBeUndefined();
@@ -115,7 +112,7 @@ describe.each(MODES)('netctl-ipam under the reference bridge plugin, $name', (mo
         (await runConflist(host, conflist, call('DEL', id, ns), { prevResult: r })).failed,
       ).toBeUndefined();
     }
-    const after = (await inventory(host.dir)).addresses;
+    const after = (await daemonInventory(host.dir)).addresses;
     expect(after.filter((a) => a.includes('cni:rb-'))).toEqual([]);
     // The pool goes on serving (a released address rests a while before reuse).
     const ns3 = createNetns(`ri${mode.name[0]}3`);
@@ -195,7 +192,7 @@ describe('the reference portmap, tuning and firewall after netctl-cni', () => {
     expect(del.failed).toBeUndefined();
     expect(execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' })).not.toContain('8081');
     expect(execFileSync('iptables-save', ['-t', 'filter'], { encoding: 'utf8' })).not.toContain('10.82.0.2');
-    expect((await inventory(host.dir)).addresses.filter((a) => a.includes('10.82.0.2'))).toEqual([]);
+    expect((await daemonInventory(host.dir)).addresses.filter((a) => a.includes('10.82.0.2'))).toEqual([]);
     // DEL again, with the netns gone, as a runtime may after a crash.
     execFileSync('ip', ['netns', 'del', 'pmweb']);
     expect(

@@ -9,15 +9,10 @@
 import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createNetns, deleteNetns } from '../../../src/kernel/index.js';
-import {
-  assertBuilt,
-  Daemon,
-  EMPTY,
-  inventory,
-  netctl,
-  ping,
-  withLocal,
-} from '../controller/daemon-fixture.js';
+import { EMPTY } from '../../helpers/inventory.js';
+import { ping } from '../../helpers/ping.js';
+import { ipJson, run } from '../../helpers/tools.js';
+import { assertBuilt, Daemon, daemonInventory, netctl, withLocal } from '../controller/daemon-fixture.js';
 import { fetchFrom } from '../controller/fixture.js';
 import { type CniCall, type CniHost, cniHost, execPlugin, ours, outsideNetns } from './fixture.js';
 
@@ -40,18 +35,8 @@ const MODES: Mode[] = [
   { name: 'standalone', start: async () => undefined },
 ];
 
-/** `ip ARGS` here, or in the netns at a path. */
-function ipIn(netns: string | undefined, args: string[]): string {
-  const [file, argv] = netns ? ['nsenter', [`--net=${netns}`, '--', 'ip', ...args]] : ['ip', args];
-  return execFileSync(file, argv, { encoding: 'utf8' });
-}
-
-function ipJson(args: string[], netns?: string): Record<string, unknown>[] {
-  return JSON.parse(ipIn(netns, ['-j', ...args]) || '[]');
-}
-
 async function reservations(dir: string): Promise<string[]> {
-  return (await inventory(dir)).addresses;
+  return (await daemonInventory(dir)).addresses;
 }
 
 describe.each(MODES)('netctl-cni, $name', (mode) => {
@@ -131,8 +116,8 @@ describe.each(MODES)('netctl-cni, $name', (mode) => {
 
     const add2 = await cni({ command: 'ADD', containerId: 'ctr-2', netns: ns2, ifname: 'eth0' }, config);
     expect(add2.code).toBe(0);
-    expect(ping(ns1, '10.72.0.1')).toBe(true);
-    expect(ping(ns1, '10.72.0.3')).toBe(true);
+    expect(await ping(ns1, '10.72.0.1')).toBe(true);
+    expect(await ping(ns1, '10.72.0.3')).toBe(true);
 
     const check = (ns: string, prev: unknown) =>
       cni(
@@ -140,7 +125,7 @@ describe.each(MODES)('netctl-cni, $name', (mode) => {
         { ...config, prevResult: prev },
       );
     expect(await check(ns1, result)).toMatchObject({ code: 0, stdout: '' });
-    ipIn(ns1, ['link', 'del', 'eth0']);
+    run('ip', ['link', 'del', 'eth0'], { netns: ns1 });
     const broken = await check(ns1, result);
     expect(broken.code).toBe(102);
     expect(broken.json).toMatchObject({
@@ -160,10 +145,10 @@ describe.each(MODES)('netctl-cni, $name', (mode) => {
     });
     expect(await reservations(host.dir)).not.toContainEqual(expect.stringContaining('10.72.0.3/24'));
     // Nothing left but the network itself; removing it leaves nothing at all.
-    expect((await inventory(host.dir)).sandboxes).toEqual([]);
+    expect((await daemonInventory(host.dir)).sandboxes).toEqual([]);
     expect((await netctl(host.dir, ['network', 'rm', 'made-by-cli'])).status).toBe(0);
     deleteNetns(ns1);
-    expect(await inventory(host.dir)).toEqual(EMPTY);
+    expect(await daemonInventory(host.dir)).toEqual(EMPTY);
   });
 
   it('50 concurrent ADDs get 50 distinct addresses; 50 concurrent DELs release them all', async () => {
@@ -191,7 +176,7 @@ describe.each(MODES)('netctl-cni, $name', (mode) => {
       ),
     );
     expect(dels.filter((r) => r.code !== 0).map((r) => r.stdout)).toEqual([]);
-    const inv = await inventory(host.dir);
+    const inv = await daemonInventory(host.dir);
     expect(inv.sandboxes).toEqual([]);
     expect(inv.addresses).toHaveLength(1); // the gateway
     for (const ns of netns) deleteNetns(ns);
@@ -226,13 +211,13 @@ describe('netctl-cni with a daemon', () => {
       code: 51,
       msg: 'netctl network cninet is missing part of its kernel side',
     });
-    expect(ping(ns1, '10.74.0.3', 1)).toBe(false);
+    expect(await ping(ns1, '10.74.0.3', 1)).toBe(false);
 
     const repair = await netctl(host.dir, ['repair', 'cninet']);
     expect(repair.status).toBe(0);
     expect(repair.stdout).toContain(`missing: bridge ${bridge}`);
     expect((await check()).code).toBe(0);
-    expect(ping(ns1, '10.74.0.3')).toBe(true);
+    expect(await ping(ns1, '10.74.0.3')).toBe(true);
 
     // netctl's NAT rules flushed by hand.
     execFileSync('iptables', ['-t', 'nat', '-F', 'NETCTL-POSTROUTING']);
@@ -288,7 +273,7 @@ describe('netctl-cni with a daemon', () => {
     expect((await cni({ command: 'DEL', containerId: 'web', netns: ns, ifname: 'eth0' }, config)).code).toBe(
       0,
     );
-    expect((await inventory(host.dir)).rules.filter((r) => r.includes('8080'))).toEqual([]);
+    expect((await daemonInventory(host.dir)).rules.filter((r) => r.includes('8080'))).toEqual([]);
     execFileSync('ip', ['link', 'del', 'cpx0']);
   });
 
@@ -306,13 +291,13 @@ describe('netctl-cni with a daemon', () => {
     // A sandbox the CLI made on the same network: not CNI's, never GC's.
     await daemon?.api.createSandbox({ name: 'cli-box' });
     await daemon?.api.connect({ network: 'cninet', sandbox: 'cli-box' });
-    const before = await inventory(host.dir);
+    const before = await daemonInventory(host.dir);
     const gc = await cni(
       { command: 'GC' },
       { ...config, 'cni.dev/valid-attachments': [{ containerID: 'keep', ifname: 'eth0' }] },
     );
     expect(gc).toMatchObject({ code: 0, stdout: '' });
-    const after = await inventory(host.dir);
+    const after = await daemonInventory(host.dir);
     expect(after.sandboxes.map((s) => s.split(' ')[0]).sort()).toEqual(['cli-box', 'cni-keep']);
     expect(after.addresses).toHaveLength(before.addresses.length - 2);
     expect(after.links).toHaveLength(before.links.length - 2);
@@ -336,7 +321,7 @@ describe('netctl-cni with a daemon', () => {
     await daemon?.stop();
     const del = await cni({ command: 'DEL', containerId: 'shared', netns: ns, ifname: 'eth0' }, config);
     expect(del).toMatchObject({ code: 0, stdout: '' });
-    expect((await inventory(host.dir)).sandboxes).toEqual([]);
+    expect((await daemonInventory(host.dir)).sandboxes).toEqual([]);
     expect(await withLocal(host.dir, async (api) => (await api.inspectNetwork('cninet')).endpoints)).toEqual(
       [],
     );

@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { assertBuilt, Daemon, inventory, netctl } from '../controller/daemon-fixture.js';
+import { ping } from '../../helpers/ping.js';
+import { assertBuilt, Daemon, daemonInventory, netctl } from '../controller/daemon-fixture.js';
 import { fetchFrom } from '../controller/fixture.js';
 import { cniHost, outsideNetns } from './fixture.js';
 import { type Podman, startPodman } from './podman.js';
@@ -17,7 +18,9 @@ afterEach(async () => {
 
 /** Endpoint addresses reserved in netctl's IPAM within a subnet (the gateway's is the network's). */
 const addressesOf = async (dir: string, subnetPrefix: string) =>
-  (await inventory(dir)).addresses.filter((a) => a.startsWith(subnetPrefix) && a.includes(' owner=ep:'));
+  (await daemonInventory(dir)).addresses.filter(
+    (a) => a.startsWith(subnetPrefix) && a.includes(' owner=ep:'),
+  );
 
 it('podman run --network <ours>: address from our IPAM, containers ping each other, -p works from outside, podman rm releases the address', async () => {
   const host = cniHost();
@@ -86,8 +89,11 @@ it('podman run --network <ours>: address from our IPAM, containers ping each oth
   );
   expect(await podman.run(['exec', 'c1', 'ip', '-4', 'addr', 'show', 'eth0'])).toContain(`inet ${ip1}/24`);
 
-  expect(await podman.run(['exec', 'c1', 'ping', '-c1', '-W2', ip2])).toContain('1 packets received');
-  expect(await podman.run(['exec', 'c2', 'ping', '-c1', '-W2', ip1])).toContain('1 packets received');
+  const started = podman;
+  const inPodman = (container: string) => (pingArgs: string[]) =>
+    started.run(['exec', container, 'ping', ...pingArgs]);
+  expect(await ping(inPodman('c1'), ip2)).toBe(true);
+  expect(await ping(inPodman('c2'), ip1)).toBe(true);
 
   const ext = outsideNetns('podext', 'pdx0');
   expect(await fetchFrom(ext, 'http://192.0.2.1:8083/')).toBe('hello from podman\n');
@@ -95,7 +101,7 @@ it('podman run --network <ours>: address from our IPAM, containers ping each oth
   await podman.run(['rm', '--force', '--time', '0', 'c1']);
   expect(await addressesOf(host.dir, '10.93.0.')).toEqual([expect.stringContaining(`${ip2}/24`)]);
   await podman.run(['rm', '--force', '--time', '0', 'c2']);
-  const after = await inventory(host.dir);
+  const after = await daemonInventory(host.dir);
   expect(after.addresses.filter((a) => a.startsWith('10.93.0.') && a.includes(' owner=ep:'))).toEqual([]);
   expect(after.sandboxes).toEqual([]);
   expect(after.rules.filter((r) => r.includes('8083'))).toEqual([]);

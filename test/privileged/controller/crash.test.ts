@@ -8,17 +8,16 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NetctlApi } from '../../../src/controller/api.js';
+import { EMPTY, type Inventory } from '../../helpers/inventory.js';
+import { ping } from '../../helpers/ping.js';
 import {
   actionKeys,
   assertBuilt,
   Daemon,
-  EMPTY,
+  daemonInventory,
   expectMatchesRecords,
   gcCli,
-  type Inventory,
-  inventory,
   leftoverKeys,
-  ping,
   testDir,
   withLocal,
 } from './daemon-fixture.js';
@@ -47,8 +46,8 @@ async function bystanders(api: NetctlApi): Promise<void> {
   await api.connect({ network: 'keep', sandbox: 'k2', ipv4: '10.77.0.12' });
 }
 
-function expectBystandersWork(): void {
-  expect(ping('/run/netns/netctl-k1', '10.77.0.12')).toBe(true);
+async function expectBystandersWork(): Promise<void> {
+  expect(await ping('/run/netns/netctl-k1', '10.77.0.12')).toBe(true);
 }
 
 async function removeAll(api: NetctlApi): Promise<void> {
@@ -80,7 +79,7 @@ const connectRetry = async (api: NetctlApi) => {
   expect(ep.ipv4).toBe('10.88.0.10/24');
   await api.createSandbox({ name: 's2' });
   await api.connect({ network: 'web', sandbox: 's2', ipv4: '10.88.0.20' });
-  expect(ping('/run/netns/netctl-s1', '10.88.0.20')).toBe(true);
+  expect(await ping('/run/netns/netctl-s1', '10.88.0.20')).toBe(true);
 };
 
 const cases: Case[] = [
@@ -202,7 +201,7 @@ describe('kill -9 at every intent step, then restart', () => {
         await c.setup(api);
         // What the interrupted operation must come back to: before it for a
         // create, before what it deletes for a delete.
-        const before = await inventory(dir);
+        const before = await daemonInventory(dir);
         await c.made?.(api);
         return before;
       });
@@ -213,25 +212,25 @@ describe('kill -9 at every intent step, then restart', () => {
 
       // Before the restart: the dry run lists exactly what is left, each with
       // a reason, and changes nothing.
-      const crashed = await inventory(dir);
+      const crashed = await daemonInventory(dir);
       expect(crashed.intents).toHaveLength(c.intents ?? (c.via ? 2 : 1));
       const leftovers = leftoverKeys(expected, crashed);
       expect(leftovers.length).toBeGreaterThan(crashed.intents.length); // the crash left work behind
       const dryRun = await gcCli(dir, true);
       expect(actionKeys(dryRun)).toEqual(leftovers);
       for (const a of dryRun) expect(a.reason).not.toBe('');
-      expect(await inventory(dir)).toEqual(crashed);
+      expect(await daemonInventory(dir)).toEqual(crashed);
 
       // The restart's reconcile does what the dry run said, and nothing else.
       daemon = await Daemon.start(dir);
       expect(daemon.reconcileActions()).toEqual(dryRun);
-      expect(await inventory(dir)).toEqual(expected);
+      expect(await daemonInventory(dir)).toEqual(expected);
       await expectMatchesRecords(dir);
-      expectBystandersWork();
+      await expectBystandersWork();
 
       await c.retry(daemon.api);
       await removeAll(daemon.api);
-      expect(await inventory(dir)).toEqual(EMPTY);
+      expect(await daemonInventory(dir)).toEqual(EMPTY);
       expect(await daemon.stop()).toEqual({ code: 0, signal: null });
     },
   );

@@ -1,10 +1,9 @@
 /**
  * Fixtures for tests of the real daemon: `node bin/netctl.js daemon` as a
  * child process with its own socket and state dir (a temp dir per test),
- * driven over its socket with HttpApi or through the CLI, and an inventory
- * of everything netctl can leave behind — in the kernel (links, rules,
- * chains, netns, sandbox run dirs) and in the store (pools, addresses,
- * records, intents) — to compare before and after a crash.
+ * driven over its socket with HttpApi or through the CLI, and what netctl
+ * left behind in its store and this namespace's kernel
+ * (test/helpers/inventory.ts), to compare before and after a crash.
  *
  * Everything a test starts is killed by PID and everything it made is
  * removed in afterEach, even when the test fails; the namespace is the
@@ -19,19 +18,18 @@ import { join, relative } from 'node:path';
 import { afterEach, expect } from 'vitest';
 import { HttpApi } from '../../../src/cli/client.js';
 import type { NetctlApi } from '../../../src/controller/api.js';
-import { listClaims } from '../../../src/controller/claims.js';
 import { State } from '../../../src/controller/state.js';
 import type { Endpoint, Network, Sandbox } from '../../../src/core/model.js';
 import { createLocalApi } from '../../../src/daemon/compose.js';
-import { Ipam } from '../../../src/ipam/ipam.js';
-import { openStore } from '../../../src/kv/index.js';
+import { type KvStore, openStore } from '../../../src/kv/index.js';
 import { packageRoot } from '../../../src/paths.js';
 import { SANDBOX_RUN_DIR } from '../../../src/sandbox/etc.js';
 import { probeSocket } from '../../../src/server/listen.js';
+import { added, type Inventory, inventory } from '../../helpers/inventory.js';
 import { killAll, killSpawned, spawnCollected } from '../../helpers/spawned.js';
+import { ipJson } from '../../helpers/tools.js';
 
 const BIN = join(packageRoot, 'bin', 'netctl.js');
-const EXEC = join(packageRoot, 'native', 'build', 'Release', 'netctl-exec');
 
 /**
  * The daemon runs from dist/ (built by `npm test`'s ensure step or `npm run
@@ -177,185 +175,35 @@ export async function gcCli(dir: string, dryRun: boolean): Promise<GcActionJson[
   return report.actions;
 }
 
-/**
- * `busybox ping` from inside a netns, by netctl-exec: true as soon as one
- * echo is answered, trying again for up to `seconds` (a neighbour entry left
- * failed by an earlier unreachable try, on a loaded machine, may cost the
- * first echo).
- */
-export function ping(netns: string, ip: string, seconds = 3): boolean {
-  const deadline = Date.now() + seconds * 1000;
-  do {
-    try {
-      execFileSync(EXEC, ['--netns', netns, '--', 'busybox', 'ping', '-c1', '-W1', ip], {
-        stdio: 'ignore',
-        // Without a neighbour answer busybox may wait past -W; stop it.
-        timeout: 1500,
-      });
-      return true;
-    } catch {
-      // no answer (or stopped): try again until the deadline
-    }
-  } while (Date.now() < deadline);
-  return false;
-}
-
 // ------------------------------------------------------------------ inventory
 
-/**
- * Everything netctl can leave behind, as sorted strings (so a failed
- * comparison shows the difference line by line). Kernel objects are named
- * with their owner tag where they have one; store entries with their owner.
- */
-export interface Inventory {
-  /** `<name> <alias or -> master=<master or ->` for every link in the host namespace but lo. */
-  links: string[];
-  /** `<netns> <ifname> <addresses>` for every link but lo inside each named netns. */
-  netnsLinks: string[];
-  /** Every netctl-tagged rule, `<tool> <table> <line>`, both families, both iptables flavours. */
-  rules: string[];
-  /** Every non-builtin chain, `<tool> <table> <chain>`. */
-  chains: string[];
-  /** Named netns in /run/netns. */
-  netns: string[];
-  /** Sandbox run dirs (/run/netctl/sandboxes/<id>). */
-  sandboxDirs: string[];
-  /** `<subnet> owner=<owner> allocated=<n>` per IPAM pool. */
-  pools: string[];
-  /** `<cidr> owner=<owner>` per IPAM reservation. */
-  addresses: string[];
-  /** Raw IPAM keys of addresses and the owner index (both must go together). */
-  ipamKeys: string[];
-  /** `<op> <kind> <owners>` of intents in the store. */
-  intents: string[];
-  /** `<key below netctl/v1/> <owner>` per member and claim an owner holds (src/controller/claims.ts). */
-  claims: string[];
-  networks: string[];
-  endpoints: string[];
-  sandboxes: string[];
-}
-
-function ipJson<T>(args: string[], netns?: string): T {
-  const argv = netns ? ['-n', netns, '-j', ...args] : ['-j', ...args];
-  const out = execFileSync('ip', argv, { encoding: 'utf8' });
-  return JSON.parse(out || '[]') as T;
-}
-
-interface IpLink {
-  ifname: string;
-  ifalias?: string;
-  master?: string;
-  operstate?: string;
-  addr_info?: { local: string; prefixlen: number; scope: string }[];
-}
-
-const SAVES = [
-  ['iptables-save', 'iptables-restore'],
-  ['ip6tables-save', 'ip6tables-restore'],
-  ['iptables-legacy-save', 'iptables-legacy-restore'],
-  ['ip6tables-legacy-save', 'ip6tables-legacy-restore'],
-] as const;
-
-const BUILTIN = /^:(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) /;
-
-function firewallInventory(): { rules: string[]; chains: string[] } {
-  const rules: string[] = [];
-  const chains: string[] = [];
-  for (const [save] of SAVES) {
-    let table = '';
-    for (const line of execFileSync(save, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(
-      '\n',
-    )) {
-      if (line.startsWith('*')) table = line.slice(1);
-      else if (line.startsWith('-A ')) rules.push(`${save} ${table} ${line}`);
-      else if (line.startsWith(':') && !BUILTIN.test(line))
-        chains.push(`${save} ${table} ${line.slice(1).split(' ')[0]}`);
-    }
-  }
-  return { rules: rules.sort(), chains: chains.sort() };
-}
-
-const listDir = (dir: string) => (existsSync(dir) ? readdirSync(dir).sort() : []);
-
-export async function inventory(dir: string): Promise<Inventory> {
-  const links = ipJson<IpLink[]>(['link', 'show'])
-    .filter((l) => l.ifname !== 'lo')
-    .map((l) => `${l.ifname} ${l.ifalias ?? '-'} master=${l.master ?? '-'}`)
-    .sort();
-  const netns = listDir('/run/netns');
-  const netnsLinks = netns
-    .flatMap((ns) =>
-      ipJson<IpLink[]>(['addr', 'show'], ns)
-        .filter((l) => l.ifname !== 'lo')
-        .map(
-          (l) =>
-            `${ns} ${l.ifname} ${(l.addr_info ?? [])
-              .filter((a) => a.scope === 'global')
-              .map((a) => `${a.local}/${a.prefixlen}`)
-              .join(',')}`,
-        ),
-    )
-    .sort();
+/** Run fn on the store of the daemon of dir (its embedded one), opened afresh and closed after. */
+async function withDaemonStore<T>(dir: string, fn: (kv: KvStore) => Promise<T>): Promise<T> {
   const kv = await openStore(undefined, { stateDir: stateDirOf(dir) });
   try {
-    const state = new State(kv);
-    const ipam = new Ipam(kv);
-    const pools = (await ipam.listPools())
-      .map((p) => `${p.subnet} owner=${p.owner ?? '-'} allocated=${p.allocated}`)
-      .sort();
-    const addresses = (await ipam.listAllocations()).map((a) => `${a.cidr} owner=${a.owner}`).sort();
-    const ipamKeys = [
-      ...(await kv.list('netctl/v1/ipam/addrs/')),
-      ...(await kv.list('netctl/v1/ipam/owners/')),
-    ]
-      .map((e) => e.key)
-      .sort();
-    const intents = (await state.intents()).map((i) => `${i.op} ${i.kind} ${i.owners.join(',')}`).sort();
-    const claims = (await listClaims(state.kv))
-      .flatMap((c) => c.owners.map((owner) => `${c.key.slice('netctl/v1/'.length)} ${owner}`))
-      .sort();
-    const networks = (await state.networks()).map((n) => `${n.name} net:${n.id}`).sort();
-    const endpoints = (await state.endpoints())
-      .map((e) => `ep:${e.id} net:${e.networkId} sb:${e.sandboxId ?? '-'} ${e.ipv4 ?? '-'}`)
-      .sort();
-    const sandboxes = (await state.sandboxes())
-      .map((s) => `${s.name} sb:${s.id} ${s.key} endpoints=${[...s.endpointIds].sort().join(',')}`)
-      .sort();
-    return {
-      links,
-      netnsLinks,
-      ...firewallInventory(),
-      netns,
-      sandboxDirs: listDir(SANDBOX_RUN_DIR),
-      pools,
-      addresses,
-      ipamKeys,
-      intents,
-      claims,
-      networks,
-      endpoints,
-      sandboxes,
-    };
+    return await fn(kv);
   } finally {
     await kv.close();
   }
 }
 
+/** inventory() of this namespace's kernel and of the store of the daemon of dir. */
+export function daemonInventory(dir: string): Promise<Inventory> {
+  return withDaemonStore(dir, (kv) => inventory(kv));
+}
+
 /** The records (for expectations derived from them). */
-export async function records(
+export function records(
   dir: string,
 ): Promise<{ networks: Network[]; endpoints: Endpoint[]; sandboxes: Sandbox[] }> {
-  const kv = await openStore(undefined, { stateDir: stateDirOf(dir) });
-  try {
+  return withDaemonStore(dir, async (kv) => {
     const state = new State(kv);
     return {
       networks: await state.networks(),
       endpoints: await state.endpoints(),
       sandboxes: await state.sandboxes(),
     };
-  } finally {
-    await kv.close();
-  }
+  });
 }
 
 /**
@@ -369,7 +217,7 @@ export async function expectMatchesRecords(
   dir: string,
   others: { links?: string[]; netns?: string[] } = {},
 ): Promise<void> {
-  const inv = await inventory(dir);
+  const inv = await daemonInventory(dir);
   const { networks, endpoints, sandboxes } = await records(dir);
   const bridges = new Map(
     networks.filter((n) => n.driver === 'bridge').map((n) => [n.id, n.driverData.bridge as string]),
@@ -437,34 +285,6 @@ export async function expectMatchesRecords(
   }
 }
 
-/** An inventory with nothing in it: what every test must end with. */
-export const EMPTY: Inventory = {
-  links: [],
-  netnsLinks: [],
-  rules: [],
-  chains: [],
-  netns: [],
-  sandboxDirs: [],
-  pools: [],
-  addresses: [],
-  ipamKeys: [],
-  intents: [],
-  claims: [],
-  networks: [],
-  endpoints: [],
-  sandboxes: [],
-};
-
-/** The inventory lines that are in `after` but not in `before`, per field. */
-export function added(before: Inventory, after: Inventory): Partial<Inventory> {
-  const out: Partial<Inventory> = {};
-  for (const k of Object.keys(before) as (keyof Inventory)[]) {
-    const extra = after[k].filter((line) => !before[k].includes(line));
-    if (extra.length) out[k] = extra;
-  }
-  return out;
-}
-
 /**
  * What gc must report for the leftovers `after` holds beyond `before`, one
  * key per thing: `<kind> <name>` for kernel objects and reservations,
@@ -525,6 +345,13 @@ export function actionKeys(actions: GcActionJson[]): string[] {
 
 // ------------------------------------------------------------------ cleanup
 
+const RESTORES = [
+  'iptables-restore',
+  'ip6tables-restore',
+  'iptables-legacy-restore',
+  'ip6tables-legacy-restore',
+];
+
 /**
  * Kill what the test started (by PID), then remove whatever is left in the
  * run's namespace and the temp dirs. The tests assert an empty inventory
@@ -546,11 +373,11 @@ export async function cleanupAll(): Promise<void> {
     await killSpawned();
   });
   await phase(() => {
-    for (const ns of listDir('/run/netns')) execFileSync('ip', ['netns', 'del', ns]);
+    for (const ns of readdirSync('/run/netns')) execFileSync('ip', ['netns', 'del', ns]);
   });
   await phase(() => {
     for (let tries = 0; tries < 100; tries++) {
-      const link = ipJson<IpLink[]>(['link', 'show']).find((l) => l.ifname !== 'lo');
+      const link = ipJson<{ ifname: string }[]>(['link', 'show']).find((l) => l.ifname !== 'lo');
       if (!link) break;
       try {
         execFileSync('ip', ['link', 'del', link.ifname], { stdio: 'ignore' });
@@ -560,7 +387,7 @@ export async function cleanupAll(): Promise<void> {
     }
   });
   await phase(() => {
-    for (const [, restore] of SAVES) {
+    for (const restore of RESTORES) {
       execFileSync(restore, { input: '*filter\nCOMMIT\n*nat\nCOMMIT\n*mangle\nCOMMIT\n*raw\nCOMMIT\n' });
     }
   });

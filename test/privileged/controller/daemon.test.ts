@@ -8,14 +8,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NetctlApi } from '../../../src/controller/api.js';
+import { EMPTY } from '../../helpers/inventory.js';
+import { ping } from '../../helpers/ping.js';
 import {
   assertBuilt,
   Daemon,
-  EMPTY,
+  daemonInventory,
   expectMatchesRecords,
-  inventory,
   netctl,
-  ping,
   testDir,
   withLocal,
 } from './daemon-fixture.js';
@@ -48,47 +48,47 @@ describe('netctl daemon', () => {
     let daemon = await Daemon.start(dir);
     await setup(daemon.api);
     const networks = await daemon.api.listNetworks();
-    const before = await inventory(dir);
+    const before = await daemonInventory(dir);
 
     const t0 = performance.now();
     expect(await daemon.stop('SIGTERM')).toEqual({ code: 0, signal: null });
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(existsSync(join(dir, 'api.sock'))).toBe(false);
-    expect(await inventory(dir)).toEqual(before);
-    expect(ping('/run/netns/netctl-s1', '10.55.0.12')).toBe(true);
+    expect(await daemonInventory(dir)).toEqual(before);
+    expect(await ping('/run/netns/netctl-s1', '10.55.0.12')).toBe(true);
 
     daemon = await Daemon.start(dir);
     expect(daemon.reconcileActions()).toEqual([]);
-    expect(await inventory(dir)).toEqual(before);
+    expect(await daemonInventory(dir)).toEqual(before);
     const ls = await netctl(dir, ['network', 'ls', '--format', 'json']);
     expect(ls.status).toBe(0);
     expect((JSON.parse(ls.stdout) as { id: string; name: string }[]).map((n) => [n.name, n.id])).toEqual(
       networks.map((n) => [n.name, n.id]),
     );
     await daemon.api.connect({ network: 'db', sandbox: 's1', ipv4: '10.56.0.11' });
-    expect(ping('/run/netns/netctl-s1', '10.56.0.12')).toBe(true);
+    expect(await ping('/run/netns/netctl-s1', '10.56.0.12')).toBe(true);
     await daemon.api.disconnect('web', 's2');
     await expectMatchesRecords(dir);
     await removeAll(daemon.api);
     expect(await daemon.stop()).toEqual({ code: 0, signal: null });
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 
   it('kill -9 while idle: the restart (over the stale socket file) finds nothing to repair', async () => {
     const dir = testDir();
     let daemon = await Daemon.start(dir);
     await setup(daemon.api);
-    const before = await inventory(dir);
+    const before = await daemonInventory(dir);
     expect(await daemon.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
     expect(existsSync(join(dir, 'api.sock'))).toBe(true);
 
     daemon = await Daemon.start(dir);
     expect(daemon.reconcileActions()).toEqual([]);
-    expect(await inventory(dir)).toEqual(before);
-    expect(ping('/run/netns/netctl-s1', '10.55.0.12')).toBe(true);
+    expect(await daemonInventory(dir)).toEqual(before);
+    expect(await ping('/run/netns/netctl-s1', '10.55.0.12')).toBe(true);
     await removeAll(daemon.api);
     expect(await daemon.stop()).toEqual({ code: 0, signal: null });
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 
   it('gc while the daemon connects and disconnects never frees what an operation in flight holds', async () => {
@@ -119,6 +119,6 @@ describe('netctl daemon', () => {
     expect((await api.gc({ dryRun: true })).actions).toEqual([]);
     await removeAll(api);
     expect(await daemon.stop()).toEqual({ code: 0, signal: null });
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 });

@@ -19,7 +19,8 @@ import { Ipam } from '../../../src/ipam/ipam.js';
 import { linkAdd, linkByName, linkList, sysctlGet } from '../../../src/kernel/index.js';
 import { createMemoryStore } from '../../../src/kv/testing/memory.js';
 import { removeSandboxEtc, sandboxEtcDir } from '../../../src/sandbox/etc.js';
-import { ipJson, run, testNetns, uniqueName } from '../harness.js';
+import { ipJson, run } from '../../helpers/tools.js';
+import { testNetns, uniqueName } from '../harness.js';
 
 function setup() {
   const host = testNetns('host');

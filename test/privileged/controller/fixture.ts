@@ -5,20 +5,19 @@
  * world outside, and helpers to run commands inside sandboxes.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { NETCTL_EXEC } from '../../../src/cli/context.js';
 import { netctlExecArgs } from '../../../src/cli/exec.js';
 import type { Controller } from '../../../src/controller/controller.js';
 import type { Sandbox } from '../../../src/core/model.js';
 import { createLocalApi } from '../../../src/daemon/compose.js';
 import { addrAdd, linkAdd, linkDel, linkSetUp, Netlink } from '../../../src/kernel/index.js';
-import { packageRoot } from '../../../src/paths.js';
 import { testNetns } from '../harness.js';
 
 const execFileAsync = promisify(execFile);
-export const NETCTL_EXEC = join(packageRoot, 'native', 'build', 'Release', 'netctl-exec');
 
 export interface World {
   api: Controller;
@@ -71,9 +70,6 @@ export function startInSandbox(sandbox: Sandbox, argv: string[]): { stop(): Prom
   };
 }
 
-export const ping = (sandbox: Sandbox, target: string) =>
-  inSandbox(sandbox, ['busybox', 'ping', '-c', '1', '-W', '1', target]).then((r) => r.ok);
-
 /** A one-shot TCP server in netns that answers every connection with the peer's address. */
 export function echoPeerServer(netnsPath: string, port: number): { stop(): void } {
   const child = spawn(
@@ -118,28 +114,4 @@ export async function fetchFrom(netnsPath: string | undefined, url: string): Pro
   } catch {
     return undefined;
   }
-}
-
-/** Everything netctl made that the kernel and the IPAM show now. */
-export async function inventory(api: Controller) {
-  const links = JSON.parse(execFileSync('ip', ['-j', '-d', 'link', 'show'], { encoding: 'utf8' })) as {
-    ifname: string;
-    ifalias?: string;
-  }[];
-  const rules = ['iptables-save', 'ip6tables-save'].flatMap((save) =>
-    execFileSync(save, { encoding: 'utf8' })
-      .split('\n')
-      .filter((l) => l.includes('netctl:') || l.startsWith(':NETCTL')),
-  );
-  const pools = await api.ipam.listPools();
-  const reservations = (await Promise.all(pools.map((p) => api.ipam.listReservations(p.poolId)))).flat();
-  return {
-    links: links.filter((l) => l.ifalias?.startsWith('netctl:')).map((l) => l.ifname),
-    rules,
-    netns: readdirSync('/run/netns').filter((n) => n.startsWith('netctl-')),
-    pools: pools.map((p) => p.pool),
-    reservations: reservations.map((r) => `${r.address} ${r.owner}`),
-    networks: (await api.listNetworks()).map((n) => n.name),
-    sandboxes: (await api.listSandboxes()).map((s) => s.name),
-  };
 }

@@ -3,30 +3,30 @@
  * kernel, real packets, in the test run's private namespace.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { added, type Inventory, inventory } from '../../helpers/inventory.js';
+import { ping } from '../../helpers/ping.js';
 import {
   echoPeerServer,
   fetchFrom,
   httpGetArgv,
   inSandbox,
-  inventory,
-  ping,
   startInSandbox,
   type World,
   world,
 } from './fixture.js';
 
 let w: World;
-let empty: Awaited<ReturnType<typeof inventory>>;
+let empty: Inventory;
 
 beforeEach(async () => {
   w = await world();
-  empty = await inventory(w.api);
+  empty = await inventory(w.api.state.kv);
 });
 
 afterEach(async () => {
   for (const s of await w.api.listSandboxes()) await w.api.deleteSandbox(s.id);
   for (const n of await w.api.listNetworks()) await w.api.deleteNetwork(n.id);
-  const left = await inventory(w.api);
+  const left = await inventory(w.api.state.kv);
   await w.close();
   expect(left).toEqual(empty);
 });
@@ -63,8 +63,8 @@ describe('a bridge network', () => {
     expect(await ping(b, 'a')).toBe(true); // /etc/hosts of the sandbox names its peers
     const cAddr = (await w.api.inspectSandbox('c')).endpoints[0]?.ipv4?.split('/')[0] as string;
     expect(cAddr).toMatch(/^10\.62\.0\./);
-    expect(await ping(a, cAddr)).toBe(false);
-    expect(await ping(c, '10.61.0.20')).toBe(false);
+    expect(await ping(a, cAddr, 1)).toBe(false);
+    expect(await ping(c, '10.61.0.20', 1)).toBe(false);
     // Each reaches its own gateway.
     expect(await ping(c, '10.62.0.1')).toBe(true);
   });
@@ -127,12 +127,12 @@ describe('a bridge network', () => {
     const b = await sandboxOn('vault', 'b');
     const bAddr = (await w.api.inspectSandbox('b')).endpoints[0]?.ipv4?.split('/')[0] as string;
     expect(await ping(a, bAddr)).toBe(true);
-    expect(await ping(a, '192.0.2.2')).toBe(false);
+    expect(await ping(a, '192.0.2.2', 1)).toBe(false);
     const routes = await inSandbox(b, ['ip', 'route']);
     expect(routes.stdout).not.toMatch(/^default/m);
     // No host port leads into it: refused at connect and afterwards, and nothing changes.
     await w.api.createSandbox({ name: 'c' });
-    const before = await inventory(w.api);
+    const before = await inventory(w.api.state.kv);
     const published = [{ hostPort: 18099, containerPort: 80 }];
     const internalRefusal = {
       code: 'NETCTL_INVALID_REQUEST',
@@ -143,7 +143,7 @@ describe('a bridge network', () => {
     ).rejects.toMatchObject(internalRefusal);
     const bEndpoint = (await w.api.inspectSandbox('b')).endpoints[0]?.id as string;
     await expect(w.api.publishPorts(bEndpoint, published)).rejects.toMatchObject(internalRefusal);
-    expect(await inventory(w.api)).toEqual(before);
+    expect(await inventory(w.api.state.kv)).toEqual(before);
   });
 
   it('honours a static address and refuses a duplicate without changing anything', async () => {
@@ -151,7 +151,7 @@ describe('a bridge network', () => {
     await sandboxOn('fixed', 'a', { ipv4: '10.66.0.50' });
     expect((await w.api.inspectSandbox('a')).endpoints[0]?.ipv4).toBe('10.66.0.50/24');
     await w.api.createSandbox({ name: 'b' });
-    const before = await inventory(w.api);
+    const before = await inventory(w.api.state.kv);
     await expect(w.api.connect({ network: 'fixed', sandbox: 'b', ipv4: '10.66.0.50' })).rejects.toMatchObject(
       {
         code: 'ipam.address_in_use',
@@ -160,7 +160,7 @@ describe('a bridge network', () => {
     await expect(w.api.connect({ network: 'fixed', sandbox: 'b', ipv4: '10.99.0.5' })).rejects.toMatchObject({
       code: 'NETCTL_ADDRESS_OUT_OF_RANGE',
     });
-    expect(await inventory(w.api)).toEqual(before);
+    expect(await inventory(w.api.state.kv)).toEqual(before);
   });
 
   it('connects and disconnects a second network', async () => {
@@ -169,14 +169,14 @@ describe('a bridge network', () => {
     const a = await sandboxOn('one', 'a');
     await sandboxOn('two', 'b');
     const bAddr = (await w.api.inspectSandbox('b')).endpoints[0]?.ipv4?.split('/')[0] as string;
-    expect(await ping(a, bAddr)).toBe(false);
+    expect(await ping(a, bAddr, 1)).toBe(false);
     await w.api.connect({ network: 'two', sandbox: 'a' });
     const links = await inSandbox(a, ['ip', '-br', 'addr']);
     expect(links.stdout).toMatch(/^eth1\S*\s+UP\s+10\.68\.0\./m);
     expect(await ping(a, bAddr)).toBe(true);
     await w.api.disconnect('two', 'a');
     expect((await inSandbox(a, ['ip', '-br', 'link'])).stdout).not.toMatch(/^eth1/m);
-    expect(await ping(a, bAddr)).toBe(false);
+    expect(await ping(a, bAddr, 1)).toBe(false);
     expect(await ping(a, '10.67.0.1')).toBe(true);
   });
 
@@ -194,14 +194,15 @@ describe('a bridge network', () => {
     await w.api.createNetwork({ name: 'tmp', ipam: { config: [{ subnet: '10.70.0.0/24' }] } });
     await sandboxOn('tmp', 'a', { ports: '9090:90' });
     await sandboxOn('tmp', 'b');
-    const busy = await inventory(w.api);
-    expect(busy.links.length).toBe(3); // the bridge and two host-side veths
-    expect(busy.reservations.length).toBe(3); // gateway and two endpoints
-    expect(busy.rules.some((r) => r.includes('--dport 9090'))).toBe(true);
+    const busy = await inventory(w.api.state.kv);
+    const made = added(empty, busy);
+    expect(made.links).toHaveLength(3); // the bridge and two host-side veths
+    expect(made.addresses).toHaveLength(3); // gateway and two endpoints
+    expect(made.rules?.some((r) => r.includes('--dport 9090'))).toBe(true);
     await w.api.deleteSandbox('a');
     await w.api.deleteSandbox('b');
     await w.api.deleteNetwork('tmp');
-    expect(await inventory(w.api)).toEqual(empty);
+    expect(await inventory(w.api.state.kv)).toEqual(empty);
   });
 });
 
@@ -243,7 +244,7 @@ describe('bad input', () => {
   it('is refused with a clear error and changes nothing', async () => {
     await w.api.createNetwork({ name: 'base', ipam: { config: [{ subnet: '10.71.0.0/24' }] } });
     await w.api.createSandbox({ name: 's' });
-    const before = await inventory(w.api);
+    const before = await inventory(w.api.state.kv);
     // Called one at a time: each refusal is awaited before the next call starts.
     const cases: [() => Promise<unknown>, string, RegExp][] = [
       [() => w.api.createNetwork({ name: '-bad' }), 'NETCTL_INVALID_REQUEST', /not a valid name/],
@@ -300,6 +301,6 @@ describe('bad input', () => {
     for (const [call, code, message] of cases) {
       await expect(call()).rejects.toMatchObject({ code, message: expect.stringMatching(message) });
     }
-    expect(await inventory(w.api)).toEqual(before);
+    expect(await inventory(w.api.state.kv)).toEqual(before);
   });
 });

@@ -17,18 +17,17 @@ import { Ipam } from '../../../src/ipam/ipam.js';
 import { openStore } from '../../../src/kv/index.js';
 import { SANDBOX_RUN_DIR } from '../../../src/sandbox/etc.js';
 import { processStart } from '../../../src/sandbox/identity.js';
+import { EMPTY, type Inventory } from '../../helpers/inventory.js';
+import { ping } from '../../helpers/ping.js';
 import {
   actionKeys,
   assertBuilt,
   Daemon,
-  EMPTY,
+  daemonInventory,
   expectMatchesRecords,
   gcCli,
-  type Inventory,
-  inventory,
   leftoverKeys,
   netctl,
-  ping,
   records,
   testDir,
   withLocal,
@@ -90,11 +89,11 @@ async function editSandbox(dir: string, name: string, change: Record<string, unk
 
 /** gc --dry-run names exactly `before`→`now`'s leftovers (each with a reason) and changes nothing. */
 async function expectDryRun(dir: string, before: Inventory) {
-  const now = await inventory(dir);
+  const now = await daemonInventory(dir);
   const actions = await gcCli(dir, true);
   expect(actionKeys(actions)).toEqual(leftoverKeys(before, now));
   for (const a of actions) expect(a.reason).not.toBe('');
-  expect(await inventory(dir)).toEqual(now);
+  expect(await daemonInventory(dir)).toEqual(now);
   return actions;
 }
 
@@ -111,7 +110,7 @@ describe('sandboxes the runtime never deleted', () => {
     const holder = spawn('nsenter', [`--net=${s1?.key}`, 'sleep', '120'], { stdio: 'ignore' });
     sleepers.push(holder);
     await new Promise((r) => setTimeout(r, 100));
-    const before = await inventory(dir);
+    const before = await daemonInventory(dir);
     sh('ip', 'netns', 'del', 'netctl-s1');
 
     const actions = await gcCli(dir, true);
@@ -149,11 +148,11 @@ describe('sandboxes the runtime never deleted', () => {
     expect(actionKeys(await gcCli(dir, false))).toEqual(actionKeys(actions));
     await expectMatchesRecords(dir);
     expect((await records(dir)).sandboxes.map((s) => s.name)).toEqual(['s2']);
-    expect(ping('/run/netns/netctl-s2', '10.66.0.1')).toBe(true);
+    expect(await ping('/run/netns/netctl-s2', '10.66.0.1')).toBe(true);
     expect(await gcCli(dir, true)).toEqual([]);
     holder.kill('SIGKILL');
     await withLocal(dir, removeAll);
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 
   it('a record from before the last boot is freed at daemon start; the netns and process now at its key and pid are left alone', async () => {
@@ -169,7 +168,7 @@ describe('sandboxes the runtime never deleted', () => {
     });
     await editSandbox(dir, 'old', { bootId: 'an-earlier-boot' });
 
-    const before = await inventory(dir);
+    const before = await daemonInventory(dir);
     const dry = await gcCli(dir, true);
     expect(dry.find((a) => a.kind === 'sandbox')).toMatchObject({
       name: 'old',
@@ -187,19 +186,19 @@ describe('sandboxes the runtime never deleted', () => {
         ...claimKeysOf(before, `ep:${ep?.id}`),
       ].sort(),
     );
-    expect(await inventory(dir)).toEqual(before);
+    expect(await daemonInventory(dir)).toEqual(before);
 
     const daemon = await Daemon.start(dir);
     expect(daemon.reconcileActions()).toEqual(dry);
     await expectMatchesRecords(dir, { netns: ['rt-old'] });
     expect((await records(dir)).sandboxes.map((s) => s.name).sort()).toEqual(['s1', 's2']);
-    expect((await inventory(dir)).netns).toContain('rt-old'); // not netctl's to delete
+    expect((await daemonInventory(dir)).netns).toContain('rt-old'); // not netctl's to delete
     expect(alive(sleep.pid as number)).toBe(true); // pid of an earlier boot: not ours to kill
-    expect(ping('/run/netns/netctl-s1', '10.66.0.12')).toBe(true);
+    expect(await ping('/run/netns/netctl-s1', '10.66.0.12')).toBe(true);
     await removeAll(daemon.api);
     expect(await daemon.stop()).toEqual({ code: 0, signal: null });
     sh('ip', 'netns', 'del', 'rt-old');
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 
   it('a netns path reused by a new namespace is not the old sandbox: gc frees the sandbox, leaves the new netns', async () => {
@@ -234,10 +233,10 @@ describe('sandboxes the runtime never deleted', () => {
     await withLocal(dir, async (api) => {
       await api.createSandbox({ name: 's1' });
       await api.connect({ network: 'web', sandbox: 's1', ipv4: '10.66.0.11' });
-      expect(ping('/run/netns/netctl-s1', '10.66.0.12')).toBe(true);
+      expect(await ping('/run/netns/netctl-s1', '10.66.0.12')).toBe(true);
       await removeAll(api);
     });
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 
   it("deleteSandbox stops the sandbox's own process, never another that got its pid", async () => {
@@ -259,7 +258,7 @@ describe('sandboxes the runtime never deleted', () => {
     await new Promise((r) => (own.exitCode === null && own.signalCode === null ? own.once('exit', r) : r(0)));
     expect(own.signalCode).toBe('SIGKILL');
     expect(alive(stranger.pid as number)).toBe(true);
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 });
 
@@ -283,7 +282,7 @@ describe('gc in one process, operations in others', () => {
     expect((await records(dir)).endpoints).toHaveLength(n);
     expect(await gcCli(dir, true)).toEqual([]);
     await withLocal(dir, removeAll);
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 });
 
@@ -311,18 +310,18 @@ describe('kernel state removed by hand', () => {
     expect(readFileSync(hosts, 'utf8')).toBe(good);
     expect(await gcCli(dir, true)).toEqual([]);
     await withLocal(dir, removeAll);
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 
   it('bridge deleted: gc restores it (same MAC, gateway, rules) and re-attaches the veths; traffic flows again', async () => {
     const dir = testDir();
     await withLocal(dir, webWithTwo);
-    const before = await inventory(dir);
+    const before = await daemonInventory(dir);
     const web = (await records(dir)).networks[0];
     const bridge = web?.driverData.bridge as string;
     const mac = JSON.parse(sh('ip', '-j', 'link', 'show', bridge))[0].address;
     sh('ip', 'link', 'del', bridge);
-    expect(ping('/run/netns/netctl-s1', '10.66.0.12', 1)).toBe(false);
+    expect(await ping('/run/netns/netctl-s1', '10.66.0.12', 1)).toBe(false);
 
     const dry = await gcCli(dir, true);
     expect(dry).toEqual([
@@ -335,19 +334,19 @@ describe('kernel state removed by hand', () => {
       },
     ]);
     expect(await gcCli(dir, false)).toEqual(dry);
-    expect(await inventory(dir)).toEqual(before);
+    expect(await daemonInventory(dir)).toEqual(before);
     expect(JSON.parse(sh('ip', '-j', 'link', 'show', bridge))[0].address).toBe(mac);
-    expect(ping('/run/netns/netctl-s1', '10.66.0.12')).toBe(true);
-    expect(ping('/run/netns/netctl-s2', '10.66.0.1')).toBe(true);
+    expect(await ping('/run/netns/netctl-s1', '10.66.0.12')).toBe(true);
+    expect(await ping('/run/netns/netctl-s2', '10.66.0.1')).toBe(true);
     expect(await gcCli(dir, true)).toEqual([]);
     await withLocal(dir, removeAll);
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 
   it("rules flushed and a veth detached: a daemon restart puts back the network's and the published port's rules", async () => {
     const dir = testDir();
     await withLocal(dir, webWithTwo);
-    const before = await inventory(dir);
+    const before = await daemonInventory(dir);
     const s2 = (await records(dir)).endpoints.find((e) => e.ipv4 === '10.66.0.12/24');
     sh('iptables', '-F', 'NETCTL-BRIDGE');
     sh('iptables', '-t', 'nat', '-F', 'NETCTL-POSTROUTING');
@@ -359,11 +358,11 @@ describe('kernel state removed by hand', () => {
 
     const daemon = await Daemon.start(dir);
     expect(daemon.reconcileActions()).toEqual(dry);
-    expect(await inventory(dir)).toEqual(before);
-    expect(ping('/run/netns/netctl-s1', '10.66.0.12')).toBe(true);
+    expect(await daemonInventory(dir)).toEqual(before);
+    expect(await ping('/run/netns/netctl-s1', '10.66.0.12')).toBe(true);
     await removeAll(daemon.api);
     await daemon.stop();
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 });
 
@@ -375,7 +374,7 @@ describe('orphans: tagged as netctl, owned by no record', () => {
     sh('ip', 'link', 'add', 'mine-a', 'type', 'veth', 'peer', 'name', 'mine-b');
     sh('iptables', '-A', 'FORWARD', '-i', 'mine-a', '-j', 'ACCEPT');
     sh('ip', 'netns', 'add', 'mine');
-    const unrelated = await inventory(dir);
+    const unrelated = await daemonInventory(dir);
 
     // netctl's, without records.
     const ep = `ep:${hex(32)}`;
@@ -429,15 +428,15 @@ describe('orphans: tagged as netctl, owned by no record', () => {
       ].sort(),
     );
     expect(actionKeys(await gcCli(dir, false))).toEqual(actionKeys(dry));
-    expect(await inventory(dir)).toEqual(unrelated);
+    expect(await daemonInventory(dir)).toEqual(unrelated);
     await expectMatchesRecords(dir, { links: ['mine-a', 'mine-b'], netns: ['mine'] });
-    expect(ping('/run/netns/netctl-s1', '10.66.0.12')).toBe(true);
+    expect(await ping('/run/netns/netctl-s1', '10.66.0.12')).toBe(true);
 
     sh('ip', 'link', 'del', 'mine-a');
     sh('iptables', '-D', 'FORWARD', '-i', 'mine-a', '-j', 'ACCEPT');
     sh('ip', 'netns', 'del', 'mine');
     await withLocal(dir, removeAll);
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 
   it('a network record lost with endpoints on it: everything of the network and its endpoints goes, the sandboxes stay', async () => {
@@ -452,7 +451,7 @@ describe('orphans: tagged as netctl, owned by no record', () => {
       await kv.close();
     }
     const { endpoints } = await records(dir);
-    const now = await inventory(dir);
+    const now = await daemonInventory(dir);
     const dry = await gcCli(dir, true);
     // Every netctl link, rule, chain, address and pool, and both endpoint records.
     const expected = leftoverKeys(
@@ -472,7 +471,7 @@ describe('orphans: tagged as netctl, owned by no record', () => {
     expect((await records(dir)).sandboxes.map((s) => s.name).sort()).toEqual(['s1', 's2']);
     expect(await gcCli(dir, true)).toEqual([]);
     await withLocal(dir, removeAll);
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 
   it('the intent of a process that died before doing anything is dropped', async () => {
@@ -504,6 +503,6 @@ describe('orphans: tagged as netctl, owned by no record', () => {
       }),
     ]);
     expect(await gcCli(dir, false)).toEqual(dry);
-    expect(await inventory(dir)).toEqual(EMPTY);
+    expect(await daemonInventory(dir)).toEqual(EMPTY);
   });
 });

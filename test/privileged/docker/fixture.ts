@@ -17,11 +17,11 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll } from 'vitest';
 import { type Daemon, startDaemon } from '../../../bench/lib/daemon.js';
 import { type Dockerd, startDockerd } from '../../../bench/lib/dockerd.js';
-import { State } from '../../../src/controller/state.js';
-import { Ipam } from '../../../src/ipam/ipam.js';
 import { addrAdd, createNetns, deleteNetns, linkAdd, linkSetUp, Netlink } from '../../../src/kernel/index.js';
 import { type KvStore, openStore } from '../../../src/kv/index.js';
 import { packageRoot } from '../../../src/paths.js';
+import { type Inventory, inventory } from '../../helpers/inventory.js';
+import type { PingRunner } from '../../helpers/ping.js';
 import { spawnCollected } from '../../helpers/spawned.js';
 import { httpGetArgv } from '../controller/fixture.js';
 import { PREFIX } from '../harness.js';
@@ -92,16 +92,14 @@ export const NET = ['-d', 'netctl-bridge', '--ipam-driver', 'netctl'];
 /** Image and command of a web server on port 80 answering "hello from docker\n" (the image's /www). */
 export const HTTPD = ['busybox', 'httpd', '-f', '-p', '80', '-h', '/www'];
 
-export type Leftovers = Awaited<ReturnType<typeof leftovers>>;
-
 /**
  * One DockerHost for the calling test file (a dockerd takes seconds to
  * start): started before its tests, with what it holds then as `empty`,
  * and closed after them, whatever Docker still has removed first.
  */
-export function dockerHostForFile(tag: string): { readonly h: DockerHost; readonly empty: Leftovers } {
+export function dockerHostForFile(tag: string): { readonly h: DockerHost; readonly empty: Inventory } {
   let h: DockerHost | undefined;
-  let empty: Leftovers | undefined;
+  let empty: Inventory | undefined;
   beforeAll(async () => {
     h = await dockerHost(tag);
     empty = await leftovers(h);
@@ -199,19 +197,11 @@ export const ipOn = (h: DockerHost, container: string, network: string) =>
     container,
   );
 
-/** Ping from inside a container: true once one echo is answered, trying for up to `seconds`. */
-export async function ping(h: DockerHost, container: string, ip: string, seconds = 3): Promise<boolean> {
-  const deadline = Date.now() + seconds * 1000;
-  do {
-    try {
-      await h.d.docker(['exec', container, 'ping', '-c1', '-W1', ip], 5000);
-      return true;
-    } catch {
-      // no answer yet
-    }
-  } while (Date.now() < deadline);
-  return false;
-}
+/** Where ping (test/helpers/ping.ts) runs in a container: `docker exec CONTAINER ping ...`. */
+export const inContainer =
+  (h: DockerHost, container: string): PingRunner =>
+  (pingArgs) =>
+    h.d.docker(['exec', container, 'ping', ...pingArgs], 5000);
 
 /** The real `netctl` CLI against the daemon (from this process: the daemon answers on its socket). */
 export async function netctl(
@@ -303,30 +293,15 @@ export async function removeAllDocker(h: DockerHost): Promise<void> {
   if (networks.length) await docker(h, 'network', 'rm', ...networks);
 }
 
-/** Everything netctl's state and the host's kernel hold that netctl made, as strings. */
-export async function leftovers(h: DockerHost) {
+/**
+ * What netctl left on the Docker host: its store, and what carries its
+ * marks in the host's kernel (dockerd changes its own rules and links
+ * meanwhile, on a restart).
+ */
+export async function leftovers(h: DockerHost): Promise<Inventory> {
   const kv: KvStore = await openStore(`lmdb://${join(h.state, 'state.lmdb')}`);
   try {
-    const ipam = new Ipam(kv);
-    const state = new State(kv);
-    const links = JSON.parse((await h.d.exec(['ip', '-j', '-d', 'link', 'show'])).stdout) as {
-      ifname: string;
-      ifalias?: string;
-    }[];
-    const saved = [
-      ...(await h.d.exec(['iptables-save'])).stdout.split('\n'),
-      ...(await h.d.exec(['ip6tables-save'])).stdout.split('\n'),
-    ];
-    return {
-      links: links.filter((l) => l.ifalias?.startsWith('netctl:')).map((l) => l.ifname),
-      rules: saved.filter((l) => l.includes('netctl:') || l.startsWith(':NETCTL')),
-      pools: (await ipam.listPools()).map((p) => `${p.subnet} ${p.owner}`),
-      addresses: (await ipam.listAllocations()).map((a) => `${a.cidr} ${a.owner}`),
-      networks: (await state.networks()).map((n) => n.name),
-      endpoints: (await state.endpoints()).map((e) => e.name),
-      sandboxes: (await state.sandboxes()).map((s) => s.name),
-      intents: (await state.intents()).map((i) => i.op),
-    };
+    return await inventory(kv, { nsenter: h.d.nsenter, ownedOnly: true });
   } finally {
     await kv.close();
   }

@@ -5,6 +5,7 @@
  * each test removes the containers and networks it made.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ping } from '../../helpers/ping.js';
 import {
   type DockerHost,
   docker,
@@ -15,12 +16,12 @@ import {
   echoPeerOutside,
   fetchFromOutside,
   HTTPD,
+  inContainer,
   inspectNetwork,
   ipOn,
   leftovers,
   NET,
   netctl,
-  ping,
   postPlugin,
   removeAllDocker,
   runOn,
@@ -72,7 +73,7 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     });
     // The gateway and nothing else is Docker's so far.
     expect((await leftovers(h)).addresses).toEqual([
-      expect.stringMatching(/^10\.20\.0\.254\/24 docker:local\/10\.20\.0\.0\/24@[0-9a-f]{8}$/),
+      expect.stringMatching(/^10\.20\.0\.254\/24 owner=docker:local\/10\.20\.0\.0\/24@[0-9a-f]{8}$/),
     ]);
     // `netctl network rm` leaves Docker's networks to Docker.
     const rm = await netctl(h, 'network', 'rm', id.slice(0, 12));
@@ -88,12 +89,12 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     const b = await ipOn(h, 'c2', 'web');
     expect(a).not.toBe(b);
     for (const ip of [a, b]) expect(Number(ip.split('.')[3])).toBeGreaterThanOrEqual(128);
-    expect(await ping(h, 'c1', b)).toBe(true);
-    expect(await ping(h, 'c2', a)).toBe(true);
+    expect(await ping(inContainer(h, 'c1'), b)).toBe(true);
+    expect(await ping(inContainer(h, 'c2'), a)).toBe(true);
     const inspected = await inspectNetwork(h, 'web');
     // No --gateway: the first address of the range, as Docker's own IPAM does.
     expect(inspected.IPAM.Config[0]?.Gateway).toBe('10.20.0.128');
-    expect(await ping(h, 'c1', '10.20.0.128')).toBe(true); // the gateway on the bridge
+    expect(await ping(inContainer(h, 'c1'), '10.20.0.128')).toBe(true); // the gateway on the bridge
     expect(
       Object.values(inspected.Containers)
         .map((c) => c.IPv4Address)
@@ -158,10 +159,10 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
       await run('ci1', 'int');
       await run('ci2', 'int');
       const ipB = await ipOn(h, 'cb', 'b');
-      expect(await ping(h, 'ca', ipB, 1)).toBe(false);
-      expect(await ping(h, 'cb', '10.26.0.1')).toBe(true);
+      expect(await ping(inContainer(h, 'ca'), ipB, 1)).toBe(false);
+      expect(await ping(inContainer(h, 'cb'), '10.26.0.1')).toBe(true);
       // Internal: members reach each other, nothing reaches out, no default route.
-      expect(await ping(h, 'ci1', await ipOn(h, 'ci2', 'int'))).toBe(true);
+      expect(await ping(inContainer(h, 'ci1'), await ipOn(h, 'ci2', 'int'))).toBe(true);
       expect(await dockerFails(h, 'exec', 'ci1', 'nc', '-w', '1', EXT_PEER, '9001')).toBeDefined();
       expect(await docker(h, 'exec', 'ci1', 'ip', 'route')).not.toMatch(/default/);
       expect(
@@ -205,7 +206,7 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     expect(await ipOn(h, 's3', 'web')).toBe('10.28.0.50');
     await docker(h, 'rm', '-f', 's3');
     expect((await leftovers(h)).addresses.filter((a) => a.startsWith('10.28.'))).toEqual([
-      expect.stringMatching(/^10\.28\.0\.1\/24 docker:local\/10\.28\.0\.0\/24@/),
+      expect.stringMatching(/^10\.28\.0\.1\/24 owner=docker:local\/10\.28\.0\.0\/24@/),
     ]);
   });
 
@@ -234,10 +235,10 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     await run('f1', 'front');
     await run('b1', 'back');
     const backIp = await ipOn(h, 'b1', 'back');
-    expect(await ping(h, 'f1', backIp, 1)).toBe(false);
+    expect(await ping(inContainer(h, 'f1'), backIp, 1)).toBe(false);
     await docker(h, 'network', 'connect', '--ip', '10.30.0.77', 'back', 'f1');
     expect(await docker(h, 'exec', 'f1', 'ip', '-4', 'addr')).toContain('10.30.0.77/24');
-    expect(await ping(h, 'f1', backIp)).toBe(true);
+    expect(await ping(inContainer(h, 'f1'), backIp)).toBe(true);
     expect(
       Object.values((await inspectNetwork(h, 'back')).Containers)
         .map((c) => c.IPv4Address)
@@ -247,7 +248,7 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     expect(await docker(h, 'exec', 'f1', 'ip', '-4', 'addr')).not.toContain('10.30.0.77');
     expect(Object.keys((await inspectNetwork(h, 'back')).Containers)).toHaveLength(1);
     // f1's own network still works.
-    expect(await ping(h, 'f1', '10.29.0.1')).toBe(true);
+    expect(await ping(inContainer(h, 'f1'), '10.29.0.1')).toBe(true);
   });
 
   it("honours Docker's options: bridge name, MTU, ICC off, IPv6, exposed ports with -P", async () => {
@@ -282,8 +283,8 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
     expect(v6).toMatch(/^fd00:35::/);
     expect(await docker(h, 'exec', 'o2', 'ip', '-6', 'addr', 'show', 'eth0')).toContain(`${v6}/64`);
     // ICC off: no container-to-container traffic, the gateway still answers.
-    expect(await ping(h, 'o1', await ipOn(h, 'o2', 'opts'), 1)).toBe(false);
-    expect(await ping(h, 'o1', '10.35.0.1')).toBe(true);
+    expect(await ping(inContainer(h, 'o1'), await ipOn(h, 'o2', 'opts'), 1)).toBe(false);
+    expect(await ping(inContainer(h, 'o1'), '10.35.0.1')).toBe(true);
     const inspected = await inspectNetwork(
       h,
       (await docker(h, 'network', 'inspect', '-f', '{{.Id}}', 'opts')).slice(0, 12),
@@ -412,7 +413,7 @@ describe('netctl-bridge and the netctl IPAM under a real dockerd', () => {
       const boxIp = (
         Object.values(inspected.Containers).find((c) => c.Name === 'box')?.IPv4Address ?? ''
       ).split('/')[0] as string;
-      expect(await ping(h, 'd1', boxIp)).toBe(true);
+      expect(await ping(inContainer(h, 'd1'), boxIp)).toBe(true);
       const listed = JSON.parse(
         (await netctl(h, 'network', 'ls', '--no-trunc', '--format', 'json')).stdout,
       ) as { name: string; dockerId?: string }[];

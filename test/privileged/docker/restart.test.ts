@@ -6,6 +6,7 @@
  * file; the tests run in order and share one network.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
+import { ping } from '../../helpers/ping.js';
 import {
   type DockerHost,
   docker,
@@ -13,11 +14,11 @@ import {
   EXT_HOST,
   fetchFromOutside,
   HTTPD,
+  inContainer,
   inspectNetwork,
   ipOn,
   leftovers,
   NET,
-  ping,
   runOn,
 } from './fixture.js';
 
@@ -31,8 +32,8 @@ const run = (name: string, ...args: string[]) => runOn(h, 'web', name, args);
 
 /** The web server published on 8080, and two containers that ping each other. */
 async function trafficFlows(a: string, b: string): Promise<void> {
-  expect(await ping(h, a, await ipOn(h, b, 'web'))).toBe(true);
-  expect(await ping(h, b, await ipOn(h, a, 'web'))).toBe(true);
+  expect(await ping(inContainer(h, a), await ipOn(h, b, 'web'))).toBe(true);
+  expect(await ping(inContainer(h, b), await ipOn(h, a, 'web'))).toBe(true);
   await expect
     .poll(() => fetchFromOutside(h, `http://${EXT_HOST}:8080/`), { timeout: 5000 })
     .toBe('hello from docker\n');
@@ -43,7 +44,7 @@ async function dockerStillWorks(): Promise<void> {
   await run('probe');
   const ip = await ipOn(h, 'probe', 'web');
   expect(ip).toMatch(/^10\.50\.0\./);
-  expect(await ping(h, 'probe', await ipOn(h, 'c1', 'web'))).toBe(true);
+  expect(await ping(inContainer(h, 'probe'), await ipOn(h, 'c1', 'web'))).toBe(true);
   await docker(h, 'rm', '-f', 'probe');
   expect((await leftovers(h)).addresses.filter((a) => a.startsWith(`${ip}/`))).toEqual([]);
 }

@@ -10,7 +10,8 @@ import { baseRules, ensureBase, removeBase } from '../../../src/firewall/chains.
 import { type Flavour, iptablesBackend } from '../../../src/firewall/iptables/index.js';
 import { type Family, ruleTag } from '../../../src/firewall/rule.js';
 import { firewallBackendContract } from '../../contract/firewall.js';
-import { run, testNetns } from '../harness.js';
+import { run } from '../../helpers/tools.js';
+import { testNetns } from '../harness.js';
 
 const FLAVOURS: Flavour[] = ['nft', 'legacy'];
 

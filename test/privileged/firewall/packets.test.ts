@@ -33,7 +33,8 @@ import {
   routeAdd,
   sysctlSet,
 } from '../../../src/kernel/index.js';
-import { onCleanup, run, type TestNetns, testNetns } from '../harness.js';
+import { run } from '../../helpers/tools.js';
+import { onCleanup, type TestNetns, testNetns } from '../harness.js';
 
 const AGENT = `
 const net = require('net');

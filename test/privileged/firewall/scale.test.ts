@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { type NetworkFirewall, networkRules, portRules } from '../../../src/firewall/bridge.js';
 import { baseRules, ensureBase } from '../../../src/firewall/chains.js';
 import { type Flavour, iptablesBackend } from '../../../src/firewall/iptables/index.js';
-import { run, testNetns } from '../harness.js';
+import { run } from '../../helpers/tools.js';
+import { testNetns } from '../harness.js';
 
 const NET: NetworkFirewall = {
   id: 'b00',

@@ -8,7 +8,8 @@ import {
   linkAdd,
   linkIndex,
 } from '../../../src/kernel/index.js';
-import { ipJson, testNetns } from '../harness.js';
+import { ipJson } from '../../helpers/tools.js';
+import { testNetns } from '../harness.js';
 
 interface IpAddr {
   ifname: string;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fdbAppend, fdbDel, fdbList, fdbReplace, linkAdd, linkIndex } from '../../../src/kernel/index.js';
-import { run, testNetns } from '../harness.js';
+import { run } from '../../helpers/tools.js';
+import { testNetns } from '../harness.js';
 
 interface BridgeFdb {
   mac: string;

@@ -25,7 +25,8 @@ import {
   NotOwnedError,
   UNCLAIMED,
 } from '../../../src/kernel/index.js';
-import { ipJson, run, testNetns } from '../harness.js';
+import { ipJson, run } from '../../helpers/tools.js';
+import { testNetns } from '../harness.js';
 
 interface IpLink {
   ifname: string;

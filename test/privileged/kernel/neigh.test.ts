@@ -7,7 +7,8 @@ import {
   neighList,
   neighReplace,
 } from '../../../src/kernel/index.js';
-import { ipJson, testNetns } from '../harness.js';
+import { ipJson } from '../../helpers/tools.js';
+import { testNetns } from '../harness.js';
 
 interface IpNeigh {
   dst: string;

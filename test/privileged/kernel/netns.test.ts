@@ -19,7 +19,8 @@ import {
   ProtectedNetnsError,
   withNetns,
 } from '../../../src/kernel/index.js';
-import { run, testNetns, uniqueName } from '../harness.js';
+import { run } from '../../helpers/tools.js';
+import { testNetns, uniqueName } from '../harness.js';
 
 const threadNetns = () => readlinkSync('/proc/thread-self/ns/net');
 

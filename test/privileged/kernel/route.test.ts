@@ -8,7 +8,8 @@ import {
   routeList,
   routeReplace,
 } from '../../../src/kernel/index.js';
-import { ipJson, testNetns } from '../harness.js';
+import { ipJson } from '../../helpers/tools.js';
+import { testNetns } from '../harness.js';
 
 interface IpRoute {
   dst: string;

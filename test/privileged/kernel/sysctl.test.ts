@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { disableIpv6, linkAdd, linkSetUp, sysctlGet, sysctlSet } from '../../../src/kernel/index.js';
-import { ipJson, run, testNetns } from '../harness.js';
+import { ipJson, run } from '../../helpers/tools.js';
+import { testNetns } from '../harness.js';
 
 describe('sysctls', () => {
   it('writes and reads in one namespace without touching the current one', () => {

@@ -9,7 +9,7 @@ import { harness, standIns } from './harness.js';
 async function world() {
   const h = harness();
   const web = await h.api.createNetwork({ name: 'web', ipam: { config: [{ subnet: '10.1.0.0/24' }] } });
-  const db = await h.api.createNetwork({ name: 'db', driver: 'overlay' });
+  const db = await h.api.createNetwork({ name: 'db', ipam: { config: [{ subnet: '10.2.0.0/24' }] } });
   const box = await h.api.createSandbox({ name: 'box' });
   h.api.calls.length = 0;
   return { ...h, web, db, box };
@@ -29,7 +29,7 @@ describe('network', () => {
     expect(r.stdout).toMatch(
       new RegExp(`${web.id.slice(0, 12)}\\s+│\\s+web\\s+│\\s+bridge\\s+│\\s+local\\s+│\\s+10\\.1\\.0\\.0/24`),
     );
-    expect(r.stdout).toMatch(/db\s+│\s+overlay\s+│\s+global/);
+    expect(r.stdout).toMatch(/db\s+│\s+bridge\s+│\s+local\s+│\s+10\.2\.0\.0\/24/);
   });
 
   it('ls -q, --no-trunc, --format json', async () => {
@@ -155,7 +155,7 @@ describe('network', () => {
     expect(await netctl(['network', 'disconnect', 'web', 'box'])).toMatchObject({ status: 0, stdout: '' });
     expect(api.endpoints.size).toBe(0);
     expect((await netctl(['network', 'disconnect', 'web', 'box'])).stderr).toBe(
-      'netctl: endpoint box on network web not found\n',
+      'netctl: endpoint box on web not found\n',
     );
   });
 });

@@ -10,7 +10,7 @@ describe('network create: flags to the request', () => {
       'network',
       'create',
       '-d',
-      'overlay',
+      'bridge',
       '--subnet',
       '10.1.0.0/16',
       '--subnet',
@@ -46,7 +46,7 @@ describe('network create: flags to the request', () => {
         args: [
           {
             name: 'web',
-            driver: 'overlay',
+            driver: 'bridge',
             ipam: {
               config: [
                 {
@@ -66,6 +66,12 @@ describe('network create: flags to the request', () => {
         ],
       },
     ]);
+  });
+
+  it('-d names the driver', async () => {
+    const { api, netctl } = harness();
+    expect((await netctl(['network', 'create', '-d', 'none', 'quiet'])).status).toBe(0);
+    expect(api.calls[0]?.args[0]).toMatchObject({ name: 'quiet', driver: 'none' });
   });
 
   it('defaults: bridge, no subnets (the IPAM picks), no options', async () => {
