@@ -3,7 +3,7 @@
  * its runtime (CNI, Docker) or shared with another sandbox or the host.
  */
 import type { Sandbox } from '../core/model.js';
-import { type CreateSandboxRequest, createSandboxSchema } from '../core/schemas.js';
+import { type CreateSandboxRequest, createSandboxSchema, sandboxPidSchema } from '../core/schemas.js';
 import { parseRequest } from '../core/validate.js';
 import { Errors } from '../errors.js';
 import {
@@ -227,7 +227,8 @@ export class Sandboxes {
     return { sandbox, endpoints };
   }
 
-  async setSandboxPid(ref: string, pid: number): Promise<Sandbox> {
+  async setSandboxPid(ref: string, input: number): Promise<Sandbox> {
+    const { pid } = parseRequest(sandboxPidSchema, { pid: input });
     const sandbox = await this.ctx.findSandbox(ref);
     const pidStart = processStart(pid);
     const updated = await this.ctx.state.updateSandbox(sandbox.id, (s) => ({
@@ -241,6 +242,8 @@ export class Sandboxes {
 }
 
 function stopProcess(pid: number): void {
+  // Only one process: 0 and -1 would signal a group or everyone (records from before the pid check).
+  if (!Number.isInteger(pid) || pid < 2) return;
   try {
     process.kill(pid, 'SIGKILL');
   } catch (err) {

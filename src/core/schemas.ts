@@ -171,3 +171,16 @@ export const createSandboxSchema = z.strictObject({
   labels: labelsSchema.default({}),
 });
 export type CreateSandboxRequest = z.input<typeof createSandboxSchema>;
+
+/**
+ * The process a sandbox runs (setSandboxPid): a pid the kernel can have
+ * (pid_max is at most 2^22). Never 0 or negative: deleteSandbox kills it,
+ * and kill(0) or kill(-1) would signal a process group or every process.
+ */
+export const sandboxPidSchema = z.strictObject({
+  pid: z
+    .number()
+    .int()
+    .min(1)
+    .max(2 ** 22),
+});

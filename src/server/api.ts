@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { CniBackend } from '../cni/plugins.js';
 import type { NetctlApi } from '../controller/api.js';
-import { createNetworkSchema, createSandboxSchema } from '../core/schemas.js';
+import { createNetworkSchema, createSandboxSchema, sandboxPidSchema } from '../core/schemas.js';
 import { createServer, type ServerOptions } from './app.js';
 import { cniPlugin } from './cni.js';
 import { DEFAULT_BODY_LIMIT, netctlErrorHandler } from './errors.js';
@@ -19,7 +19,6 @@ import {
   gcBodySchema,
   refParamsSchema,
   repairBodySchema,
-  sandboxPidBodySchema,
 } from './schemas.js';
 
 export interface NetctlApiPluginOptions {
@@ -71,10 +70,8 @@ export const netctlApiPlugin: FastifyPluginAsyncZod<NetctlApiPluginOptions> = as
     { schema: { params: refParamsSchema, querystring: deleteSandboxQuerySchema } },
     (request) => api.deleteSandbox(request.params.ref, { ifEmpty: request.query.ifEmpty === 'true' }),
   );
-  app.put(
-    '/sandboxes/:ref/pid',
-    { schema: { params: refParamsSchema, body: sandboxPidBodySchema } },
-    (request) => api.setSandboxPid(request.params.ref, request.body.pid),
+  app.put('/sandboxes/:ref/pid', { schema: { params: refParamsSchema, body: sandboxPidSchema } }, (request) =>
+    api.setSandboxPid(request.params.ref, request.body.pid),
   );
 
   app.post('/gc', { schema: { body: gcBodySchema } }, (request) => api.gc({ dryRun: request.body.dryRun }));

@@ -15,15 +15,6 @@ export const connectBodySchema = connectSchema.omit({ network: true });
 /** POST /v1/networks/:ref/disconnect. */
 export const disconnectBodySchema = connectSchema.pick({ sandbox: true });
 
-/** PUT /v1/sandboxes/:ref/pid. */
-export const sandboxPidBodySchema = z.strictObject({
-  pid: z
-    .number()
-    .int()
-    .min(1)
-    .max(2 ** 22),
-});
-
 /** POST /v1/gc; no body at all means a real run. */
 export const gcBodySchema = z
   .strictObject({ dryRun: z.boolean().default(false) })

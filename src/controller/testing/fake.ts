@@ -21,6 +21,7 @@ import {
   connectSchema,
   createNetworkSchema,
   createSandboxSchema,
+  sandboxPidSchema,
 } from '../../core/schemas.js';
 import { parseRequest } from '../../core/validate.js';
 import { parseBridgeOptions } from '../../drivers/bridge/options.js';
@@ -283,8 +284,7 @@ export class FakeApi implements NetctlApi {
   /** Refuses what the REST API's schema refuses: the controller itself does not check (see its tests). */
   async setSandboxPid(ref: string, pid: number): Promise<Sandbox> {
     this.record('setSandboxPid', [ref, pid]);
-    if (!Number.isInteger(pid) || pid <= 0)
-      throw new Errors.InvalidRequest(`pid: expected a positive integer, got ${pid}`);
+    parseRequest(sandboxPidSchema, { pid });
     const sandbox = this.sandbox(ref);
     sandbox.pid = pid;
     return clone(sandbox);

@@ -131,5 +131,20 @@ export function sandboxContract(s: Api): void {
       expect((await api.setSandboxPid('box', process.pid)).pid).toBe(process.pid);
       expect((await api.inspectSandbox('box')).sandbox.pid).toBe(process.pid);
     });
+
+    it('refuses a pid that is not one process (0, -1: its removal would signal a group or everyone)', async () => {
+      const { api } = s.t;
+      await api.createSandbox(box(s));
+      const before = await listing(api);
+      for (const pid of [0, -1, 1.5, 2 ** 23]) {
+        expect(await refusal(api.setSandboxPid('box', pid))).toMatchObject({
+          code: 'NETCTL_INVALID_REQUEST',
+          class: 'badRequest',
+          message: expect.stringMatching(/^invalid request: pid: /),
+        });
+      }
+      expect(await listing(api)).toEqual(before);
+      expect((await api.inspectSandbox('box')).sandbox.pid).toBeUndefined();
+    });
   });
 }
