@@ -19,13 +19,16 @@
  * sandboxes', and Docker's ReleasePool gives back only Docker's addresses.
  */
 import { randomBytes } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import type { z } from 'zod';
 import { parsePrefix } from '../../address.js';
 import type { Controller } from '../../controller/controller.js';
-import { hasIpamLookup, type Pool, type Reservation } from '../../core/ipam.js';
+import { hasIpamLookup, type IpamDriver, type Pool, type Reservation } from '../../core/ipam.js';
 import type { Network } from '../../core/model.js';
 import { Errors } from '../../errors.js';
 import { AddressInUseError } from '../../ipam/errors.js';
+import { call, type DockerCall, registerCalls } from './calls.js';
 import {
   GATEWAY_ADDRESS,
   NETCTL_NAME,
@@ -67,118 +70,164 @@ export interface IpamDriverOptions {
   controller: Controller;
 }
 
-export const ipamDriverRoutes: FastifyPluginAsyncZod<IpamDriverOptions> = async (app, options) => {
-  const { controller: c } = options;
-  const { ipam } = c;
+/** What every call of the IPAM driver's socket shares: the controller and its IPAM. */
+interface DockerIpam {
+  controller: Controller;
+  ipam: IpamDriver;
+}
 
-  const pool = async (poolId: string): Promise<(Pool & { owner: string }) | undefined> =>
-    hasIpamLookup(ipam) ? ipam.pool(poolId) : (await ipam.listPools()).find((p) => p.poolId === poolId);
+async function findPool(ipam: IpamDriver, poolId: string): Promise<(Pool & { owner: string }) | undefined> {
+  return hasIpamLookup(ipam) ? ipam.pool(poolId) : (await ipam.listPools()).find((p) => p.poolId === poolId);
+}
 
-  const holder = async (poolId: string, address: string): Promise<Reservation | undefined> => {
-    if (hasIpamLookup(ipam)) return ipam.reservation(poolId, address);
-    const ip = parsePrefix(address.includes('/') ? address : `${address}/0`).ip;
-    return (await ipam.listReservations(poolId)).find((r) => parsePrefix(r.address).ip === ip);
-  };
+/** The reservation of address in pool poolId, whoever holds it. */
+async function findReservation(
+  ipam: IpamDriver,
+  poolId: string,
+  address: string,
+): Promise<Reservation | undefined> {
+  if (hasIpamLookup(ipam)) return ipam.reservation(poolId, address);
+  const ip = parsePrefix(address.includes('/') ? address : `${address}/0`).ip;
+  return (await ipam.listReservations(poolId)).find((r) => parsePrefix(r.address).ip === ip);
+}
 
-  /** The netctl network a shared pool (one not requested by Docker) belongs to. */
-  const sharedNetwork = async (owner: string): Promise<Network | undefined> =>
-    owner.startsWith('net:') ? c.state.network(owner.slice('net:'.length)) : undefined;
+/** The netctl network a shared pool (one not requested by Docker) belongs to. */
+async function sharedNetwork(c: Controller, owner: string): Promise<Network | undefined> {
+  return owner.startsWith('net:') ? c.state.network(owner.slice('net:'.length)) : undefined;
+}
 
-  app.post('/Plugin.Activate', async () => ({ Implements: ['IpamDriver'] }));
+/** Answered from constants: dockerd asks while it starts. */
+const activate = async (): Promise<object> => ({ Implements: ['IpamDriver'] });
 
-  app.post('/IpamDriver.GetCapabilities', async () => ({
-    RequiresMACAddress: false,
-    RequiresRequestReplay: false,
-  }));
+const getCapabilities = async (): Promise<object> => ({
+  RequiresMACAddress: false,
+  RequiresRequestReplay: false,
+});
 
-  // From the IPAM's configuration, never the store: dockerd asks this while it starts.
-  app.post('/IpamDriver.GetDefaultAddressSpaces', async () => {
-    const spaces = await ipam.defaultAddressSpaces();
-    return { LocalDefaultAddressSpace: spaces.local, GlobalDefaultAddressSpace: spaces.global };
+/** From the IPAM's configuration, never the store: dockerd asks this while it starts. */
+async function getDefaultAddressSpaces({ ipam }: DockerIpam): Promise<object> {
+  const spaces = await ipam.defaultAddressSpaces();
+  return { LocalDefaultAddressSpace: spaces.local, GlobalDefaultAddressSpace: spaces.global };
+}
+
+type RequestPoolBody = z.output<typeof requestPoolSchema>;
+
+/** A pool of Docker's own, or (`--ipam-opt netctl.name=NAME`) the one of netctl network NAME, shared. */
+async function requestPool({ controller: c }: DockerIpam, body: RequestPoolBody): Promise<object> {
+  const { AddressSpace, Pool, SubPool, Options, V6 } = body;
+  const name = Options[NETCTL_NAME];
+  if (name) return sharedPool(c, name, body);
+  const made = await c.requestPool({
+    addressSpace: AddressSpace,
+    ...(Pool ? { pool: Pool } : {}),
+    ...(SubPool ? { subPool: SubPool } : {}),
+    v6: V6,
+    owner: DOCKER_POOL_OWNER,
   });
+  return { PoolID: made.poolId, Pool: made.pool, Data: {} };
+}
 
-  app.post('/IpamDriver.RequestPool', { schema: { body: requestPoolSchema } }, async (request) => {
-    const { AddressSpace, Pool, SubPool, Options, V6 } = request.body;
-    const name = Options[NETCTL_NAME];
-    if (name) {
-      // Share the pool of netctl network `name` (see the file comment).
-      const network = await c.findNetwork(name);
-      const family = V6 ? 6 : 4;
-      const i = network.ipam.config.findIndex((p) =>
-        Pool ? p.subnet === Pool : parsePrefix(p.subnet).family === family,
-      );
-      const config = network.ipam.config[i];
-      const poolId = network.ipam.poolIds[i];
-      if (!config || !poolId)
-        throw new Errors.InvalidRequest(
-          `netctl network ${network.name} has no ${Pool ? `subnet ${Pool}` : `IPv${family} subnet`} in netctl's IPAM`,
-        );
-      if (SubPool && SubPool !== config.ipRange)
-        throw new Errors.InvalidRequest(
-          `netctl network ${network.name} has ip-range ${config.ipRange ?? 'none'}, not ${SubPool}`,
-        );
-      if (!poolId.startsWith(`${AddressSpace}/`))
-        throw new Errors.InvalidRequest(`pool ${poolId} is not in address space ${AddressSpace}`);
-      return { PoolID: poolId, Pool: config.subnet, Data: {} };
-    }
-    const made = await c.requestPool({
-      addressSpace: AddressSpace,
-      ...(Pool ? { pool: Pool } : {}),
-      ...(SubPool ? { subPool: SubPool } : {}),
-      v6: V6,
-      owner: DOCKER_POOL_OWNER,
+/** The pool of netctl network `name` that Docker's request fits (see the file comment). */
+async function sharedPool(
+  c: Controller,
+  name: string,
+  { AddressSpace, Pool, SubPool, V6 }: RequestPoolBody,
+): Promise<object> {
+  const network = await c.findNetwork(name);
+  const family = V6 ? 6 : 4;
+  const i = network.ipam.config.findIndex((p) =>
+    Pool ? p.subnet === Pool : parsePrefix(p.subnet).family === family,
+  );
+  const config = network.ipam.config[i];
+  const poolId = network.ipam.poolIds[i];
+  if (!config || !poolId)
+    throw new Errors.InvalidRequest(
+      `netctl network ${network.name} has no ${Pool ? `subnet ${Pool}` : `IPv${family} subnet`} in netctl's IPAM`,
+    );
+  if (SubPool && SubPool !== config.ipRange)
+    throw new Errors.InvalidRequest(
+      `netctl network ${network.name} has ip-range ${config.ipRange ?? 'none'}, not ${SubPool}`,
+    );
+  if (!poolId.startsWith(`${AddressSpace}/`))
+    throw new Errors.InvalidRequest(`pool ${poolId} is not in address space ${AddressSpace}`);
+  return { PoolID: poolId, Pool: config.subnet, Data: {} };
+}
+
+/** Docker's addresses go back; the pool too, unless it is shared (it stays its network's). */
+async function releasePool(
+  { ipam }: DockerIpam,
+  { PoolID }: z.output<typeof releasePoolSchema>,
+): Promise<object> {
+  const found = await findPool(ipam, PoolID);
+  if (!found) return {};
+  for (const r of await ipam.listReservations(PoolID)) {
+    if (isDockerAddressOwner(r.owner, PoolID)) await ipam.releaseAddress(PoolID, r.address);
+  }
+  if (found.owner === DOCKER_POOL_OWNER) await ipam.releasePool(PoolID);
+  return {};
+}
+
+async function requestAddress(
+  { controller: c, ipam }: DockerIpam,
+  { PoolID, Address, Options }: z.output<typeof requestAddressSchema>,
+): Promise<object> {
+  const found = await findPool(ipam, PoolID);
+  if (!found) throw new Errors.PoolNotFound(PoolID);
+  if (Options[REQUEST_ADDRESS_TYPE] === GATEWAY_ADDRESS && found.owner !== DOCKER_POOL_OWNER)
+    return sharedGateway(c, found, Address);
+  // The gateway too is an address of Docker's: the next free one unless given, as Docker's own IPAM does.
+  try {
+    const r = await ipam.requestAddress({
+      poolId: PoolID,
+      ...(Address ? { address: Address } : {}),
+      owner: dockerAddressOwner(PoolID),
     });
-    return { PoolID: made.poolId, Pool: made.pool, Data: {} };
-  });
+    return { Address: r.address, Data: {} };
+  } catch (err) {
+    // The IPAM names the holder by its owner id, which means nothing to a Docker user.
+    if (err instanceof AddressInUseError) throw new Errors.AddressInUse(inUse(err, found.pool));
+    throw err;
+  }
+}
 
-  app.post('/IpamDriver.ReleasePool', { schema: { body: releasePoolSchema } }, async (request) => {
-    const { PoolID } = request.body;
-    const found = await pool(PoolID);
-    if (!found) return {};
-    for (const r of await ipam.listReservations(PoolID)) {
-      if (isDockerAddressOwner(r.owner, PoolID)) await ipam.releaseAddress(PoolID, r.address);
-    }
-    // A shared pool stays its network's.
-    if (found.owner === DOCKER_POOL_OWNER) await ipam.releasePool(PoolID);
-    return {};
-  });
+/** A shared pool's gateway is its network's already: Docker gets that one. */
+async function sharedGateway(
+  c: Controller,
+  pool: Pool & { owner: string },
+  address: string | undefined,
+): Promise<object> {
+  const network = await sharedNetwork(c, pool.owner);
+  const gateway = network?.ipam.config.find((p) => p.subnet === pool.pool)?.gateway;
+  if (!gateway) throw new Errors.InvalidRequest(`pool ${pool.poolId} has no gateway to share`);
+  if (address && parsePrefix(`${address}/0`).ip !== parsePrefix(`${gateway}/0`).ip)
+    throw new Errors.InvalidRequest(`netctl network ${network?.name} has gateway ${gateway}, not ${address}`);
+  return { Address: `${gateway}/${parsePrefix(pool.pool).prefixLength}`, Data: {} };
+}
 
-  app.post('/IpamDriver.RequestAddress', { schema: { body: requestAddressSchema } }, async (request) => {
-    const { PoolID, Address, Options } = request.body;
-    const found = await pool(PoolID);
-    if (!found) throw new Errors.PoolNotFound(PoolID);
-    if (Options[REQUEST_ADDRESS_TYPE] === GATEWAY_ADDRESS && found.owner !== DOCKER_POOL_OWNER) {
-      // A shared pool's gateway is its network's already.
-      const network = await sharedNetwork(found.owner);
-      const gateway = network?.ipam.config.find((p) => p.subnet === found.pool)?.gateway;
-      if (!gateway) throw new Errors.InvalidRequest(`pool ${PoolID} has no gateway to share`);
-      if (Address && parsePrefix(`${Address}/0`).ip !== parsePrefix(`${gateway}/0`).ip)
-        throw new Errors.InvalidRequest(
-          `netctl network ${network?.name} has gateway ${gateway}, not ${Address}`,
-        );
-      return { Address: `${gateway}/${parsePrefix(found.pool).prefixLength}`, Data: {} };
-    }
-    // The gateway too is an address of Docker's: the next free one unless given, as Docker's own IPAM does.
-    try {
-      const r = await ipam.requestAddress({
-        poolId: PoolID,
-        ...(Address ? { address: Address } : {}),
-        owner: dockerAddressOwner(PoolID),
-      });
-      return { Address: r.address, Data: {} };
-    } catch (err) {
-      // The IPAM names the holder by its owner id, which means nothing to a Docker user.
-      if (err instanceof AddressInUseError) throw new Errors.AddressInUse(inUse(err, found.pool));
-      throw err;
-    }
-  });
+/** Docker releases only what Docker holds (see the file comment). */
+async function releaseAddress(
+  { ipam }: DockerIpam,
+  { PoolID, Address }: z.output<typeof releaseAddressSchema>,
+  request: FastifyRequest,
+): Promise<object> {
+  if (!(await findPool(ipam, PoolID))) return {};
+  const held = await findReservation(ipam, PoolID, Address);
+  if (held && isDockerAddressOwner(held.owner, PoolID)) await ipam.releaseAddress(PoolID, held.address);
+  else if (held) request.log.debug({ held }, 'Docker released an address it does not hold: kept');
+  return {};
+}
 
-  app.post('/IpamDriver.ReleaseAddress', { schema: { body: releaseAddressSchema } }, async (request) => {
-    const { PoolID, Address } = request.body;
-    if (!(await pool(PoolID))) return {};
-    const held = await holder(PoolID, Address);
-    if (held && isDockerAddressOwner(held.owner, PoolID)) await ipam.releaseAddress(PoolID, held.address);
-    else if (held) request.log.debug({ held }, 'Docker released an address it does not hold: kept');
-    return {};
-  });
+/** Docker's IpamDriver calls (ipams/remote/api/api.go) and what answers each. */
+const IPAM_DRIVER_CALLS: DockerCall<DockerIpam>[] = [
+  call('/Plugin.Activate', null, activate),
+  call('/IpamDriver.GetCapabilities', null, getCapabilities),
+  call('/IpamDriver.GetDefaultAddressSpaces', null, getDefaultAddressSpaces),
+  call('/IpamDriver.RequestPool', requestPoolSchema, requestPool),
+  call('/IpamDriver.ReleasePool', releasePoolSchema, releasePool),
+  call('/IpamDriver.RequestAddress', requestAddressSchema, requestAddress),
+  call('/IpamDriver.ReleaseAddress', releaseAddressSchema, releaseAddress),
+];
+
+export const ipamDriverRoutes: FastifyPluginAsyncZod<IpamDriverOptions> = async (app, { controller }) => {
+  registerCalls(app, { controller, ipam: controller.ipam }, IPAM_DRIVER_CALLS);
 };
