@@ -20,14 +20,10 @@ import { cidrSchema, ipSchema } from '../core/schemas.js';
 import { PoolOverlapError } from '../ipam/errors.js';
 import type { Ipam, PoolInfo } from '../ipam/ipam.js';
 import { LOCAL_SPACE } from '../ipam/pool.js';
+import { checkCniArgs, requestedIps, staticIp } from './args.js';
+import { prevResultOf } from './result.js';
 import { type CmdArgs, CniCode, CniError, type Handlers, invalidConfig } from './skel.js';
-import {
-  baseConfigSchema,
-  CURRENT_VERSION,
-  ignoresUnknownArgs,
-  type Result,
-  upconvertResult,
-} from './types.js';
+import { baseConfigSchema, CURRENT_VERSION, type Result } from './types.js';
 
 const rangeSchema = z.strictObject({
   subnet: cidrSchema,
@@ -56,8 +52,9 @@ export const netctlIpamConfigSchema = baseConfigSchema.extend({
   }),
 });
 type IpamConfig = z.output<typeof netctlIpamConfigSchema>;
+type Range = z.output<typeof rangeSchema>;
 
-function parseConfig(args: CmdArgs): { conf: IpamConfig; ranges: z.output<typeof rangeSchema>[] } {
+function parseConfig(args: CmdArgs): { conf: IpamConfig; ranges: Range[] } {
   const parsed = netctlIpamConfigSchema.safeParse(args.config, { reportInput: true });
   if (!parsed.success) throw invalidConfig(parsed.error.issues);
   const conf = parsed.data;
@@ -110,7 +107,7 @@ async function findPool(ipam: Ipam, conf: IpamConfig, subnet: string): Promise<P
 async function ensurePool(
   ipam: Ipam,
   conf: IpamConfig,
-  range: z.output<typeof rangeSchema>,
+  range: Range,
 ): Promise<{ pool: PoolInfo; made: boolean }> {
   for (let attempt = 0; ; attempt++) {
     const found = await findPool(ipam, conf, range.subnet);
@@ -130,149 +127,164 @@ async function ensurePool(
   }
 }
 
+/** CNI_ARGS keys netctl-ipam reads. */
+const KNOWN_ARGS = new Set(['IP', 'IgnoreUnknown']);
+
+/** The static address asked for in each family (the last one given, where there are two). */
 function staticAddresses(conf: IpamConfig, args: CmdArgs): Map<4 | 6, string> {
-  if (!ignoresUnknownArgs(args.argsMap)) {
-    for (const [key, value] of args.argsMap) {
-      if (key !== 'IP' && key !== 'IgnoreUnknown')
-        throw new CniError(
-          CniCode.UNSUPPORTED_FIELD,
-          `unsupported CNI_ARGS key ${key}=${value}`,
-          'set IgnoreUnknown=1 to ignore it',
-        );
-    }
-  }
-  const texts = conf.runtimeConfig?.ips?.length
-    ? conf.runtimeConfig.ips
-    : conf.args?.cni?.ips?.length
-      ? conf.args.cni.ips
-      : (args.argsMap.get('IP')?.split(',').filter(Boolean) ?? []);
+  checkCniArgs(args.argsMap, KNOWN_ARGS);
   const out = new Map<4 | 6, string>();
-  for (const text of texts) {
-    const ip = text.includes('/') ? text.slice(0, text.indexOf('/')) : text;
-    if (!ipSchema.safeParse(ip).success)
-      throw new CniError(CniCode.INVALID_CONFIG, `invalid static address ${JSON.stringify(text)}`);
+  for (const text of requestedIps(conf, args.argsMap)) {
+    const ip = staticIp(text);
     out.set(familyOf(ip), ip);
   }
   return out;
 }
 
-export function netctlIpamHandlers(backend: { ipam(): Promise<Ipam> }): Handlers {
+/** Where the verbs find netctl's IPAM: the daemon's, or one on the store opened for this call. */
+interface IpamBackend {
+  ipam(): Promise<Ipam>;
+}
+
+/**
+ * An address for owner in each range's pool (made on first use): the one it
+ * holds already (a repeated ADD), the static one asked for, or the next
+ * free. A refused ADD changes nothing: the addresses it took go back, and
+ * the pools it made (unless another ADD has taken an address there meanwhile).
+ */
+async function allocate(
+  ipam: Ipam,
+  conf: IpamConfig,
+  ranges: Range[],
+  owner: string,
+  wanted: Map<4 | 6, string>,
+): Promise<NonNullable<Result['ips']>> {
+  const held = await ipam.allocationsOf(owner);
+  const ips: NonNullable<Result['ips']> = [];
+  const madePools: string[] = [];
+  const taken: { poolId: string; address: string }[] = [];
+  try {
+    for (const range of ranges) {
+      const { pool, made } = await ensurePool(ipam, conf, range);
+      if (made) madePools.push(pool.poolId);
+      const wantedHere = wanted.get(pool.family);
+      const prefix = pool.subnet.slice(pool.subnet.indexOf('/') + 1);
+      let address = held.find((a) => a.poolId === pool.poolId)?.address;
+      if (!address) {
+        const allocation = await ipam.requestAddress(pool.poolId, {
+          owner,
+          ...(wantedHere ? { address: wantedHere } : {}),
+        });
+        address = allocation.address;
+        taken.push({ poolId: pool.poolId, address });
+      }
+      ips.push({ address: `${address}/${prefix}`, ...(pool.gateway ? { gateway: pool.gateway } : {}) });
+    }
+  } catch (err) {
+    for (const t of taken) await ipam.releaseAddress(t.poolId, t.address).catch(() => false);
+    for (const poolId of madePools) await ipam.releasePool(poolId).catch(() => false);
+    throw err;
+  }
+  return ips;
+}
+
+/** ADD: the attachment's addresses, with the configuration's routes and DNS. */
+async function add(backend: IpamBackend, args: CmdArgs): Promise<Result> {
+  const { conf, ranges } = parseConfig(args);
+  const wanted = staticAddresses(conf, args);
+  const ipam = await backend.ipam();
+  const owner = attachmentOwner(args.containerId, args.ifname);
+  const ips = await allocate(ipam, conf, ranges, owner, wanted);
+  const result: Result = { cniVersion: CURRENT_VERSION, ips };
+  if (conf.ipam.routes?.length)
+    result.routes = conf.ipam.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}) }));
+  if (conf.ipam.dns && Object.keys(conf.ipam.dns).length) result.dns = conf.ipam.dns;
+  return result;
+}
+
+/** DEL: the attachment's addresses go back. Idempotent. */
+async function del(backend: IpamBackend, args: CmdArgs): Promise<void> {
+  const { conf, ranges } = parseConfig(args);
+  const ipam = await backend.ipam();
+  const held = await ipam.allocationsOf(attachmentOwner(args.containerId, args.ifname));
+  for (const range of ranges) {
+    const pool = await findPool(ipam, conf, range.subnet);
+    if (!pool) continue;
+    for (const a of held.filter((h) => h.poolId === pool.poolId))
+      await ipam.releaseAddress(pool.poolId, a.address);
+  }
+}
+
+/** CHECK: an address reserved in every range, each listed in prevResult. */
+async function check(backend: IpamBackend, args: CmdArgs): Promise<void> {
+  const { conf, ranges } = parseConfig(args);
+  const prev = prevResultOf(conf);
+  const ipam = await backend.ipam();
+  const held = await ipam.allocationsOf(attachmentOwner(args.containerId, args.ifname));
+  const problems: string[] = [];
+  for (const range of ranges) {
+    const pool = await findPool(ipam, conf, range.subnet);
+    const have = pool && held.find((a) => a.poolId === pool.poolId);
+    if (!pool || !have) {
+      problems.push(`no address in ${range.subnet} is reserved for ${args.containerId}/${args.ifname}`);
+      continue;
+    }
+    const listed = prev?.ips?.some((ip) => ip.address.split('/')[0] === have.address);
+    if (prev && !listed) problems.push(`prevResult lacks the reserved address ${have.address}`);
+  }
+  if (problems.length) {
+    throw new CniError(
+      CniCode.CHECK_FAILED,
+      `netctl-ipam: attachment ${args.containerId}/${args.ifname} is not as ADD left it`,
+      problems.join(', '),
+    );
+  }
+}
+
+/** STATUS: the store answers. */
+async function status(backend: IpamBackend, args: CmdArgs): Promise<void> {
+  parseConfig(args);
+  try {
+    await (await backend.ipam()).listPools(LOCAL_SPACE);
+  } catch (err) {
+    throw new CniError(
+      CniCode.PLUGIN_NOT_AVAILABLE,
+      "netctl-ipam cannot allocate: netctl's state store is unavailable",
+      (err as Error).message,
+    );
+  }
+}
+
+/** GC: release the ranges' attachment addresses whose attachment is not in cni.dev/valid-attachments. */
+async function gc(backend: IpamBackend, args: CmdArgs): Promise<void> {
+  const { conf, ranges } = parseConfig(args);
+  const valid = conf['cni.dev/valid-attachments'];
+  if (!valid) throw new CniError(CniCode.INVALID_CONFIG, 'cni.dev/valid-attachments missing');
+  const keep = new Set(valid.map((a) => attachmentOwner(a.containerID, a.ifname)));
+  const ipam = await backend.ipam();
+  const failures: string[] = [];
+  for (const range of ranges) {
+    const pool = await findPool(ipam, conf, range.subnet);
+    if (!pool) continue;
+    for (const a of await ipam.listAllocations(pool.poolId)) {
+      if (!parseOwner(a.owner) || keep.has(a.owner)) continue;
+      try {
+        await ipam.releaseAddress(pool.poolId, a.address);
+      } catch (err) {
+        failures.push(`${a.address} (${a.owner}): ${(err as Error).message}`);
+      }
+    }
+  }
+  if (failures.length)
+    throw new CniError(CniCode.INTERNAL, 'GC could not release every stale address', failures.join('; '));
+}
+
+export function netctlIpamHandlers(backend: IpamBackend): Handlers {
   return {
-    async add(args): Promise<Result> {
-      const { conf, ranges } = parseConfig(args);
-      const wanted = staticAddresses(conf, args);
-      const ipam = await backend.ipam();
-      const owner = attachmentOwner(args.containerId, args.ifname);
-      const held = await ipam.allocationsOf(owner);
-      const ips: Result['ips'] = [];
-      const madePools: string[] = [];
-      const taken: { poolId: string; address: string }[] = [];
-      try {
-        for (const range of ranges) {
-          const { pool, made } = await ensurePool(ipam, conf, range);
-          if (made) madePools.push(pool.poolId);
-          // A repeated ADD of the same attachment gets what it has.
-          const have = held.find((a) => a.poolId === pool.poolId);
-          const wantedHere = wanted.get(pool.family);
-          const prefix = pool.subnet.slice(pool.subnet.indexOf('/') + 1);
-          let address = have?.address;
-          if (!address) {
-            const allocation = await ipam.requestAddress(pool.poolId, {
-              owner,
-              ...(wantedHere ? { address: wantedHere } : {}),
-            });
-            address = allocation.address;
-            taken.push({ poolId: pool.poolId, address });
-          }
-          ips.push({ address: `${address}/${prefix}`, ...(pool.gateway ? { gateway: pool.gateway } : {}) });
-        }
-      } catch (err) {
-        // A refused ADD changes nothing: the addresses it took go back, and the
-        // pools it made (unless another ADD has taken an address there meanwhile).
-        for (const t of taken) await ipam.releaseAddress(t.poolId, t.address).catch(() => false);
-        for (const poolId of madePools) await ipam.releasePool(poolId).catch(() => false);
-        throw err;
-      }
-      const result: Result = { cniVersion: CURRENT_VERSION, ips };
-      if (conf.ipam.routes?.length)
-        result.routes = conf.ipam.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}) }));
-      if (conf.ipam.dns && Object.keys(conf.ipam.dns).length) result.dns = conf.ipam.dns;
-      return result;
-    },
-
-    async del(args) {
-      const { conf, ranges } = parseConfig(args);
-      const ipam = await backend.ipam();
-      const owner = attachmentOwner(args.containerId, args.ifname);
-      const held = await ipam.allocationsOf(owner);
-      for (const range of ranges) {
-        const pool = await findPool(ipam, conf, range.subnet);
-        if (!pool) continue;
-        for (const a of held.filter((h) => h.poolId === pool.poolId))
-          await ipam.releaseAddress(pool.poolId, a.address);
-      }
-    },
-
-    async check(args) {
-      const { conf, ranges } = parseConfig(args);
-      const prev = conf.prevResult ? upconvertResult(conf.prevResult) : undefined;
-      const ipam = await backend.ipam();
-      const owner = attachmentOwner(args.containerId, args.ifname);
-      const held = await ipam.allocationsOf(owner);
-      const problems: string[] = [];
-      for (const range of ranges) {
-        const pool = await findPool(ipam, conf, range.subnet);
-        const have = pool && held.find((a) => a.poolId === pool.poolId);
-        if (!pool || !have) {
-          problems.push(`no address in ${range.subnet} is reserved for ${args.containerId}/${args.ifname}`);
-          continue;
-        }
-        const listed = prev?.ips?.some((ip) => ip.address.split('/')[0] === have.address);
-        if (prev && !listed) problems.push(`prevResult lacks the reserved address ${have.address}`);
-      }
-      if (problems.length) {
-        throw new CniError(
-          CniCode.CHECK_FAILED,
-          `netctl-ipam: attachment ${args.containerId}/${args.ifname} is not as ADD left it`,
-          problems.join(', '),
-        );
-      }
-    },
-
-    async status(args) {
-      parseConfig(args);
-      try {
-        await (await backend.ipam()).listPools(LOCAL_SPACE);
-      } catch (err) {
-        throw new CniError(
-          CniCode.PLUGIN_NOT_AVAILABLE,
-          "netctl-ipam cannot allocate: netctl's state store is unavailable",
-          (err as Error).message,
-        );
-      }
-    },
-
-    async gc(args) {
-      const { conf, ranges } = parseConfig(args);
-      const valid = conf['cni.dev/valid-attachments'];
-      if (!valid) throw new CniError(CniCode.INVALID_CONFIG, 'cni.dev/valid-attachments missing');
-      const keep = new Set(valid.map((a) => attachmentOwner(a.containerID, a.ifname)));
-      const ipam = await backend.ipam();
-      const failures: string[] = [];
-      for (const range of ranges) {
-        const pool = await findPool(ipam, conf, range.subnet);
-        if (!pool) continue;
-        for (const a of await ipam.listAllocations(pool.poolId)) {
-          if (!parseOwner(a.owner) || keep.has(a.owner)) continue;
-          try {
-            await ipam.releaseAddress(pool.poolId, a.address);
-          } catch (err) {
-            failures.push(`${a.address} (${a.owner}): ${(err as Error).message}`);
-          }
-        }
-      }
-      if (failures.length)
-        throw new CniError(CniCode.INTERNAL, 'GC could not release every stale address', failures.join('; '));
-    },
+    add: (args) => add(backend, args),
+    del: (args) => del(backend, args),
+    check: (args) => check(backend, args),
+    status: (args) => status(backend, args),
+    gc: (args) => gc(backend, args),
   };
 }

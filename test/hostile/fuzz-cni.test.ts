@@ -19,8 +19,8 @@
  */
 import fc from 'fast-check';
 import { it } from 'vitest';
+import { netctlCniConfigSchema } from '../../src/cni/config.js';
 import { netctlIpamConfigSchema } from '../../src/cni/ipam.js';
-import { netctlCniConfigSchema } from '../../src/cni/plugin.js';
 import { ENV_TABLE, MAX_CONFIG_BYTES, VERBS, type Verb } from '../../src/cni/skel.js';
 import { SUPPORTED_VERSIONS, versionAtLeast } from '../../src/cni/types.js';
 import { createNetns, deleteNetns } from '../../src/kernel/index.js';

@@ -5,7 +5,8 @@
  * test/privileged/cni/*.test.ts.
  */
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { CONTAINER_ID_LABEL, netctlCniHandlers, sandboxNameOf } from '../../../src/cni/plugin.js';
+import { netctlCniHandlers } from '../../../src/cni/plugin.js';
+import { CONTAINER_ID_LABEL, sandboxNameOf } from '../../../src/cni/sandbox.js';
 import { dispatch } from '../../../src/cni/skel.js';
 import { FakeApi } from '../../../src/controller/testing/fake.js';
 import { Errors } from '../../../src/errors.js';
