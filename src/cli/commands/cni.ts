@@ -64,7 +64,12 @@ function existing(path: string): { kind: 'none' } | { kind: 'link'; target: stri
 
 export function cniCommand(cli: Cli, program: Command): Command {
   const cni = program.command('cni').description('CNI plugins for podman, containerd and kubelets');
-  verb(cni, 'install')
+  installVerb(cli, cni);
+  return cni;
+}
+
+function installVerb(cli: Cli, cni: Command): Command {
+  return verb(cni, 'install')
     .description(
       'link netctl-cni and netctl-ipam into the CNI plugin dir; with --network, write its conflist',
     )
@@ -88,58 +93,68 @@ export function cniCommand(cli: Cli, program: Command): Command {
       const shim = cli.ctx.netctlCni;
       if (!existsSync(shim)) throw new Errors.Internal(`${shim} is not built: run \`npm run build\``);
       // The network first: nothing is written for a network that cannot be had.
-      if (options.network) {
-        const name = options.network;
-        await cli.withApi(command, async (api) => {
-          try {
-            await api.inspectNetwork(name);
-          } catch (err) {
-            if (!isCode(err, Errors.NetworkNotFound) || !options.subnet) throw err;
-            const subnet = {
-              subnet: options.subnet,
-              ...(options.gateway ? { gateway: options.gateway } : {}),
-            };
-            await api.createNetwork({
-              name,
-              ipam: { config: [subnet] },
-              labels: { 'netctl.cni.config': name },
-            });
-            cli.out.line(`created network ${name} (${options.subnet})`);
-          }
-        });
-      }
-      mkdirSync(options.binDir, { recursive: true });
-      for (const plugin of PLUGINS) {
-        const path = join(options.binDir, plugin);
-        const now = existing(path);
-        if (now.kind === 'link' && now.target === shim) {
-          cli.out.line(`${path} -> ${shim} (unchanged)`);
-          continue;
-        }
-        if (now.kind !== 'none' && !options.force)
-          throw new Errors.InvalidRequest(`${path} exists and is not netctl's: pass --force to replace it`);
-        // Made beside it and renamed over it: a runtime never finds the name missing.
-        const temp = `${path}.netctl-${process.pid}`;
-        symlinkSync(shim, temp);
-        renameSync(temp, path);
-        cli.out.line(`${path} -> ${shim}`);
-      }
-      if (!options.network) return;
-      mkdirSync(options.confDir, { recursive: true });
-      const file = join(options.confDir, conflistFileName(options.network, options.priority));
-      const text = `${JSON.stringify(conflistFor(options.network, options.cniVersion), null, 2)}\n`;
-      if (existsSync(file)) {
-        if (readFileSync(file, 'utf8') === text) {
-          cli.out.line(`${file} (unchanged)`);
-          return;
-        }
-        if (!options.force)
-          throw new Errors.InvalidRequest(`${file} exists with other contents: pass --force to replace it`);
-      }
-      const temp = `${file}.netctl-${process.pid}`;
-      writeFileSync(temp, text, { mode: 0o644 });
-      renameSync(temp, file);
-      cli.out.line(`wrote ${file}`);
+      if (options.network) await ensureNetwork(cli, command, options.network, options);
+      linkPlugins(cli, shim, options);
+      if (options.network) writeConflist(cli, options.network, options);
     });
-  return cni;
+}
+
+/** Network name, made with --subnet (and --gateway) when it does not exist. */
+async function ensureNetwork(cli: Cli, command: Command, name: string, options: InstallFlags): Promise<void> {
+  await cli.withApi(command, async (api) => {
+    try {
+      await api.inspectNetwork(name);
+    } catch (err) {
+      if (!isCode(err, Errors.NetworkNotFound) || !options.subnet) throw err;
+      const subnet = {
+        subnet: options.subnet,
+        ...(options.gateway ? { gateway: options.gateway } : {}),
+      };
+      await api.createNetwork({
+        name,
+        ipam: { config: [subnet] },
+        labels: { 'netctl.cni.config': name },
+      });
+      cli.out.line(`created network ${name} (${options.subnet})`);
+    }
+  });
+}
+
+/** Each plugin a symlink to the shim in --bin-dir; another file there only with --force. */
+function linkPlugins(cli: Cli, shim: string, options: InstallFlags): void {
+  mkdirSync(options.binDir, { recursive: true });
+  for (const plugin of PLUGINS) {
+    const path = join(options.binDir, plugin);
+    const now = existing(path);
+    if (now.kind === 'link' && now.target === shim) {
+      cli.out.line(`${path} -> ${shim} (unchanged)`);
+      continue;
+    }
+    if (now.kind !== 'none' && !options.force)
+      throw new Errors.InvalidRequest(`${path} exists and is not netctl's: pass --force to replace it`);
+    // Made beside it and renamed over it: a runtime never finds the name missing.
+    const temp = `${path}.netctl-${process.pid}`;
+    symlinkSync(shim, temp);
+    renameSync(temp, path);
+    cli.out.line(`${path} -> ${shim}`);
+  }
+}
+
+/** The network's conflist in --conf-dir; another one of that name only with --force. */
+function writeConflist(cli: Cli, network: string, options: InstallFlags): void {
+  mkdirSync(options.confDir, { recursive: true });
+  const file = join(options.confDir, conflistFileName(network, options.priority));
+  const text = `${JSON.stringify(conflistFor(network, options.cniVersion), null, 2)}\n`;
+  if (existsSync(file)) {
+    if (readFileSync(file, 'utf8') === text) {
+      cli.out.line(`${file} (unchanged)`);
+      return;
+    }
+    if (!options.force)
+      throw new Errors.InvalidRequest(`${file} exists with other contents: pass --force to replace it`);
+  }
+  const temp = `${file}.netctl-${process.pid}`;
+  writeFileSync(temp, text, { mode: 0o644 });
+  renameSync(temp, file);
+  cli.out.line(`wrote ${file}`);
 }

@@ -2,16 +2,16 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { Errors } from '../../errors.js';
-import { type Cli, formatOption, shortId, verb } from '../cli.js';
+import { type Cli, verb } from '../cli.js';
 import * as flags from '../flags.js';
 import { dockerNetworkInspect } from '../inspect.js';
-import type { Format } from '../output.js';
 import {
   type ConnectFlags,
   connectRequest,
   type NetworkCreateFlags,
   networkCreateRequest,
 } from '../requests.js';
+import { listVerb, removeVerb } from '../verbs.js';
 
 async function confirm(cli: Cli, question: string): Promise<boolean> {
   const rl = createInterface({ input: cli.ctx.stdin, output: cli.ctx.stderr });
@@ -24,9 +24,27 @@ async function confirm(cli: Cli, question: string): Promise<boolean> {
 
 export function networkCommand(cli: Cli, program: Command): Command {
   const network = program.command('network').description('manage networks');
-  const { out } = cli;
+  createVerb(cli, network);
+  listVerb(cli, network, {
+    description: 'list networks',
+    list: (api) => api.listNetworks(),
+    headers: ['NETWORK ID', 'NAME', 'DRIVER', 'SCOPE', 'SUBNET'],
+    row: (n) => [n.name, n.driver, n.scope, n.ipam.config.map((c) => c.subnet).join('\n')],
+  });
+  inspectVerb(cli, network);
+  removeVerb(cli, network, {
+    description: 'remove networks',
+    what: 'network',
+    remove: (api, ref) => api.deleteNetwork(ref),
+  });
+  pruneVerb(cli, network);
+  connectVerb(cli, network);
+  disconnectVerb(cli, network);
+  return network;
+}
 
-  verb(network, 'create')
+function createVerb(cli: Cli, network: Command): Command {
+  return verb(network, 'create')
     .description('create a network and print its id')
     .argument('<name>', 'network name', flags.name)
     .option('-d, --driver <driver>', 'network driver', flags.driver, 'bridge')
@@ -53,55 +71,22 @@ export function networkCommand(cli: Cli, program: Command): Command {
     .action(async (name: string, options: NetworkCreateFlags, command: Command) => {
       const request = networkCreateRequest(name, options);
       const created = await cli.withApi(command, (api) => api.createNetwork(request));
-      out.line(created.id);
+      cli.out.line(created.id);
     });
+}
 
-  verb(network, 'ls')
-    .alias('list')
-    .description('list networks')
-    .option('-q, --quiet', 'print ids only')
-    .option('--no-trunc', 'print full ids')
-    .addOption(formatOption())
-    .action(async (options: { quiet?: boolean; trunc: boolean; format: Format }, command: Command) => {
-      const networks = await cli.withApi(command, (api) => api.listNetworks());
-      networks.sort((a, b) => a.name.localeCompare(b.name));
-      if (options.format === 'json') out.json(networks);
-      else if (options.quiet) for (const n of networks) out.line(shortId(n.id, !options.trunc));
-      else
-        out.table(
-          ['NETWORK ID', 'NAME', 'DRIVER', 'SCOPE', 'SUBNET'],
-          networks.map((n) => [
-            shortId(n.id, !options.trunc),
-            n.name,
-            n.driver,
-            n.scope,
-            n.ipam.config.map((c) => c.subnet).join('\n'),
-          ]),
-        );
-    });
-
-  verb(network, 'inspect')
+function inspectVerb(cli: Cli, network: Command): Command {
+  return verb(network, 'inspect')
     .description('show networks in detail, as docker network inspect does (JSON)')
     .argument('<network...>', 'network names or ids')
     .action(async (refs: string[], _options: unknown, command: Command) => {
       const details = await cli.withApi(command, (api) => cli.each(refs, (ref) => api.inspectNetwork(ref)));
-      out.json(details.map(dockerNetworkInspect));
+      cli.out.json(details.map(dockerNetworkInspect));
     });
+}
 
-  verb(network, 'rm')
-    .alias('remove')
-    .description('remove networks')
-    .argument('<network...>', 'network names or ids')
-    .action(async (refs: string[], _options: unknown, command: Command) => {
-      await cli.withApi(command, (api) =>
-        cli.each(refs, async (ref) => {
-          await api.deleteNetwork(ref);
-          out.line(ref);
-        }),
-      );
-    });
-
-  verb(network, 'prune')
+function pruneVerb(cli: Cli, network: Command): Command {
+  return verb(network, 'prune')
     .description('remove every network without endpoints')
     .option('-f, --force', 'do not ask for confirmation')
     .action(async (options: { force?: boolean }, command: Command) => {
@@ -114,10 +99,12 @@ export function networkCommand(cli: Cli, program: Command): Command {
         if (!yes) return;
       }
       const removed = await cli.withApi(command, (api) => api.pruneNetworks());
-      if (removed.length) out.line(`Deleted Networks:\n${removed.join('\n')}`);
+      if (removed.length) cli.out.line(`Deleted Networks:\n${removed.join('\n')}`);
     });
+}
 
-  verb(network, 'connect')
+function connectVerb(cli: Cli, network: Command): Command {
+  return verb(network, 'connect')
     .description('connect a sandbox to a network')
     .argument('<network>', 'network name or id')
     .argument('<sandbox>', 'sandbox name or id')
@@ -133,14 +120,14 @@ export function networkCommand(cli: Cli, program: Command): Command {
       const request = connectRequest(networkRef, sandboxRef, options);
       await cli.withApi(command, (api) => api.connect(request));
     });
+}
 
-  verb(network, 'disconnect')
+function disconnectVerb(cli: Cli, network: Command): Command {
+  return verb(network, 'disconnect')
     .description('disconnect a sandbox from a network')
     .argument('<network>', 'network name or id')
     .argument('<sandbox>', 'sandbox name or id')
     .action(async (networkRef: string, sandboxRef: string, _options: unknown, command: Command) => {
       await cli.withApi(command, (api) => api.disconnect(networkRef, sandboxRef));
     });
-
-  return network;
 }

@@ -4,10 +4,10 @@ import { InvalidArgumentError } from 'commander';
 import { type CreateSandboxRequest, createSandboxSchema } from '../../core/schemas.js';
 import { describeIssues, parseRequest } from '../../core/validate.js';
 import { Errors } from '../../errors.js';
-import { type Cli, formatOption, shortId, verb } from '../cli.js';
+import { type Cli, verb } from '../cli.js';
 import { netctlExecArgs, runForeground } from '../exec.js';
 import * as flags from '../flags.js';
-import type { Format } from '../output.js';
+import { listVerb, removeVerb } from '../verbs.js';
 
 export function hostname(value: string): string {
   const result = createSandboxSchema.shape.hostname.safeParse(value, { reportInput: true });
@@ -23,9 +23,31 @@ export function netnsPath(value: string): string {
 
 export function sandboxCommand(cli: Cli, program: Command): Command {
   const sandbox = program.command('sandbox').description('manage sandboxes (network namespaces)');
-  const { out } = cli;
+  createVerb(cli, sandbox);
+  listVerb(cli, sandbox, {
+    description: 'list sandboxes',
+    list: (api) => api.listSandboxes(),
+    headers: ['SANDBOX ID', 'NAME', 'HOSTNAME', 'NETNS', 'ENDPOINTS', 'PID'],
+    row: (s) => [s.name, s.hostname, s.key, String(s.endpointIds.length), s.pid ? String(s.pid) : ''],
+  });
+  inspectVerb(cli, sandbox);
+  removeVerb(cli, sandbox, {
+    description: 'remove sandboxes (they leave their networks; a process run in one is stopped)',
+    what: 'sandbox',
+    remove: (api, ref) => api.deleteSandbox(ref),
+  });
+  execVerb(cli, sandbox);
+  return sandbox;
+}
 
-  verb(sandbox, 'create')
+interface SandboxCreateFlags {
+  hostname?: string;
+  netns?: string;
+  label?: [string, string][];
+}
+
+function createVerb(cli: Cli, sandbox: Command): Command {
+  return verb(sandbox, 'create')
     .description('create a sandbox and print its id')
     .argument('<name>', 'sandbox name', flags.name)
     .option('--hostname <name>', 'hostname inside the sandbox', hostname)
@@ -35,71 +57,31 @@ export function sandboxCommand(cli: Cli, program: Command): Command {
       netnsPath,
     )
     .option('--label <key=value>', 'label (repeatable)', flags.repeatable(flags.keyValue(true)))
-    .action(
-      async (
-        name: string,
-        options: { hostname?: string; netns?: string; label?: [string, string][] },
-        command: Command,
-      ) => {
-        const request: CreateSandboxRequest = {
-          name,
-          ...(options.hostname ? { hostname: options.hostname } : {}),
-          ...(options.netns ? { key: options.netns } : {}),
-          labels: flags.toRecord(options.label),
-        };
-        parseRequest(createSandboxSchema, request);
-        const created = await cli.withApi(command, (api) => api.createSandbox(request));
-        out.line(created.id);
-      },
-    );
-
-  verb(sandbox, 'ls')
-    .alias('list')
-    .description('list sandboxes')
-    .option('-q, --quiet', 'print ids only')
-    .option('--no-trunc', 'print full ids')
-    .addOption(formatOption())
-    .action(async (options: { quiet?: boolean; trunc: boolean; format: Format }, command: Command) => {
-      const sandboxes = await cli.withApi(command, (api) => api.listSandboxes());
-      sandboxes.sort((a, b) => a.name.localeCompare(b.name));
-      if (options.format === 'json') out.json(sandboxes);
-      else if (options.quiet) for (const s of sandboxes) out.line(shortId(s.id, !options.trunc));
-      else
-        out.table(
-          ['SANDBOX ID', 'NAME', 'HOSTNAME', 'NETNS', 'ENDPOINTS', 'PID'],
-          sandboxes.map((s) => [
-            shortId(s.id, !options.trunc),
-            s.name,
-            s.hostname,
-            s.key,
-            String(s.endpointIds.length),
-            s.pid ? String(s.pid) : '',
-          ]),
-        );
+    .action(async (name: string, options: SandboxCreateFlags, command: Command) => {
+      const request: CreateSandboxRequest = {
+        name,
+        ...(options.hostname ? { hostname: options.hostname } : {}),
+        ...(options.netns ? { key: options.netns } : {}),
+        labels: flags.toRecord(options.label),
+      };
+      parseRequest(createSandboxSchema, request);
+      const created = await cli.withApi(command, (api) => api.createSandbox(request));
+      cli.out.line(created.id);
     });
+}
 
-  verb(sandbox, 'inspect')
+function inspectVerb(cli: Cli, sandbox: Command): Command {
+  return verb(sandbox, 'inspect')
     .description('show sandboxes in detail, with their endpoints (JSON)')
     .argument('<sandbox...>', 'sandbox names or ids')
     .action(async (refs: string[], _options: unknown, command: Command) => {
       const details = await cli.withApi(command, (api) => cli.each(refs, (ref) => api.inspectSandbox(ref)));
-      out.json(details.map((d) => ({ ...d.sandbox, endpoints: d.endpoints })));
+      cli.out.json(details.map((d) => ({ ...d.sandbox, endpoints: d.endpoints })));
     });
+}
 
-  verb(sandbox, 'rm')
-    .alias('remove')
-    .description('remove sandboxes (they leave their networks; a process run in one is stopped)')
-    .argument('<sandbox...>', 'sandbox names or ids')
-    .action(async (refs: string[], _options: unknown, command: Command) => {
-      await cli.withApi(command, (api) =>
-        cli.each(refs, async (ref) => {
-          await api.deleteSandbox(ref);
-          out.line(ref);
-        }),
-      );
-    });
-
-  verb(sandbox, 'exec')
+function execVerb(cli: Cli, sandbox: Command): Command {
+  return verb(sandbox, 'exec')
     .description('run a command in a sandbox and exit with its status')
     .argument('<sandbox>', 'sandbox name or id')
     .argument(
@@ -114,6 +96,4 @@ export function sandboxCommand(cli: Cli, program: Command): Command {
       const details = await cli.withApi(command, (api) => api.inspectSandbox(ref));
       cli.status = await runForeground(cli.ctx, netctlExecArgs(details.sandbox, commandLine));
     });
-
-  return sandbox;
 }
