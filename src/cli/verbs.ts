@@ -1,6 +1,6 @@
 /**
  * The verbs every kind of object has (networks, sandboxes), shaped as
- * docker's: `ls` and `rm`.
+ * docker's: `ls`, `inspect` and `rm`.
  */
 import type { Command } from 'commander';
 import type { NetctlApi } from '../controller/api.js';
@@ -42,6 +42,26 @@ export function listVerb<T extends { id: string; name: string }>(
           listing.headers,
           items.map((item) => [id(item), ...listing.row(item)]),
         );
+    });
+}
+
+/** `inspect REF...`: each object's details as JSON, failures reported one by one. */
+export function inspectVerb<T>(
+  cli: Cli,
+  parent: Command,
+  spec: {
+    description: string;
+    what: string;
+    inspect(api: NetctlApi, ref: string): Promise<T>;
+    show(details: T): unknown;
+  },
+): Command {
+  return verb(parent, 'inspect')
+    .description(spec.description)
+    .argument(`<${spec.what}...>`, `${spec.what} names or ids`)
+    .action(async (refs: string[], _options: unknown, command: Command) => {
+      const details = await cli.withApi(command, (api) => cli.each(refs, (ref) => spec.inspect(api, ref)));
+      cli.out.json(details.map((d) => spec.show(d)));
     });
 }
 

@@ -11,7 +11,7 @@ import {
   type NetworkCreateFlags,
   networkCreateRequest,
 } from '../requests.js';
-import { listVerb, removeVerb } from '../verbs.js';
+import { inspectVerb, listVerb, removeVerb } from '../verbs.js';
 
 async function confirm(cli: Cli, question: string): Promise<boolean> {
   const rl = createInterface({ input: cli.ctx.stdin, output: cli.ctx.stderr });
@@ -31,7 +31,12 @@ export function networkCommand(cli: Cli, program: Command): Command {
     headers: ['NETWORK ID', 'NAME', 'DRIVER', 'SCOPE', 'SUBNET'],
     row: (n) => [n.name, n.driver, n.scope, n.ipam.config.map((c) => c.subnet).join('\n')],
   });
-  inspectVerb(cli, network);
+  inspectVerb(cli, network, {
+    description: 'show networks in detail, as docker network inspect does (JSON)',
+    what: 'network',
+    inspect: (api, ref) => api.inspectNetwork(ref),
+    show: dockerNetworkInspect,
+  });
   removeVerb(cli, network, {
     description: 'remove networks',
     what: 'network',
@@ -72,16 +77,6 @@ function createVerb(cli: Cli, network: Command): Command {
       const request = networkCreateRequest(name, options);
       const created = await cli.withApi(command, (api) => api.createNetwork(request));
       cli.out.line(created.id);
-    });
-}
-
-function inspectVerb(cli: Cli, network: Command): Command {
-  return verb(network, 'inspect')
-    .description('show networks in detail, as docker network inspect does (JSON)')
-    .argument('<network...>', 'network names or ids')
-    .action(async (refs: string[], _options: unknown, command: Command) => {
-      const details = await cli.withApi(command, (api) => cli.each(refs, (ref) => api.inspectNetwork(ref)));
-      cli.out.json(details.map(dockerNetworkInspect));
     });
 }
 

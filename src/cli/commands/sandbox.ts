@@ -7,7 +7,7 @@ import { Errors } from '../../errors.js';
 import { type Cli, verb } from '../cli.js';
 import { netctlExecArgs, runForeground } from '../exec.js';
 import * as flags from '../flags.js';
-import { listVerb, removeVerb } from '../verbs.js';
+import { inspectVerb, listVerb, removeVerb } from '../verbs.js';
 
 export function hostname(value: string): string {
   const result = createSandboxSchema.shape.hostname.safeParse(value, { reportInput: true });
@@ -30,7 +30,12 @@ export function sandboxCommand(cli: Cli, program: Command): Command {
     headers: ['SANDBOX ID', 'NAME', 'HOSTNAME', 'NETNS', 'ENDPOINTS', 'PID'],
     row: (s) => [s.name, s.hostname, s.key, String(s.endpointIds.length), s.pid ? String(s.pid) : ''],
   });
-  inspectVerb(cli, sandbox);
+  inspectVerb(cli, sandbox, {
+    description: 'show sandboxes in detail, with their endpoints (JSON)',
+    what: 'sandbox',
+    inspect: (api, ref) => api.inspectSandbox(ref),
+    show: (d) => ({ ...d.sandbox, endpoints: d.endpoints }),
+  });
   removeVerb(cli, sandbox, {
     description: 'remove sandboxes (they leave their networks; a process run in one is stopped)',
     what: 'sandbox',
@@ -67,16 +72,6 @@ function createVerb(cli: Cli, sandbox: Command): Command {
       parseRequest(createSandboxSchema, request);
       const created = await cli.withApi(command, (api) => api.createSandbox(request));
       cli.out.line(created.id);
-    });
-}
-
-function inspectVerb(cli: Cli, sandbox: Command): Command {
-  return verb(sandbox, 'inspect')
-    .description('show sandboxes in detail, with their endpoints (JSON)')
-    .argument('<sandbox...>', 'sandbox names or ids')
-    .action(async (refs: string[], _options: unknown, command: Command) => {
-      const details = await cli.withApi(command, (api) => cli.each(refs, (ref) => api.inspectSandbox(ref)));
-      cli.out.json(details.map((d) => ({ ...d.sandbox, endpoints: d.endpoints })));
     });
 }
 
