@@ -21,94 +21,114 @@ import {
 
 export type FakeOperation = 'add' | 'del' | 'check' | 'list' | 'chains' | 'removeChains';
 
-export function fakeFirewall() {
-  const snapshots: Snapshots = new Map([
-    [4, emptySnapshot()],
-    [6, emptySnapshot()],
-  ]);
-  const failures: { op: FakeOperation; error: Error }[] = [];
-  /** Every call, in order, for assertions on batching. */
-  const calls: { op: FakeOperation; count: number }[] = [];
-
-  function enter(op: FakeOperation, count: number): void {
-    calls.push({ op, count });
-    const index = failures.findIndex((f) => f.op === op);
-    if (index >= 0) {
-      const [failure] = failures.splice(index, 1);
-      throw failure?.error;
+/** A copy of the tables, each rule its own object, for a call to plan on. */
+function copyOf(snapshots: Snapshots): Snapshots {
+  const copy: Snapshots = new Map();
+  for (const [family, snapshot] of snapshots) {
+    const tables = emptySnapshot();
+    for (const table of TABLES) {
+      tables[table] = new Map(
+        [...snapshot[table]].map(([chain, rules]) => [chain, rules.map((r) => ({ ...r }))]),
+      );
     }
+    copy.set(family, tables);
   }
+  return copy;
+}
 
-  // Plan on a copy, commit only if planning succeeded: a failed call changes nothing.
-  function transact(fn: (planner: Planner) => void): void {
-    const copy: Snapshots = new Map();
-    for (const [family, snapshot] of snapshots) {
-      const tables = emptySnapshot();
-      for (const table of TABLES) {
-        tables[table] = new Map(
-          [...snapshot[table]].map(([chain, rules]) => [chain, rules.map((r) => ({ ...r }))]),
-        );
+/** Every rule with an owner tag, in chain order, as list() reports it. */
+function ownedRulesOf(snapshots: Snapshots): OwnedRule[] {
+  const owned: OwnedRule[] = [];
+  for (const [family, snapshot] of snapshots) {
+    for (const table of TABLES) {
+      for (const [chain, rules] of snapshot[table]) {
+        for (const { tag, rest } of rules) {
+          const parsed = tag ? parseTag(tag) : undefined;
+          if (tag && parsed)
+            owned.push({ family, table, chain, ...parsed, tag, line: `-A ${chain} ${rest}` });
+        }
       }
-      copy.set(family, tables);
     }
-    fn(new Planner(copy));
-    for (const [family, snapshot] of copy) snapshots.set(family, snapshot);
   }
+  return owned;
+}
 
-  const backend = {
+function chainsOf(snapshots: Snapshots): ChainRef[] {
+  const out: ChainRef[] = [];
+  for (const [family, snapshot] of snapshots) {
+    for (const table of TABLES)
+      for (const chain of snapshot[table].keys()) out.push({ family, table, chain });
+  }
+  return out;
+}
+
+/** The fake's state: both families' tables, the failures to inject, every call made. */
+interface FakeState {
+  snapshots: Snapshots;
+  failures: { op: FakeOperation; error: Error }[];
+  /** Every call, in order, for assertions on batching. */
+  calls: { op: FakeOperation; count: number }[];
+}
+
+/** Record a call of op, and fail it if a failure is waiting for op. */
+function enter(state: FakeState, op: FakeOperation, count: number): void {
+  state.calls.push({ op, count });
+  const index = state.failures.findIndex((f) => f.op === op);
+  if (index >= 0) {
+    const [failure] = state.failures.splice(index, 1);
+    throw failure?.error;
+  }
+}
+
+/** Plan on a copy, commit only if planning succeeded: a failed call changes nothing. */
+function transact(state: FakeState, fn: (planner: Planner) => void): void {
+  const copy = copyOf(state.snapshots);
+  fn(new Planner(copy));
+  for (const [family, snapshot] of copy) state.snapshots.set(family, snapshot);
+}
+
+/** FirewallBackend over the state, with the iptables backend's planner. */
+function fakeBackend(state: FakeState): FirewallBackend {
+  return {
     async add(rules: readonly Rule[]): Promise<void> {
       for (const rule of rules) validateRule(rule);
-      enter('add', rules.length);
-      transact((planner) => planner.add(rules));
+      enter(state, 'add', rules.length);
+      transact(state, (planner) => planner.add(rules));
     },
 
     async del(rules: readonly (Rule | OwnedRule)[]): Promise<void> {
       for (const rule of rules) if (!('tag' in rule)) validateRule(rule);
-      enter('del', rules.length);
-      transact((planner) => planner.del(rules));
+      enter(state, 'del', rules.length);
+      transact(state, (planner) => planner.del(rules));
     },
 
     async check(rules: readonly Rule[]): Promise<Rule[]> {
       for (const rule of rules) validateRule(rule);
-      enter('check', rules.length);
-      return missingRules(snapshots, rules);
+      enter(state, 'check', rules.length);
+      return missingRules(state.snapshots, rules);
     },
 
     async list(): Promise<OwnedRule[]> {
-      enter('list', 0);
-      const owned: OwnedRule[] = [];
-      for (const [family, snapshot] of snapshots) {
-        for (const table of TABLES) {
-          for (const [chain, rules] of snapshot[table]) {
-            for (const { tag, rest } of rules) {
-              const parsed = tag ? parseTag(tag) : undefined;
-              if (tag && parsed)
-                owned.push({ family, table, chain, ...parsed, tag, line: `-A ${chain} ${rest}` });
-            }
-          }
-        }
-      }
-      return owned;
+      enter(state, 'list', 0);
+      return ownedRulesOf(state.snapshots);
     },
 
     async chains(): Promise<ChainRef[]> {
-      enter('chains', 0);
-      const out: ChainRef[] = [];
-      for (const [family, snapshot] of snapshots) {
-        for (const table of TABLES)
-          for (const chain of snapshot[table].keys()) out.push({ family, table, chain });
-      }
-      return out;
+      enter(state, 'chains', 0);
+      return chainsOf(state.snapshots);
     },
 
     async removeChains(chains: readonly ChainRef[]): Promise<void> {
       checkOwnChains(chains);
-      enter('removeChains', chains.length);
-      transact((planner) => planner.removeChains(chains));
+      enter(state, 'removeChains', chains.length);
+      transact(state, (planner) => planner.removeChains(chains));
     },
+  };
+}
 
-    // ---- test controls ----
-
+/** What tests do to the fake besides calling it: read it, change it by hand, make it fail. */
+function testControls({ snapshots, failures, calls }: FakeState) {
+  return {
     /** The tables of one family in iptables-save form (golden dumps). */
     dump(family: Family = 4): string {
       return renderSnapshot(snapshots.get(family) ?? emptySnapshot());
@@ -134,8 +154,19 @@ export function fakeFirewall() {
     },
 
     calls,
-  } satisfies FirewallBackend & Record<string, unknown>;
-  return backend;
+  };
+}
+
+export function fakeFirewall() {
+  const state: FakeState = {
+    snapshots: new Map([
+      [4, emptySnapshot()],
+      [6, emptySnapshot()],
+    ]),
+    failures: [],
+    calls: [],
+  };
+  return { ...fakeBackend(state), ...testControls(state) } satisfies FirewallBackend;
 }
 
 export type FakeFirewall = ReturnType<typeof fakeFirewall>;
