@@ -1,8 +1,9 @@
 /**
- * The per-attachment arguments both of netctl's plugins read, by
- * CONVENTIONS.md: CNI_ARGS keys (pkg/types LoadArgs refuses unknown ones
- * unless IgnoreUnknown), and static addresses from runtimeConfig `ips`,
- * else the configuration's `args.cni.ips`, else CNI_ARGS `IP=`.
+ * The per-call arguments both of netctl's plugins read, by CONVENTIONS.md:
+ * CNI_ARGS keys (pkg/types LoadArgs refuses unknown ones unless
+ * IgnoreUnknown), and static addresses from runtimeConfig `ips`, else the
+ * configuration's `args.cni.ips`, else CNI_ARGS `IP=`; and, by SPEC.md
+ * "GC", the attachments a GC keeps.
  */
 import type { z } from 'zod';
 import { ipSchema } from '../core/schemas.js';
@@ -40,4 +41,13 @@ export function staticIp(text: string): string {
   if (!ipSchema.safeParse(ip).success)
     throw new CniError(CniCode.INVALID_CONFIG, `invalid static address ${JSON.stringify(text)}`);
   return ip;
+}
+
+/** GC's list of the attachments to keep (SPEC.md "GC"): required, since without it GC would remove everything. */
+export function validAttachments(
+  conf: Pick<BaseConfig, 'cni.dev/valid-attachments'>,
+): { containerID: string; ifname: string }[] {
+  const valid = conf['cni.dev/valid-attachments'];
+  if (!valid) throw new CniError(CniCode.INVALID_CONFIG, 'cni.dev/valid-attachments missing');
+  return valid;
 }

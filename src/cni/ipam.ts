@@ -20,7 +20,7 @@ import { cidrSchema, ipSchema } from '../core/schemas.js';
 import { PoolOverlapError } from '../ipam/errors.js';
 import type { Ipam, PoolInfo } from '../ipam/ipam.js';
 import { LOCAL_SPACE } from '../ipam/pool.js';
-import { checkCniArgs, requestedIps, staticIp } from './args.js';
+import { checkCniArgs, requestedIps, staticIp, validAttachments } from './args.js';
 import { prevResultOf } from './result.js';
 import { type CmdArgs, CniCode, CniError, type Handlers, invalidConfig } from './skel.js';
 import { baseConfigSchema, CURRENT_VERSION, type Result } from './types.js';
@@ -258,9 +258,7 @@ async function status(backend: IpamBackend, args: CmdArgs): Promise<void> {
 /** GC: release the ranges' attachment addresses whose attachment is not in cni.dev/valid-attachments. */
 async function gc(backend: IpamBackend, args: CmdArgs): Promise<void> {
   const { conf, ranges } = parseConfig(args);
-  const valid = conf['cni.dev/valid-attachments'];
-  if (!valid) throw new CniError(CniCode.INVALID_CONFIG, 'cni.dev/valid-attachments missing');
-  const keep = new Set(valid.map((a) => attachmentOwner(a.containerID, a.ifname)));
+  const keep = new Set(validAttachments(conf).map((a) => attachmentOwner(a.containerID, a.ifname)));
   const ipam = await backend.ipam();
   const failures: string[] = [];
   for (const range of ranges) {

@@ -16,6 +16,7 @@ import type { NetctlApi, SandboxDetails } from '../controller/api.js';
 import type { Network } from '../core/model.js';
 import { Errors, isCode } from '../errors.js';
 import { log } from '../log.js';
+import { validAttachments } from './args.js';
 import {
   type AttachmentRequest,
   attachmentRequestOf,
@@ -243,10 +244,7 @@ async function cniAttachments(api: NetctlApi, network: string): Promise<CniAttac
 /** GC: remove the network's attachments that are not in cni.dev/valid-attachments. */
 async function gc(backend: ApiBackend, args: CmdArgs): Promise<void> {
   const conf = parseConfig(args);
-  const valid = conf['cni.dev/valid-attachments'];
-  // Without the list, "remove everything not in it" would remove everything.
-  if (!valid) throw new CniError(CniCode.INVALID_CONFIG, 'cni.dev/valid-attachments missing');
-  const keep = new Set(valid.map((a) => `${a.containerID}\n${a.ifname}`));
+  const keep = new Set(validAttachments(conf).map((a) => `${a.containerID}\n${a.ifname}`));
   const api = await backend.api();
   const attachments = await cniAttachments(api, networkNameOf(conf));
   const failures: string[] = [];
