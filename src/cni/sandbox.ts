@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { NetctlApi, SandboxDetails } from '../controller/api.js';
+import { checkSandboxKey } from '../controller/sandbox-key.js';
 import { NAME_MAX } from '../core/schemas.js';
 import { Errors, isCode } from '../errors.js';
 import { staleReason } from '../sandbox/identity.js';
@@ -58,26 +59,40 @@ export async function ensureSandbox(
     if (found) {
       if (found.sandbox.key === args.netns && !staleReason(found.sandbox) && !found.sandbox.deleting)
         return { details: found, created: false };
+      // A refused CNI_NETNS changes nothing: checked before the leftover goes, not after.
+      asCniError(() => checkSandboxKey(args.netns));
       // A restarted container's leftover, or one whose delete died half-way (still marked): it goes.
       await api.deleteSandbox(found.sandbox.id).catch((err: unknown) => {
         if (!isCode(err, Errors.SandboxNotFound)) throw err;
       });
     }
     try {
-      const sandbox = await api.createSandbox({
-        name,
-        key: args.netns,
-        labels: { [CONTAINER_ID_LABEL]: args.containerId },
-      });
+      const sandbox = await asCniError(() =>
+        api.createSandbox({ name, key: args.netns, labels: { [CONTAINER_ID_LABEL]: args.containerId } }),
+      );
       return { details: { sandbox, endpoints: [] }, created: true };
     } catch (err) {
-      // Go skel's check, done by the controller for every entry point: CNI_NETNS
-      // must be a netns, and neither the plugin's own nor the host's.
-      if (isCode(err, Errors.InvalidNetns)) {
-        throw new CniError(CniCode.INVALID_ENVIRONMENT, 'invalid CNI_NETNS', (err as Error).message);
-      }
       if (!isCode(err, Errors.SandboxExists) || attempt >= 3) throw err;
     }
+  }
+}
+
+/**
+ * Go skel's check, done by the controller for every entry point: CNI_NETNS
+ * must be a netns, and neither the plugin's own nor the host's. Its
+ * refusal as the CNI error.
+ */
+function asCniError<T>(fn: () => T): T {
+  const invalid = (err: unknown) => {
+    if (isCode(err, Errors.InvalidNetns))
+      throw new CniError(CniCode.INVALID_ENVIRONMENT, 'invalid CNI_NETNS', (err as Error).message);
+    throw err;
+  };
+  try {
+    const result = fn();
+    return (result instanceof Promise ? result.catch(invalid) : result) as T;
+  } catch (err) {
+    return invalid(err);
   }
 }
 

@@ -151,6 +151,26 @@ describe.each(MODES)('netctl-cni, $name', (mode) => {
     expect(await daemonInventory(host.dir)).toEqual(EMPTY);
   });
 
+  it('an ADD of an attached container with an unusable CNI_NETNS is refused (4) and its sandbox stays', async () => {
+    const { host, cni } = await setup();
+    const ns = container(`kp${mode.name[0]}`);
+    const config = conf({ subnet: '10.74.0.0/24' });
+    const add: CniCall = { command: 'ADD', containerId: 'kept', netns: ns, ifname: 'eth0' };
+    expect((await cni(add, config)).code).toBe(0);
+    const before = await daemonInventory(host.dir);
+    // The plugin's own netns (the host's, here), and a path with no netns.
+    for (const netns of ['/proc/self/ns/net', '/run/netns/no-such-ns']) {
+      expect(await cni({ ...add, netns }, config)).toMatchObject({
+        code: 4,
+        json: { code: 4, msg: 'invalid CNI_NETNS' },
+      });
+    }
+    expect(await daemonInventory(host.dir)).toEqual(before);
+    expect((await cni({ ...add, command: 'DEL' }, config)).code).toBe(0);
+    deleteNetns(ns);
+    expect((await netctl(host.dir, ['network', 'rm', 'cninet'])).status).toBe(0);
+  });
+
   it('50 concurrent ADDs get 50 distinct addresses; 50 concurrent DELs release them all', async () => {
     const { host, cni } = await setup();
     const config = conf({ subnet: '10.73.0.0/24' });
