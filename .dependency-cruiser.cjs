@@ -55,6 +55,13 @@ module.exports = {
       to: { path: ['^src/drivers/', '^src/firewall/', '^src/server/', '^src/cli/', '^src/cni/', '^src/daemon/'] },
     },
     {
+      name: 'entry-points-never-see-drivers',
+      comment: 'The CLI, the servers and the CNI plugin reach drivers and the firewall only through the API.',
+      severity: 'error',
+      from: { path: ['^src/cli/', '^src/server/', '^src/cni/'] },
+      to: { path: ['^src/drivers/', '^src/firewall/'] },
+    },
+    {
       name: 'store-and-ipam-know-no-network',
       comment: 'The store and the IPAM are below everything that makes networks.',
       severity: 'error',

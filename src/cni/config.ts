@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { familyOf, parsePrefix } from '../address.js';
+import { BRIDGE_NAME, ENABLE_IP_MASQUERADE, MTU } from '../core/options.js';
 import {
   type CreateNetworkRequest,
   cidrSchema,
@@ -14,7 +15,6 @@ import {
   linkNameSchema,
   nameSchema,
 } from '../core/schemas.js';
-import { BRIDGE_NAME, ENABLE_IP_MASQUERADE, MTU } from '../drivers/bridge/options.js';
 import { checkCniArgs, requestedIps, staticIp } from './args.js';
 import { type CmdArgs, CniCode, CniError, invalidConfig } from './skel.js';
 import { baseConfigSchema } from './types.js';

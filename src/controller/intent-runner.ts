@@ -28,6 +28,12 @@ export class IntentRunner {
     private readonly reconcile: () => Promise<unknown>,
   ) {}
 
+  /**
+   * Run an operation under a new intent whose owners are everything it may
+   * make: `run` does the work (and may end the intent with its last record
+   * write), `undo` takes back what a failed run made; `options` say what it
+   * claims with the intent and how to tell, after a lost reply, that it landed.
+   */
   async run<T>(
     op: string,
     kind: Intent['kind'],

@@ -19,6 +19,7 @@ import type {
 } from '../../core/driver.js';
 import type { EndpointInfo, JoinInfo, NetworkInfo, SandboxInfo } from '../../core/info.js';
 import type { Endpoint, Network, PortMapping } from '../../core/model.js';
+import { ENABLE_ICC } from '../../core/options.js';
 import { Errors } from '../../errors.js';
 import {
   baseRules,
@@ -56,7 +57,7 @@ import {
 import { log } from '../../log.js';
 import { endpointOwner, isOwnerOfKind, networkOwner } from '../../owners.js';
 import { Lane } from '../../serial.js';
-import { type BridgeConfig, ENABLE_ICC, parseBridgeOptions } from './options.js';
+import { type BridgeConfig, parseBridgeOptions } from './options.js';
 import { always, runSteps, type Step } from './setup.js';
 
 /**

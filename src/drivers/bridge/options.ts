@@ -1,17 +1,12 @@
 /**
- * Bridge network options, spelled as Docker spells them
- * (libnetwork drivers/bridge/labels.go), parsed once into a typed config.
+ * Bridge network options (their keys: src/core/options.ts), parsed once
+ * into a typed config.
  */
 import { z } from 'zod';
 import type { Network } from '../../core/model.js';
+import { BRIDGE_NAME, ENABLE_ICC, ENABLE_IP_MASQUERADE, HOST_BINDING_IPV4, MTU } from '../../core/options.js';
 import { linkNameSchema } from '../../core/schemas.js';
 import { Errors } from '../../errors.js';
-
-export const BRIDGE_NAME = 'com.docker.network.bridge.name';
-export const ENABLE_ICC = 'com.docker.network.bridge.enable_icc';
-export const ENABLE_IP_MASQUERADE = 'com.docker.network.bridge.enable_ip_masquerade';
-export const HOST_BINDING_IPV4 = 'com.docker.network.bridge.host_binding_ipv4';
-export const MTU = 'com.docker.network.driver.mtu';
 
 const KNOWN = new Set([BRIDGE_NAME, ENABLE_ICC, ENABLE_IP_MASQUERADE, HOST_BINDING_IPV4, MTU]);
 // Docker's own option namespaces: an unknown key there is a typo, not a label.
