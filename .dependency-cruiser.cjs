@@ -33,7 +33,8 @@ module.exports = {
     },
     {
       name: 'address-is-below-the-kernel',
-      comment: 'The address module, shared by the kernel, the IPAM and everything above, imports nothing of ours.',
+      comment:
+        'The address module, shared by the kernel, the IPAM and everything above, imports nothing of ours.',
       severity: 'error',
       from: { path: '^src/address\\.ts$' },
       to: { path: '^src/' },
@@ -52,7 +53,9 @@ module.exports = {
       severity: 'error',
       // Its fake (testing/), a stand-in for the whole API, calls the drivers' pure option parsing.
       from: { path: layer('controller'), pathNot: '^src/controller/testing/' },
-      to: { path: ['^src/drivers/', '^src/firewall/', '^src/server/', '^src/cli/', '^src/cni/', '^src/daemon/'] },
+      to: {
+        path: ['^src/drivers/', '^src/firewall/', '^src/server/', '^src/cli/', '^src/cni/', '^src/daemon/'],
+      },
     },
     {
       name: 'entry-points-never-see-drivers',
