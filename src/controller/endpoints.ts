@@ -29,9 +29,9 @@ import {
 } from './endpoint-addresses.js';
 import { CLAIM_ATTEMPTS, found, type IntentOptions, retryConflicts } from './intent-runner.js';
 import { crashPoint } from './intents.js';
+import { checkJoinable, checkPublishable } from './join-rules.js';
 import { claimKeys } from './keys.js';
 import { makeEndpoint, plug, routedFamilies, settleDefaultRoute, unplug } from './plumbing.js';
-import { checkPublishable } from './ports.js';
 import { mergeOps } from './state.js';
 
 /** What a join tells the caller (Docker's JoinResponse). */
@@ -400,22 +400,6 @@ export class Endpoints {
           return { result: undefined };
         },
       },
-    );
-  }
-}
-
-/** A sandbox sharing another's namespace joins nothing itself; the host's joins only host networks. */
-function checkJoinable(network: Network, sandbox: Sandbox): void {
-  if (sandbox.netnsOf && sandbox.netnsOf !== 'host') {
-    throw new Errors.InvalidRequest(
-      `sandbox ${sandbox.name} shares another sandbox's network namespace: connect that one`,
-    );
-  }
-  if ((sandbox.netnsOf === 'host') !== (network.driver === 'host')) {
-    throw new Errors.InvalidRequest(
-      sandbox.netnsOf === 'host'
-        ? `sandbox ${sandbox.name} uses the host's network namespace: it can only join host networks`
-        : `only sandboxes in the host's namespace (--network host) can join host network ${network.name}`,
     );
   }
 }

@@ -11,6 +11,7 @@ import { endpointOwner } from '../owners.js';
 import { dropPorts, portWishes, takePorts } from './claims.js';
 import type { ControllerContext } from './context.js';
 import { confirmWrite, retryConflicts } from './intent-runner.js';
+import { checkPublishable } from './join-rules.js';
 import { mergeOps } from './state.js';
 
 export class Ports {
@@ -139,12 +140,6 @@ export class Ports {
       async () => undefined,
     );
   }
-}
-
-/** An internal network has no way out, so no host port leads into it: refused before anything is claimed. */
-export function checkPublishable(network: Network): void {
-  if (network.internal)
-    throw new Errors.InvalidRequest(`network ${network.name} is internal: it publishes no ports`);
 }
 
 /** Two lists of port mappings are the same (order included). */

@@ -7,7 +7,6 @@
  */
 import type { z } from 'zod';
 import {
-  containsAddress,
   formatAddress,
   InvalidAddressError,
   lastAddress,
@@ -29,28 +28,6 @@ import {
 import { DEFAULT_POOLS, pickDefaultSubnet, unusableReason, usableBounds } from '../../ipam/pool.js';
 
 export type PoolConfig = z.output<typeof ipamPoolSchema>;
-
-/**
- * The controller's checks of one --subnet's companions, before any pool is
- * asked for (controller.ts checkPoolConfig, private there until the split).
- */
-export function checkPoolConfig(c: PoolConfig): void {
-  if (!c.subnet) {
-    if (c.gateway || c.ipRange || c.auxAddresses)
-      throw new Errors.InvalidRequest('--gateway, --ip-range and --aux-address need a --subnet');
-    return;
-  }
-  if (c.gateway && !matchCidr(c.gateway, c.subnet))
-    throw new Errors.GatewayOutsideSubnet(c.gateway, c.subnet);
-  if (c.ipRange) {
-    const range = parseSubnet(c.ipRange);
-    const subnet = parseSubnet(c.subnet);
-    if (range.prefixLength < subnet.prefixLength || !containsAddress(subnet, range.base))
-      throw new Errors.InvalidRequest(`--ip-range ${c.ipRange} is not inside subnet ${c.subnet}`);
-  }
-  for (const ip of Object.values(c.auxAddresses ?? {}))
-    if (!matchCidr(ip, c.subnet)) throw new Errors.AddressOutsidePool(ip, c.subnet);
-}
 
 /** One pool: who holds which offset, and where the next dynamic address is looked for. */
 export class FakePool {

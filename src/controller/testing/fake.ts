@@ -38,13 +38,14 @@ import type {
   NetworkDetails,
   SandboxDetails,
 } from '../api.js';
+import { checkJoinable, checkPublishable } from '../join-rules.js';
 import { NULL_IPAM } from '../networks.js';
 import { checkSandboxKey } from '../sandbox-key.js';
 import { HOST_NETNS_PIN, sandboxNetnsName } from '../sandboxes.js';
-import { checkSubnet } from '../subnets.js';
-import { checkPoolConfig, FakeIpam, type PoolConfig } from './fake-ipam.js';
+import { checkPoolConfig, checkSubnet } from '../subnets.js';
+import { FakeIpam, type PoolConfig } from './fake-ipam.js';
 
-/** The drivers of the daemon (local.ts), in its order; host and none give no addresses. */
+/** The drivers of the daemon (src/daemon/compose.ts), in its order; host and none give no addresses. */
 export const FAKE_DRIVERS = ['bridge', 'host', 'none'] as const;
 const ADDRESSLESS = new Set(['host', 'none']);
 
@@ -290,20 +291,10 @@ export class FakeApi implements NetctlApi {
     return clone(sandbox);
   }
 
-  /** The controller's checkJoinable and checkPublishable. */
+  /** The controller's own rules (join-rules.ts). */
   private checkJoin(network: Network, sandbox: Sandbox, publishes: boolean): void {
-    if (sandbox.netnsOf && sandbox.netnsOf !== 'host')
-      throw new Errors.InvalidRequest(
-        `sandbox ${sandbox.name} shares another sandbox's network namespace: connect that one`,
-      );
-    if ((sandbox.netnsOf === 'host') !== (network.driver === 'host'))
-      throw new Errors.InvalidRequest(
-        sandbox.netnsOf === 'host'
-          ? `sandbox ${sandbox.name} uses the host's network namespace: it can only join host networks`
-          : `only sandboxes in the host's namespace (--network host) can join host network ${network.name}`,
-      );
-    if (publishes && network.internal)
-      throw new Errors.InvalidRequest(`network ${network.name} is internal: it publishes no ports`);
+    checkJoinable(network, sandbox);
+    if (publishes) checkPublishable(network);
   }
 
   /** Host ports as the controller's claims take them (claims.ts): each once per protocol and address. */
