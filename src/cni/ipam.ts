@@ -22,7 +22,7 @@ import type { Ipam, PoolInfo } from '../ipam/ipam.js';
 import { LOCAL_SPACE } from '../ipam/pool.js';
 import { checkCniArgs, requestedIps, staticIp, validAttachments } from './args.js';
 import { prevResultOf } from './result.js';
-import { type CmdArgs, CniCode, CniError, type Handlers, invalidConfig } from './skel.js';
+import { type CmdArgs, CniCode, CniError, type Handlers, invalidConfig, storeUnavailable } from './skel.js';
 import { baseConfigSchema, CURRENT_VERSION, type Result } from './types.js';
 
 const rangeSchema = z.strictObject({
@@ -247,11 +247,7 @@ async function status(backend: IpamBackend, args: CmdArgs): Promise<void> {
   try {
     await (await backend.ipam()).listPools(LOCAL_SPACE);
   } catch (err) {
-    throw new CniError(
-      CniCode.PLUGIN_NOT_AVAILABLE,
-      "netctl-ipam cannot allocate: netctl's state store is unavailable",
-      (err as Error).message,
-    );
+    throw storeUnavailable("netctl-ipam cannot allocate: netctl's state store is unavailable", err);
   }
 }
 

@@ -28,7 +28,7 @@ import {
 import { ensureNetwork, noSuchNetwork } from './network.js';
 import { prevResultOf, prevResultProblems, resultOf } from './result.js';
 import { CONTAINER_ID_LABEL, dropSandboxIfEmpty, ensureSandbox, findSandbox } from './sandbox.js';
-import { type CmdArgs, CniCode, CniError, type Handlers } from './skel.js';
+import { type CmdArgs, CniCode, CniError, type Handlers, storeUnavailable } from './skel.js';
 import { mergeResults, type Result } from './types.js';
 
 /** Where the verbs find the API: the daemon's controller, or one opened for this call. */
@@ -175,11 +175,7 @@ async function readyApi(backend: ApiBackend): Promise<NetctlApi> {
     if (!health.storeReachable) throw new Error(`state store ${health.store} is unreachable`);
     return api;
   } catch (err) {
-    throw new CniError(
-      CniCode.PLUGIN_NOT_AVAILABLE,
-      'netctl cannot take ADDs: its state store is unavailable',
-      (err as Error).message,
-    );
+    throw storeUnavailable('netctl cannot take ADDs: its state store is unavailable', err);
   }
 }
 

@@ -60,19 +60,25 @@ export async function ensureSandbox(
       if (found.sandbox.key === args.netns && !staleReason(found.sandbox) && !found.sandbox.deleting)
         return { details: found, created: false };
       // A refused CNI_NETNS changes nothing: checked before the leftover goes, not after.
-      asCniError(() => checkSandboxKey(args.netns));
+      try {
+        checkSandboxKey(args.netns);
+      } catch (err) {
+        throw asCniError(err);
+      }
       // A restarted container's leftover, or one whose delete died half-way (still marked): it goes.
       await api.deleteSandbox(found.sandbox.id).catch((err: unknown) => {
         if (!isCode(err, Errors.SandboxNotFound)) throw err;
       });
     }
     try {
-      const sandbox = await asCniError(() =>
-        api.createSandbox({ name, key: args.netns, labels: { [CONTAINER_ID_LABEL]: args.containerId } }),
-      );
+      const sandbox = await api.createSandbox({
+        name,
+        key: args.netns,
+        labels: { [CONTAINER_ID_LABEL]: args.containerId },
+      });
       return { details: { sandbox, endpoints: [] }, created: true };
     } catch (err) {
-      if (!isCode(err, Errors.SandboxExists) || attempt >= 3) throw err;
+      if (!isCode(err, Errors.SandboxExists) || attempt >= 3) throw asCniError(err);
     }
   }
 }
@@ -82,18 +88,10 @@ export async function ensureSandbox(
  * must be a netns, and neither the plugin's own nor the host's. Its
  * refusal as the CNI error.
  */
-function asCniError<T>(fn: () => T): T {
-  const invalid = (err: unknown) => {
-    if (isCode(err, Errors.InvalidNetns))
-      throw new CniError(CniCode.INVALID_ENVIRONMENT, 'invalid CNI_NETNS', (err as Error).message);
-    throw err;
-  };
-  try {
-    const result = fn();
-    return (result instanceof Promise ? result.catch(invalid) : result) as T;
-  } catch (err) {
-    return invalid(err);
-  }
+function asCniError(err: unknown): unknown {
+  return isCode(err, Errors.InvalidNetns)
+    ? new CniError(CniCode.INVALID_ENVIRONMENT, 'invalid CNI_NETNS', (err as Error).message)
+    : err;
 }
 
 /** Remove the container's sandbox if nothing is (being) attached to it; gone or in use is fine. */

@@ -106,6 +106,15 @@ export function toCniError(err: unknown): CniError {
   return new CniError(code, message, spec.code);
 }
 
+/** The store did not answer: error 50, "plugin not available" (SPEC.md "STATUS"), with why in details. */
+export function storeUnavailable(message: string, err: unknown): CniError {
+  return new CniError(
+    CniCode.PLUGIN_NOT_AVAILABLE,
+    message,
+    err instanceof Error ? err.message : String(err),
+  );
+}
+
 /** A zod failure on the configuration, as error 7 naming each bad field. */
 export function invalidConfig(issues: readonly z.core.$ZodIssue[]): CniError {
   return new CniError(CniCode.INVALID_CONFIG, 'invalid network configuration', describeIssues(issues));
