@@ -130,7 +130,6 @@ export interface CmdArgs {
   /** CNI_ARGS as given, and parsed into keys. */
   args: string;
   argsMap: Map<string, string>;
-  path: string;
   stdin: string;
   /** The configuration as JSON (an object with a valid name and a supported cniVersion). */
   config: Record<string, unknown>;
@@ -271,6 +270,7 @@ export async function dispatch(io: CniIo, handlersOf: Handlers | (() => Promise<
         `${env.command} needs cniVersion ${minimum} or later; the configuration has ${version}`,
       );
     }
+    // CNI_ARGS is checked by readEnv for the verbs that read it; the others see ''.
     const args: CmdArgs = { ...env, argsMap: parseCniArgs(env.args), stdin, config, cniVersion: version };
     const handlers = typeof handlersOf === 'function' ? await handlersOf() : handlersOf;
     switch (env.command) {
@@ -308,7 +308,6 @@ interface Env {
   netns: string;
   ifname: string;
   args: string;
-  path: string;
 }
 
 function readEnv(io: CniIo): Env {
@@ -325,7 +324,8 @@ function readEnv(io: CniIo): Env {
   const values = new Map<string, string>();
   for (const v of ENV_TABLE) {
     const value = io.getenv(v.name) ?? '';
-    values.set(v.name, value);
+    // A verb sees only what it reads: an unchecked value never reaches a handler.
+    if (v.usedBy.includes(command)) values.set(v.name, value);
     if (value === '') {
       if (v.name === 'CNI_COMMAND' || v.requiredFor.includes(command)) missing.push(v.name);
     } else if (v.validate && v.usedBy.includes(command)) {
@@ -348,7 +348,6 @@ function readEnv(io: CniIo): Env {
     netns: get('CNI_NETNS'),
     ifname: get('CNI_IFNAME'),
     args: get('CNI_ARGS'),
-    path: get('CNI_PATH'),
   };
 }
 

@@ -156,8 +156,14 @@ describe('the environment (error 4)', () => {
     for (const ifname of ['a:b', 'a b', 'a/b', '..']) {
       expect((await run({ ...BASE_ENV, CNI_IFNAME: ifname }, conf())).code).toBe(4);
     }
-    // Not checked where the verb does not use it.
-    expect((await run({ CNI_COMMAND: 'STATUS', CNI_CONTAINERID: '-x' }, conf())).code).toBe(0);
+    // Not checked, nor handed on, where the verb does not use it.
+    for (const verb of ['STATUS', 'GC']) {
+      const h = handlers();
+      const env = { CNI_COMMAND: verb, CNI_PATH: '/opt/cni/bin', CNI_CONTAINERID: '-x', CNI_ARGS: '\u0001' };
+      expect((await run(env, conf(), h)).code, verb).toBe(0);
+      expect(h.seen[0]).toMatchObject({ containerId: '', args: '' });
+      expect(h.seen[0]?.argsMap.size).toBe(0);
+    }
   });
 
   it('hands the handler the parameters and CNI_ARGS as keys', async () => {
@@ -168,7 +174,6 @@ describe('the environment (error 4)', () => {
       containerId: 'c1',
       netns: '/run/netns/x',
       ifname: 'eth0',
-      path: '/opt/cni/bin',
       cniVersion: '1.0.0',
       config: { name: 'net1' },
     });
