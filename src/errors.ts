@@ -205,3 +205,15 @@ export function isCode(err: unknown, ...kinds: FastifyErrorConstructor[]): boole
 export function errorClassOf(err: unknown): ErrorClass {
   return specOf(err)?.class ?? 'internal';
 }
+
+/** An error of the notFound class, whatever the object (network, endpoint, sandbox). */
+export const isNotFound = (err: unknown): boolean => errorClassOf(err) === 'notFound';
+
+/** Work on something that may be gone already: any not-found is success (deletes are idempotent). */
+export async function ignoreNotFound(work: Promise<unknown>): Promise<void> {
+  try {
+    await work;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}

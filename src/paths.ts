@@ -25,3 +25,10 @@ export const packageRoot = findPackageRoot();
 export const packageVersion = (
   JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
 ).version;
+
+/** Each sandbox's run dir (/run/netctl/sandboxes/<id>): its owner tag and its /etc files. */
+export const SANDBOX_RUN_DIR = '/run/netctl/sandboxes';
+
+export function sandboxEtcDir(sandboxId: string): string {
+  return join(SANDBOX_RUN_DIR, sandboxId, 'etc');
+}

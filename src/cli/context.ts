@@ -4,8 +4,7 @@
  */
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { packageRoot } from '../paths.js';
-import { SANDBOX_RUN_DIR } from '../sandbox/etc.js';
+import { packageRoot, SANDBOX_RUN_DIR } from '../paths.js';
 import { type Backend, type BackendOptions, openApi } from './backend.js';
 
 export interface CliContext {

@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import { dirname } from 'node:path';
 import type { Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
-import { sandboxEtcDir } from '../sandbox/etc.js';
+import { sandboxEtcDir } from '../paths.js';
 import type { CliContext } from './context.js';
 
 /**

@@ -17,7 +17,7 @@
 import { z } from 'zod';
 import { familyOf, parseSubnet } from '../address.js';
 import { cidrSchema, ipSchema } from '../core/schemas.js';
-import { PoolOverlapError } from '../ipam/errors.js';
+import { Errors, isCode } from '../errors.js';
 import type { Ipam, PoolInfo } from '../ipam/ipam.js';
 import { LOCAL_SPACE } from '../ipam/pool.js';
 import { checkCniArgs, requestedIps, staticIp, validAttachments } from './args.js';
@@ -122,7 +122,7 @@ async function ensurePool(
       });
       return { pool, made: true };
     } catch (err) {
-      if (!(err instanceof PoolOverlapError) || attempt >= 3) throw err;
+      if (!isCode(err, Errors.PoolOverlap) || attempt >= 3) throw err;
     }
   }
 }

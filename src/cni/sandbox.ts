@@ -6,10 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { NetctlApi, SandboxDetails } from '../controller/api.js';
-import { checkSandboxKey } from '../controller/sandbox-key.js';
 import { NAME_MAX } from '../core/schemas.js';
 import { Errors, isCode } from '../errors.js';
-import { staleReason } from '../sandbox/identity.js';
 import { type CmdArgs, CniCode, CniError } from './skel.js';
 
 /** Label on every sandbox netctl-cni makes: the runtime's container id. */
@@ -56,25 +54,16 @@ export async function ensureSandbox(
       await new Promise((r) => setTimeout(r, 20 * waits));
       continue;
     }
-    if (found) {
-      if (found.sandbox.key === args.netns && !staleReason(found.sandbox) && !found.sandbox.deleting)
-        return { details: found, created: false };
-      // A refused CNI_NETNS changes nothing: checked before the leftover goes, not after.
-      try {
-        checkSandboxKey(args.netns);
-      } catch (err) {
-        throw asCniError(err);
-      }
-      // A restarted container's leftover, or one whose delete died half-way (still marked): it goes.
-      await api.deleteSandbox(found.sandbox.id).catch((err: unknown) => {
-        if (!isCode(err, Errors.SandboxNotFound)) throw err;
-      });
-    }
+    if (found && found.sandbox.key === args.netns && !found.stale && !found.sandbox.deleting)
+      return { details: found, created: false };
     try {
+      // A restarted container's leftover, or one whose delete died half-way (still marked), goes
+      // first; a refused CNI_NETNS leaves it (the controller checks the key before).
       const sandbox = await api.createSandbox({
         name,
         key: args.netns,
         labels: { [CONTAINER_ID_LABEL]: args.containerId },
+        ...(found ? { replaces: found.sandbox.id } : {}),
       });
       return { details: { sandbox, endpoints: [] }, created: true };
     } catch (err) {

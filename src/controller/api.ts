@@ -5,8 +5,15 @@
  * CLI is written against this, so it behaves the same with or without a
  * running daemon.
  */
+import type { JoinInfo } from '../core/info.js';
+import type { AddressSpaces, Pool } from '../core/ipam.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
-import type { ConnectRequest, CreateNetworkRequest, CreateSandboxRequest } from '../core/schemas.js';
+import type {
+  ConnectRequest,
+  CreateNetworkRequest,
+  CreateSandboxRequest,
+  PortRequest,
+} from '../core/schemas.js';
 
 export interface NetworkDetails {
   network: Network;
@@ -17,6 +24,8 @@ export interface NetworkDetails {
 export interface SandboxDetails {
   sandbox: Sandbox;
   endpoints: (Endpoint & { networkName: string })[];
+  /** Why its namespace no longer exists as recorded (gone, another one now, before the last boot); absent while it does. */
+  stale?: string;
 }
 
 /** One thing reconcile/gc found, and what it did (or would do, on a dry run). */
@@ -93,4 +102,92 @@ export interface NetctlApi {
   /** Put back what `check` finds missing of one network's kernel side (every network's without one); returns what it did. */
   repair(network?: string): Promise<GcAction[]>;
   health(): Promise<Health>;
+}
+
+/** One pool as Docker's IPAM driver reserved it (libnetwork IPAMData): addresses with their prefix length. */
+export interface DockerPoolData {
+  addressSpace: string;
+  pool: string;
+  gateway?: string;
+  auxAddresses: Record<string, string>;
+}
+
+export interface DockerNetworkRequest {
+  /** Docker's NetworkID, which becomes the network's id (and dockerId). */
+  dockerId: string;
+  /** The netctl driver behind the plugin socket (`bridge` for netctl-bridge). */
+  driver: string;
+  /** `-o netctl.name=NAME`: a netctl network to adopt, or the new network's name. */
+  name?: string;
+  enableIPv6: boolean;
+  internal: boolean;
+  /** The driver's options (Docker's generic options without netctl's own). */
+  options: Record<string, string>;
+  pools: DockerPoolData[];
+}
+
+export interface DockerEndpointRequest {
+  dockerNetworkId: string;
+  /** Docker's EndpointID, which becomes the endpoint's id. */
+  id: string;
+  /** The addresses Docker's IPAM gave, and the MAC Docker chose (if any). */
+  ipv4?: string;
+  ipv6?: string;
+  mac?: string;
+}
+
+/**
+ * What Docker's network-driver protocol (libnetwork drivers/remote) asks
+ * of netctl, in netctl's terms: ids are Docker's, deletes are idempotent
+ * (a restarted dockerd retries them), and a container's sandbox is made on
+ * its first join and dropped with its last leave. Every call but
+ * dataScope and activate waits for the sweep the last activate started.
+ */
+export interface DockerNetworkApi {
+  /** Whether driver's networks span hosts (`global`) or one host (`local`). */
+  dataScope(driver: string): 'local' | 'global';
+  /** A dockerd (re)started: drop in the background what a crashed one left; returns at once. */
+  activate(): void;
+  createNetwork(request: DockerNetworkRequest): Promise<void>;
+  deleteNetwork(dockerId: string): Promise<void>;
+  createEndpoint(request: DockerEndpointRequest): Promise<Endpoint>;
+  /** The endpoint, or undefined when it is not (or no longer) there. */
+  endpoint(id: string): Promise<Endpoint | undefined>;
+  deleteEndpoint(id: string): Promise<void>;
+  /** Join the endpoint to the sandbox of the container whose netns is (to be) at sandboxKey. */
+  join(endpointId: string, sandboxKey: string): Promise<JoinInfo>;
+  leave(endpointId: string): Promise<void>;
+  /** Publish exactly these ports (none: the endpoint's go). */
+  publishPorts(endpointId: string, ports: PortRequest[]): Promise<void>;
+  unpublishPorts(endpointId: string): Promise<void>;
+}
+
+/** Docker's RequestPool: one of Docker's own, or (shareWith) the pool of a netctl network. */
+export interface DockerPoolRequest {
+  addressSpace: string;
+  pool?: string;
+  subPool?: string;
+  v6: boolean;
+  /** `--ipam-opt netctl.name=NAME`: share network NAME's pool. */
+  shareWith?: string;
+}
+
+/**
+ * What Docker's IPAM-driver protocol (libnetwork ipams/remote) asks of
+ * netctl. Docker's reservations are held by Docker, and Docker releases
+ * only what it holds (docs/docker.md, "Owners").
+ */
+export interface DockerIpamApi {
+  defaultAddressSpaces(): Promise<AddressSpaces>;
+  requestPool(request: DockerPoolRequest): Promise<Pool>;
+  releasePool(poolId: string): Promise<void>;
+  /** An address for Docker: the given one, else the next free; `gateway` for the network's gateway. */
+  requestAddress(poolId: string, options: { address?: string; gateway: boolean }): Promise<string>;
+  releaseAddress(poolId: string, address: string): Promise<void>;
+}
+
+/** What the Docker plugins' sockets are served from: the controller's Docker facets. */
+export interface DockerApi {
+  readonly docker: DockerNetworkApi;
+  readonly dockerIpam: DockerIpamApi;
 }

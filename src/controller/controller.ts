@@ -11,7 +11,7 @@
  * finishes it.
  */
 import type { Driver } from '../core/driver.js';
-import type { IpamDriver, Pool, PoolRequest } from '../core/ipam.js';
+import type { IpamDriver } from '../core/ipam.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import type {
   ConnectRequest,
@@ -24,6 +24,8 @@ import type {
 import { packageVersion } from '../paths.js';
 import type {
   CheckReport,
+  DockerIpamApi,
+  DockerNetworkApi,
   GcAction,
   GcReport,
   Health,
@@ -33,9 +35,11 @@ import type {
 } from './api.js';
 import { checkNetwork, repairNetworks } from './check.js';
 import { ControllerContext, type ControllerOptions } from './context.js';
+import { DockerIpam } from './docker-ipam.js';
+import { DockerNetworks } from './docker-networks.js';
 import { Endpoints, type JoinResult } from './endpoints.js';
 import type { Intent } from './intents.js';
-import { type ExternalAddressing, Networks } from './networks.js';
+import { Networks } from './networks.js';
 import { Ports } from './ports.js';
 import { collectGarbage } from './reconcile.js';
 import { Sandboxes } from './sandboxes.js';
@@ -43,7 +47,6 @@ import type { ClaimOps, IntentEnd, State } from './state.js';
 
 export type { ControllerOptions } from './context.js';
 export type { JoinResult } from './endpoints.js';
-export type { ExternalAddressing } from './networks.js';
 
 export class Controller implements NetctlApi {
   readonly state: State;
@@ -54,6 +57,9 @@ export class Controller implements NetctlApi {
   private readonly sandboxes: Sandboxes;
   private readonly endpoints: Endpoints;
   private readonly ports: Ports;
+  /** Docker's network-driver and IPAM-driver calls (docker-networks.ts, docker-ipam.ts). */
+  readonly docker: DockerNetworkApi;
+  readonly dockerIpam: DockerIpamApi;
 
   constructor(options: ControllerOptions) {
     this.ctx = new ControllerContext(options, () => this.gc({ dryRun: false }));
@@ -64,6 +70,13 @@ export class Controller implements NetctlApi {
     this.endpoints = new Endpoints(this.ctx);
     this.sandboxes = new Sandboxes(this.ctx, this.endpoints);
     this.ports = new Ports(this.ctx);
+    this.docker = new DockerNetworks(this.ctx, {
+      networks: this.networks,
+      endpoints: this.endpoints,
+      sandboxes: this.sandboxes,
+      ports: this.ports,
+    });
+    this.dockerIpam = new DockerIpam(this.ctx, this.networks);
   }
 
   async health(): Promise<Health> {
@@ -126,26 +139,8 @@ export class Controller implements NetctlApi {
   createNetwork(request: CreateNetworkRequest): Promise<Network> {
     return this.networks.createNetwork(request);
   }
-  createExternalNetwork(request: CreateNetworkRequest, addressing: ExternalAddressing): Promise<Network> {
-    return this.networks.createExternalNetwork(request, addressing);
-  }
-  requestPool(request: PoolRequest): Promise<Pool> {
-    return this.networks.requestPool(request);
-  }
-  findDockerNetwork(dockerId: string): Promise<Network | undefined> {
-    return this.networks.findDockerNetwork(dockerId);
-  }
-  setDockerNetwork(ref: string, dockerId: string | undefined): Promise<Network> {
-    return this.networks.setDockerNetwork(ref, dockerId);
-  }
-  deleteDockerNetwork(dockerId: string): Promise<Network | undefined> {
-    return this.networks.deleteDockerNetwork(dockerId);
-  }
   deleteNetwork(ref: string, options?: { docker?: boolean }): Promise<Network> {
     return this.networks.deleteNetwork(ref, options);
-  }
-  refuseIfInUse(network: Network): Promise<void> {
-    return this.networks.refuseIfInUse(network);
   }
   unmarkDeleting(networkId: string): Promise<ClaimOps> {
     return this.networks.unmarkDeleting(networkId);
@@ -170,9 +165,6 @@ export class Controller implements NetctlApi {
   }
   deleteSandbox(ref: string, options?: { ifEmpty?: boolean }): Promise<Sandbox> {
     return this.sandboxes.deleteSandbox(ref, options);
-  }
-  refuseIfAttached(sandbox: Sandbox): Promise<void> {
-    return this.sandboxes.refuseIfAttached(sandbox);
   }
   unmarkSandbox(sandboxId: string): Promise<ClaimOps> {
     return this.sandboxes.unmarkSandbox(sandboxId);
@@ -203,9 +195,6 @@ export class Controller implements NetctlApi {
   }
   joinEndpoint(endpointId: string, request: JoinRequest): Promise<JoinResult> {
     return this.endpoints.joinEndpoint(endpointId, request);
-  }
-  leaveEndpoint(endpointId: string): Promise<Endpoint> {
-    return this.endpoints.leaveEndpoint(endpointId);
   }
   deleteEndpoint(endpointId: string): Promise<Endpoint> {
     return this.endpoints.deleteEndpoint(endpointId);

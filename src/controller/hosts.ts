@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { parsePrefix } from '../address.js';
 import type { Endpoint, Sandbox } from '../core/model.js';
 import { log } from '../log.js';
-import { type HostEntry, hostsFile, sandboxEtcDir, writeSandboxHosts } from '../sandbox/etc.js';
+import { sandboxEtcDir } from '../paths.js';
+import { type HostEntry, hostsFile, writeSandboxHosts } from '../sandbox/etc.js';
 import { Lane } from '../serial.js';
 import type { State } from './state.js';
 

@@ -5,7 +5,7 @@
 import type { Sandbox } from '../core/model.js';
 import { type CreateSandboxRequest, createSandboxSchema, sandboxPidSchema } from '../core/schemas.js';
 import { parseRequest } from '../core/validate.js';
-import { Errors } from '../errors.js';
+import { Errors, ignoreNotFound } from '../errors.js';
 import {
   createNetns,
   deleteNetns,
@@ -17,7 +17,7 @@ import {
 } from '../kernel/index.js';
 import { sandboxOwner } from '../owners.js';
 import { removeSandboxEtc, writeSandboxEtc } from '../sandbox/etc.js';
-import { bootId, isStale, netnsInode, processStart } from '../sandbox/identity.js';
+import { bootId, isStale, netnsInode, processStart, staleReason } from '../sandbox/identity.js';
 import { claimNetns, listSandboxRunDirs } from '../sandbox/owner.js';
 import type { SandboxDetails } from './api.js';
 import { type ControllerContext, newId } from './context.js';
@@ -55,13 +55,15 @@ export class Sandboxes {
     if (options.netnsLater && !req.key)
       throw new Errors.InvalidRequest('a sandbox made before its netns needs a key');
     let madeNetns = false; // the undo deletes only a netns made here
-    if (await this.ctx.state.sandboxIdByName(req.name)) throw new Errors.SandboxExists(req.name);
+    const holder = await this.ctx.state.sandboxIdByName(req.name);
+    if (holder && holder !== req.replaces) throw new Errors.SandboxExists(req.name);
     if (req.key && req.netnsOf) throw new Errors.InvalidRequest('give either key or netnsOf, not both');
     const id = newId();
     const shared = req.netnsOf ? await this.sharedNetns(req.netnsOf) : undefined;
     const ownsNetns = req.key === undefined && shared === undefined;
     const key = req.key ?? shared?.key ?? netnsPath(sandboxNetnsName(req.name));
     if (req.key) checkSandboxKey(req.key, options);
+    if (holder) await ignoreNotFound(this.deleteSandbox(holder));
     const create = async () => {
       if (ownsNetns) {
         // Its owner tag first, so gc can find the netns should we die before the record.
@@ -224,7 +226,8 @@ export class Sandboxes {
       ...e,
       networkName: networks.get(e.networkId) ?? e.networkId,
     }));
-    return { sandbox, endpoints };
+    const stale = staleReason(sandbox);
+    return { sandbox, endpoints, ...(stale ? { stale } : {}) };
   }
 
   async setSandboxPid(ref: string, input: number): Promise<Sandbox> {

@@ -169,6 +169,12 @@ export const createSandboxSchema = z.strictObject({
     .union([z.literal('host'), z.string().regex(/^container:[a-zA-Z0-9][a-zA-Z0-9_.-]*$/)])
     .optional(),
   labels: labelsSchema.default({}),
+  /**
+   * The id of the sandbox that holds the name now, to be removed first (a
+   * restarted container's leftover, as podman's --replace): only once the
+   * new one's key has been checked, so a refused key changes nothing.
+   */
+  replaces: idSchema.optional(),
 });
 export type CreateSandboxRequest = z.input<typeof createSandboxSchema>;
 

@@ -5,12 +5,7 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-export const SANDBOX_RUN_DIR = '/run/netctl/sandboxes';
-
-export function sandboxEtcDir(sandboxId: string): string {
-  return join(SANDBOX_RUN_DIR, sandboxId, 'etc');
-}
+import { SANDBOX_RUN_DIR, sandboxEtcDir } from '../paths.js';
 
 export interface HostEntry {
   ip: string;

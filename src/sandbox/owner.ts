@@ -11,7 +11,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasErrorCode } from '../kernel/index.js';
-import { SANDBOX_RUN_DIR } from './etc.js';
+import { SANDBOX_RUN_DIR } from '../paths.js';
 
 const NETNS_FILE = 'netns';
 const SANDBOX_ID = /^[0-9a-f]{64}$/;

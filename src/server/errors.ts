@@ -130,15 +130,3 @@ export const validatorCompiler: FastifySchemaCompiler<z.ZodType> =
       return { error: new Errors.InvalidRequest('a JSON body is required') };
     return { error: new Errors.InvalidRequest(describeIssues(result.error.issues)) };
   };
-
-/** An error of the notFound class, whatever the object (network, endpoint, sandbox). */
-export const isNotFound = (err: unknown): boolean => specOf(err)?.class === 'notFound';
-
-/** Work on something that may be gone already: any not-found is success (deletes are idempotent). */
-export async function ignoreNotFound(work: Promise<unknown>): Promise<void> {
-  try {
-    await work;
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
-}

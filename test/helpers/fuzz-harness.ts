@@ -32,7 +32,7 @@ import { onTestFinished } from 'vitest';
 import { type AllocationRecord, Ipam, type PoolInfo } from '../../src/ipam/ipam.js';
 import { isolationProblem } from '../../src/isolation.js';
 import { openStore } from '../../src/kv/index.js';
-import { SANDBOX_RUN_DIR } from '../../src/sandbox/etc.js';
+import { SANDBOX_RUN_DIR } from '../../src/paths.js';
 import { DEFAULT_BODY_LIMIT } from '../../src/server/errors.js';
 import { Daemon, testDir } from '../privileged/controller/daemon-fixture.js';
 import { type HostSnapshot, hostSnapshot, stable } from './host-snapshot.js';

@@ -15,7 +15,7 @@ import { listClaims } from '../../src/controller/claims.js';
 import { State } from '../../src/controller/state.js';
 import { Ipam } from '../../src/ipam/ipam.js';
 import type { KvStore } from '../../src/kv/index.js';
-import { SANDBOX_RUN_DIR } from '../../src/sandbox/etc.js';
+import { SANDBOX_RUN_DIR } from '../../src/paths.js';
 import { ipJson, type RunOptions, run } from './tools.js';
 
 export interface KernelInventory {

@@ -24,7 +24,7 @@ import { State } from '../../src/controller/state.js';
 import type { Endpoint, Network, Sandbox } from '../../src/core/model.js';
 import { Ipam } from '../../src/ipam/ipam.js';
 import { type KvEntry, type KvStore, openStore } from '../../src/kv/index.js';
-import { sandboxEtcDir } from '../../src/sandbox/etc.js';
+import { sandboxEtcDir } from '../../src/paths.js';
 import { ipJson } from './tools.js';
 
 export interface Audit {

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { it } from 'vitest';
 import type { z } from 'zod';
-import type { Controller } from '../../src/controller/controller.js';
+import type { DockerApi } from '../../src/controller/api.js';
 import { createNetns, deleteNetns } from '../../src/kernel/index.js';
 import { buildDockerPluginServer, DOCKER_PLUGINS } from '../../src/server/docker/server.js';
 import { probeSocket } from '../../src/server/listen.js';
@@ -67,7 +67,7 @@ interface Route {
 async function pluginRoutes(): Promise<Route[]> {
   const routes: Route[] = [];
   for (const plugin of DOCKER_PLUGINS) {
-    const app = buildDockerPluginServer({} as Controller, plugin, { logger: false });
+    const app = buildDockerPluginServer({} as DockerApi, plugin, { logger: false });
     app.addHook('onRoute', (r) => {
       if ([r.method].flat().includes('POST'))
         routes.push({

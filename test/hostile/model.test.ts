@@ -88,7 +88,7 @@ import { KvIpamDriver } from '../../src/ipam/driver.js';
 import { Ipam } from '../../src/ipam/ipam.js';
 import { createNetns, deleteNetns, linkList, linkOwner, Netlink, routeList } from '../../src/kernel/index.js';
 import { openStore } from '../../src/kv/index.js';
-import { SANDBOX_RUN_DIR } from '../../src/sandbox/etc.js';
+import { SANDBOX_RUN_DIR } from '../../src/paths.js';
 import { listSandboxRunDirs } from '../../src/sandbox/owner.js';
 import {
   addressesOf,

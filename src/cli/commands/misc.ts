@@ -45,7 +45,7 @@ export function doctorCommand(cli: Cli, program: Command): Command {
     .addOption(formatOption())
     .action(async (options: { format: Format }) => {
       // Loaded here: it brings the kernel layer and the native addon, which no other verb needs.
-      const { runDoctor } = await import('../doctor.js');
+      const { runDoctor } = await import('../../daemon/doctor.js');
       const results = await runDoctor();
       if (options.format === 'json') cli.out.json(results);
       else

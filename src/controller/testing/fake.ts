@@ -28,7 +28,7 @@ import { parseBridgeOptions } from '../../drivers/bridge/options.js';
 import { Errors } from '../../errors.js';
 import { macFromIpv4, netnsPath, randomMac } from '../../kernel/index.js';
 import { endpointOwner, networkOwner } from '../../owners.js';
-import { bootId, netnsInode } from '../../sandbox/identity.js';
+import { bootId, netnsInode, staleReason } from '../../sandbox/identity.js';
 import type {
   CheckReport,
   GcAction,
@@ -227,10 +227,12 @@ export class FakeApi implements NetctlApi {
   async createSandbox(request: CreateSandboxRequest): Promise<Sandbox> {
     this.record('createSandbox', [request]);
     const r = parseRequest(createSandboxSchema, request);
-    if ([...this.sandboxes.values()].some((s) => s.name === r.name)) throw new Errors.SandboxExists(r.name);
+    const holder = [...this.sandboxes.values()].find((s) => s.name === r.name);
+    if (holder && holder.id !== r.replaces) throw new Errors.SandboxExists(r.name);
     if (r.key && r.netnsOf) throw new Errors.InvalidRequest('give either key or netnsOf, not both');
     const shared = r.netnsOf ? this.sharedNetns(r.netnsOf) : undefined;
     if (r.key) this.checkKey(r.key);
+    if (holder) await this.deleteSandbox(holder.id);
     const key = r.key ?? shared?.key ?? netnsPath(sandboxNetnsName(r.name));
     const id = newId();
     const sandbox: Sandbox = {
@@ -259,12 +261,15 @@ export class FakeApi implements NetctlApi {
   async inspectSandbox(ref: string): Promise<SandboxDetails> {
     this.record('inspectSandbox', [ref]);
     const sandbox = this.sandbox(ref);
+    // Only a namespace given by key is real here: the fake makes none of its own.
+    const stale = sandbox.ownsNetns || sandbox.netnsOf ? undefined : staleReason(sandbox);
     return clone({
       sandbox,
       endpoints: sandbox.endpointIds.map((id) => {
         const e = this.endpoints.get(id) as Endpoint;
         return { ...e, networkName: this.networks.get(e.networkId)?.name ?? e.networkId };
       }),
+      ...(stale ? { stale } : {}),
     });
   }
 

@@ -1,32 +1,15 @@
 /**
- * Docker's NetworkDriver protocol (libnetwork drivers/remote) over the
- * controller, for one netctl driver (`netctl-bridge` → bridge). A thin
- * adapter: one function per call, each Docker's request → the
- * controller's call → Docker's answer; the table at the end serves them.
- *
- * Docker's IPAM driver has already reserved every address when these calls
- * come (netctl's own through the IpamDriver socket, or Docker's built-in):
- * networks and endpoints are made with their addresses given, never
- * requested again. Ids are Docker's: a network Docker creates has Docker's
- * NetworkID as its netctl id, an endpoint Docker's EndpointID, so `netctl
- * network ls` and `docker network ls` show the same ids. Docker sends
- * neither the network's nor the container's name; see docs/docker.md for
- * how they are named.
- *
- * Deletes are idempotent: after a restart dockerd retries Leave and
- * DeleteEndpoint/DeleteNetwork for things that may be gone already.
+ * Docker's NetworkDriver protocol (libnetwork drivers/remote) over
+ * DockerNetworkApi (src/controller/docker-networks.ts, where what each
+ * call does is written), for one netctl driver (`netctl-bridge` → bridge).
+ * A thin adapter: one function per call, each Docker's request → the API's
+ * call → Docker's answer; the table at the end serves them.
  */
-import type { FastifyBaseLogger } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
-import type { Controller } from '../../controller/controller.js';
+import type { DockerNetworkApi, DockerPoolData } from '../../controller/api.js';
 import type { JoinInfo } from '../../core/info.js';
-import type { Network } from '../../core/model.js';
-import { Errors } from '../../errors.js';
-import { KeyedLanes } from '../../serial.js';
-import { ignoreNotFound } from '../errors.js';
 import { call, type DockerCall, registerCalls } from './calls.js';
-import { adopt, dockerAddressing, dockerNetworkName, driverOptions } from './networks.js';
 import { portBindings, portRequests } from './ports.js';
 import {
   allocateNetworkSchema,
@@ -39,114 +22,76 @@ import {
   externalConnectivitySchema,
   GENERIC_OPTIONS,
   INTERNAL,
+  type ipamDataSchema,
   joinSchema,
   MAC_ADDRESS,
   NETCTL_NAME,
   networkSchema,
   PORT_MAP,
 } from './protocol.js';
-import { dockerSandbox, dropSandboxIfEmpty } from './sandboxes.js';
-import { sweepAfterDockerd } from './sweep.js';
 
-export interface NetworkDriverOptions {
-  controller: Controller;
+/** What every call of one network driver's socket shares. */
+export interface NetworkDriver {
+  docker: DockerNetworkApi;
   /** The netctl driver behind this socket: `bridge` for netctl-bridge. */
   driver: string;
 }
 
-/** What every call of one network driver's socket shares. */
-interface NetworkDriver extends NetworkDriverOptions {
-  /** One job at a time per container: its joins and leaves make and drop its sandbox. */
-  sandboxLanes: KeyedLanes;
-  /** The sweep the last Plugin.Activate started; calls that change state wait for it. */
-  sweeping: Promise<void>;
-  log: FastifyBaseLogger;
-}
+/** Docker's `-o` options as the driver's: netctl's own (`netctl.*`) are not the driver's. */
+const driverOptions = (generic: Record<string, string>): Record<string, string> =>
+  Object.fromEntries(Object.entries(generic).filter(([k]) => !k.startsWith('netctl.')));
 
-/** Calls dockerd makes while it starts: answered from local state, never waiting. */
-const ANSWER_AT_ONCE = new Set(['/Plugin.Activate', '/NetworkDriver.GetCapabilities']);
+const poolData = (d: z.output<typeof ipamDataSchema>): DockerPoolData => ({
+  addressSpace: d.AddressSpace,
+  pool: d.Pool,
+  ...(d.Gateway ? { gateway: d.Gateway } : {}),
+  auxAddresses: d.AuxAddresses,
+});
 
-/**
- * Activate is when a restarted dockerd first needs the plugin: the moment
- * to drop what a crashed one left (sweep.ts). In the background: Activate
- * must answer at once (a plugin that hangs there hangs dockerd).
- */
-async function activate(d: NetworkDriver): Promise<object> {
-  d.sweeping = d.sweeping
-    .then(() => sweepAfterDockerd(d.controller, d.sandboxLanes))
-    .catch((err: unknown) => d.log.error({ err }, 'sweeping what a crashed dockerd left failed'));
+/** Answered at once (a plugin that hangs here hangs dockerd); the sweep runs behind it. */
+async function activate({ docker }: NetworkDriver): Promise<object> {
+  docker.activate();
   return { Implements: ['NetworkDriver'] };
 }
 
-async function getCapabilities({ controller, driver }: NetworkDriver): Promise<object> {
-  const scope = controller.drivers.get(driver)?.capability().dataScope ?? 'local';
+async function getCapabilities({ docker, driver }: NetworkDriver): Promise<object> {
+  const scope = docker.dataScope(driver);
   return { Scope: scope, ConnectivityScope: scope };
 }
 
-/** Docker's network NetworkID: made with the addresses Docker's IPAM gave, or a netctl network adopted. */
 async function createNetwork(
-  { controller: c, driver }: NetworkDriver,
+  { docker, driver }: NetworkDriver,
   { NetworkID, Options, IPv4Data, IPv6Data }: z.output<typeof createNetworkSchema>,
 ): Promise<object> {
-  if (await c.findDockerNetwork(NetworkID)) return {}; // asked again
   const generic = Options[GENERIC_OPTIONS];
   const name = generic[NETCTL_NAME];
-  const addressing = await dockerAddressing(c, NetworkID, [...IPv4Data, ...IPv6Data]);
-  const existing = name ? await c.state.networkIdByName(name) : undefined;
-  if (existing) {
-    await adopt(c, existing, NetworkID, driver, addressing);
-    return {};
-  }
-  const request = {
-    name: name ?? dockerNetworkName(NetworkID),
+  await docker.createNetwork({
+    dockerId: NetworkID,
     driver,
+    ...(name ? { name } : {}),
     enableIPv6: Options[ENABLE_IPV6] ?? false,
     internal: Options[INTERNAL] ?? false,
     options: driverOptions(generic),
-  };
-  await c.createExternalNetwork(request, addressing);
+    pools: [...IPv4Data, ...IPv6Data].map(poolData),
+  });
   return {};
 }
 
-/**
- * dockerd deletes a network only once it has no endpoint on it: any of
- * Docker's still here are stale (a dockerd that died, or lost its state).
- * A netctl sandbox's endpoint still refuses the delete (NETCTL_NETWORK_IN_USE).
- */
 async function deleteNetwork(
-  { controller: c }: NetworkDriver,
+  { docker }: NetworkDriver,
   { NetworkID }: z.output<typeof networkSchema>,
 ): Promise<object> {
-  const net = await c.findDockerNetwork(NetworkID);
-  if (!net) return {};
-  for (const endpoint of (await c.inspectNetwork(net.id)).endpoints) {
-    if (!endpoint.externalAddresses) continue;
-    await c.removeEndpoint(endpoint);
-    if (endpoint.sandboxId) await dropSandboxIfEmpty(c, endpoint.sandboxId);
-  }
-  await c.deleteDockerNetwork(NetworkID);
+  await docker.deleteNetwork(NetworkID);
   return {};
-}
-
-/** Docker network dockerId, which must be in netctl's state. */
-async function dockerNetwork(c: Controller, dockerId: string): Promise<Network> {
-  const found = await c.findDockerNetwork(dockerId);
-  if (!found)
-    throw new Errors.NetworkNotFound(
-      `${dockerId.slice(0, 12)} (not in netctl's state: was it made with another state store?)`,
-    );
-  return found;
 }
 
 async function createEndpoint(
-  { controller: c }: NetworkDriver,
+  { docker }: NetworkDriver,
   { NetworkID, EndpointID, Interface }: z.output<typeof createEndpointSchema>,
 ): Promise<object> {
-  const net = await dockerNetwork(c, NetworkID);
-  const endpoint = await c.createEndpoint({
-    network: net.id,
+  const endpoint = await docker.createEndpoint({
+    dockerNetworkId: NetworkID,
     id: EndpointID,
-    addresses: 'given',
     ...(Interface?.Address ? { ipv4: Interface.Address } : {}),
     ...(Interface?.AddressIPv6 ? { ipv6: Interface.AddressIPv6 } : {}),
     ...(Interface?.MacAddress ? { mac: Interface.MacAddress } : {}),
@@ -156,10 +101,10 @@ async function createEndpoint(
 }
 
 async function endpointOperInfo(
-  { controller: c }: NetworkDriver,
+  { docker }: NetworkDriver,
   { EndpointID }: z.output<typeof endpointSchema>,
 ): Promise<object> {
-  const endpoint = await c.state.endpoint(EndpointID);
+  const endpoint = await docker.endpoint(EndpointID);
   if (!endpoint) return { Value: {} };
   const bindings = portBindings(endpoint);
   return {
@@ -172,14 +117,10 @@ async function endpointOperInfo(
 }
 
 async function deleteEndpoint(
-  { controller: c }: NetworkDriver,
+  { docker }: NetworkDriver,
   { EndpointID }: z.output<typeof endpointSchema>,
 ): Promise<object> {
-  const endpoint = await c.state.endpoint(EndpointID);
-  if (!endpoint) return {};
-  const sandboxId = endpoint.sandboxId;
-  await c.removeEndpoint(endpoint);
-  if (sandboxId) await dropSandboxIfEmpty(c, sandboxId);
+  await docker.deleteEndpoint(EndpointID);
   return {};
 }
 
@@ -198,54 +139,34 @@ function joinResponse(join: JoinInfo): object {
   };
 }
 
-/** Join the endpoint to the container's sandbox, made on its first join. */
 async function join(
-  { controller: c, sandboxLanes }: NetworkDriver,
+  { docker }: NetworkDriver,
   { EndpointID, SandboxKey }: z.output<typeof joinSchema>,
 ): Promise<object> {
-  return sandboxLanes.run(SandboxKey, async () => {
-    const sandbox = await dockerSandbox(c, SandboxKey);
-    try {
-      const { join } = await c.joinEndpoint(EndpointID, { sandbox: sandbox.id, placement: 'host-side' });
-      return joinResponse(join);
-    } catch (err) {
-      await dropSandboxIfEmpty(c, sandbox.id);
-      throw err;
-    }
-  });
+  return joinResponse(await docker.join(EndpointID, SandboxKey));
 }
 
-/** Leave the container's sandbox, which goes with its last endpoint. */
 async function leave(
-  { controller: c, sandboxLanes }: NetworkDriver,
+  { docker }: NetworkDriver,
   { EndpointID }: z.output<typeof endpointSchema>,
 ): Promise<object> {
-  const endpoint = await c.state.endpoint(EndpointID);
-  const sandboxId = endpoint?.sandboxId;
-  if (!endpoint || !sandboxId) return {};
-  const sandbox = await c.state.sandbox(sandboxId);
-  return sandboxLanes.run(sandbox?.key ?? sandboxId, async () => {
-    await ignoreNotFound(c.leaveEndpoint(endpoint.id));
-    await dropSandboxIfEmpty(c, sandboxId);
-    return {};
-  });
+  await docker.leave(EndpointID);
+  return {};
 }
 
 async function programExternalConnectivity(
-  { controller: c }: NetworkDriver,
+  { docker }: NetworkDriver,
   { EndpointID, Options }: z.output<typeof externalConnectivitySchema>,
 ): Promise<object> {
-  const requests = portRequests(Options[PORT_MAP]);
-  const endpoint = await c.findEndpoint(EndpointID);
-  if (requests.length || endpoint.portMappings.length) await c.publishPorts(EndpointID, requests);
+  await docker.publishPorts(EndpointID, portRequests(Options[PORT_MAP]));
   return {};
 }
 
 async function revokeExternalConnectivity(
-  { controller: c }: NetworkDriver,
+  { docker }: NetworkDriver,
   { EndpointID }: z.output<typeof endpointSchema>,
 ): Promise<object> {
-  await ignoreNotFound(c.unpublishPorts(EndpointID));
+  await docker.unpublishPorts(EndpointID);
   return {};
 }
 
@@ -274,16 +195,6 @@ const NETWORK_DRIVER_CALLS: DockerCall<NetworkDriver>[] = [
   call('/NetworkDriver.DiscoverDelete', discoverySchema, nothingToDo),
 ];
 
-export const networkDriverRoutes: FastifyPluginAsyncZod<NetworkDriverOptions> = async (app, options) => {
-  const d: NetworkDriver = {
-    controller: options.controller,
-    driver: options.driver,
-    sandboxLanes: new KeyedLanes(),
-    sweeping: Promise.resolve(),
-    log: app.log,
-  };
-  app.addHook('preHandler', async (request) => {
-    if (!ANSWER_AT_ONCE.has(request.url)) await d.sweeping;
-  });
-  registerCalls(app, d, NETWORK_DRIVER_CALLS);
+export const networkDriverRoutes: FastifyPluginAsyncZod<NetworkDriver> = async (app, options) => {
+  registerCalls(app, options, NETWORK_DRIVER_CALLS);
 };

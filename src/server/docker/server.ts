@@ -5,7 +5,7 @@
  * driver `netctl-bridge`, `netctl.sock` the IPAM driver `netctl`. Each
  * socket is a fastify instance of its own (the shared setup of app.ts) with
  * this area's plugin: its routes, its `{"Err": ...}` errors and its
- * not-found answer; all share the daemon's one controller.
+ * not-found answer; all share the daemon's one controller (its DockerApi).
  *
  * Plugin.Activate and the capability calls answer from constants and the
  * drivers' configuration, never the store: dockerd calls them while it
@@ -14,7 +14,7 @@
 import { join } from 'node:path';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import type { Controller } from '../../controller/controller.js';
+import type { DockerApi } from '../../controller/api.js';
 import { Errors, isCode } from '../../errors.js';
 import { createServer, type ServerOptions } from '../app.js';
 import { DEFAULT_BODY_LIMIT, toRegistryError } from '../errors.js';
@@ -34,7 +34,7 @@ export const DOCKER_PLUGINS: readonly DockerPlugin[] = [
 ];
 
 export interface DockerAreaOptions {
-  controller: Controller;
+  api: DockerApi;
   plugin: DockerPlugin;
   bodyLimit?: number;
 }
@@ -59,7 +59,7 @@ function dockerErrorHandler(bodyLimit: number) {
 }
 
 export const dockerPluginArea: FastifyPluginAsyncZod<DockerAreaOptions> = async (app, options) => {
-  const { plugin, controller } = options;
+  const { plugin, api } = options;
   app.setErrorHandler(dockerErrorHandler(options.bodyLimit ?? DEFAULT_BODY_LIMIT));
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ Err: new Errors.RouteNotFound(request.method, request.url).message }),
@@ -75,22 +75,22 @@ export const dockerPluginArea: FastifyPluginAsyncZod<DockerAreaOptions> = async 
 
   // Each plugin answers Plugin.Activate itself (the network driver does more there).
   if (plugin.implements === 'NetworkDriver') {
-    await app.register(networkDriverRoutes, { controller, driver: plugin.driver });
+    await app.register(networkDriverRoutes, { docker: api.docker, driver: plugin.driver });
   } else {
-    await app.register(ipamDriverRoutes, { controller });
+    await app.register(ipamDriverRoutes, { ipam: api.dockerIpam });
   }
 };
 
 /** One plugin's server: the shared fastify setup with the Docker area at the root. */
 export function buildDockerPluginServer(
-  controller: Controller,
+  api: DockerApi,
   plugin: DockerPlugin,
   options: ServerOptions = {},
 ): FastifyInstance {
   // The area answers unknown routes itself, at the root: no default handlers there.
   const app = createServer({ ...options, rootHandlers: false, errorFormat: dockerErrorReply });
   app.register(dockerPluginArea, {
-    controller,
+    api,
     plugin,
     ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
   });
@@ -104,7 +104,7 @@ export interface DockerPluginSockets {
 
 /** Serve every plugin of DOCKER_PLUGINS on `<dir>/<name>.sock` (mode 0660). */
 export async function listenDockerPlugins(
-  controller: Controller,
+  api: DockerApi,
   dir: string,
   options: ServerOptions = {},
 ): Promise<DockerPluginSockets> {
@@ -115,7 +115,7 @@ export async function listenDockerPlugins(
   };
   try {
     for (const plugin of DOCKER_PLUGINS) {
-      const app = buildDockerPluginServer(controller, plugin, options);
+      const app = buildDockerPluginServer(api, plugin, options);
       apps.push(app);
       const socket = join(dir, `${plugin.name}.sock`);
       await listenUnix(app, socket, '--docker-plugins');

@@ -18,7 +18,8 @@ import { KvIpamDriver } from '../../../src/ipam/driver.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
 import { linkAdd, linkByName, linkList, sysctlGet } from '../../../src/kernel/index.js';
 import { createMemoryStore } from '../../../src/kv/testing/memory.js';
-import { removeSandboxEtc, sandboxEtcDir } from '../../../src/sandbox/etc.js';
+import { sandboxEtcDir } from '../../../src/paths.js';
+import { removeSandboxEtc } from '../../../src/sandbox/etc.js';
 import { ipJson, run } from '../../helpers/tools.js';
 import { testNetns, uniqueName } from '../harness.js';
 

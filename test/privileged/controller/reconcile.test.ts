@@ -15,7 +15,7 @@ import type { NetctlApi } from '../../../src/controller/api.js';
 import { State } from '../../../src/controller/state.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
 import { openStore } from '../../../src/kv/index.js';
-import { SANDBOX_RUN_DIR } from '../../../src/sandbox/etc.js';
+import { SANDBOX_RUN_DIR } from '../../../src/paths.js';
 import { processStart } from '../../../src/sandbox/identity.js';
 import { EMPTY, type Inventory } from '../../helpers/inventory.js';
 import { ping } from '../../helpers/ping.js';

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Errors } from '../../../src/errors.js';
-import { sandboxEtcDir } from '../../../src/sandbox/etc.js';
+import { sandboxEtcDir } from '../../../src/paths.js';
 import { harness, standIns } from './harness.js';
 
 async function world() {

@@ -376,7 +376,7 @@ describe('Docker plugin sockets: a container through the calls dockerd makes', (
     });
     expect(await controller.state.endpoints()).toEqual([]);
     expect(await controller.listSandboxes()).toEqual([]);
-    expect(await controller.findDockerNetwork(NET_ID)).toBeUndefined();
+    expect(await controller.state.network(NET_ID)).toBeUndefined();
     // The pool is Docker's to release.
     expect((await controller.ipam.listPools()).map((p) => p.poolId)).toEqual([poolId]);
   });
@@ -410,6 +410,6 @@ describe('Docker plugin sockets: a container through the calls dockerd makes', (
     expect((await controller.state.endpoints()).map((e) => e.id)).toEqual([ids.live]);
     expect((await controller.listSandboxes()).map((s) => s.key)).toEqual([keys.live]);
     // The network stays: Docker still has it.
-    expect((await controller.findDockerNetwork(NET_ID))?.dockerId).toBe(NET_ID);
+    expect((await controller.state.network(NET_ID))?.dockerId).toBe(NET_ID);
   });
 });

@@ -125,6 +125,30 @@ export function sandboxContract(s: Api): void {
       });
     });
 
+    it('replaces the sandbox that holds the name when asked by its id; a refused key or another id changes nothing', async () => {
+      const { api } = s.t;
+      await api.createNetwork(web);
+      const old = await api.createSandbox(box(s));
+      await api.connect({ network: 'web', sandbox: 'box' });
+      const before = await listing(api);
+      expect(
+        await refusal(api.createSandbox({ ...box(s), key: '/etc/hostname', replaces: old.id })),
+      ).toMatchObject({ code: 'NETCTL_INVALID_NETNS' });
+      const stranger = 'f'.repeat(64);
+      expect(
+        await refusal(api.createSandbox({ name: 'box', key: s.t.netns('again'), replaces: stranger })),
+      ).toMatchObject({ code: 'NETCTL_SANDBOX_EXISTS' });
+      expect(await listing(api)).toEqual(before);
+      const made = await api.createSandbox({ name: 'box', key: s.t.netns('again'), replaces: old.id });
+      expect(made).toMatchObject({ name: 'box', key: s.t.netns('again'), endpointIds: [] });
+      expect(made.id).not.toBe(old.id);
+      expect((await api.listSandboxes()).map((x) => x.id)).toEqual([made.id]);
+      expect((await api.inspectNetwork('web')).endpoints).toEqual([]);
+      // Nothing holds the name: replaces is a no-op.
+      await api.deleteSandbox('box');
+      expect((await api.createSandbox({ ...box(s), replaces: old.id })).name).toBe('box');
+    });
+
     it('records the pid of its process', async () => {
       const { api } = s.t;
       await api.createSandbox(box(s));
