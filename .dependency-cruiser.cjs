@@ -76,6 +76,14 @@ module.exports = {
       },
     },
     {
+      name: 'only-the-ipam-plugin-sees-the-ipam',
+      comment:
+        "netctl-ipam (src/cni/ipam.ts) is an IPAM plugin, so it works on the IPAM's own interface; every other entry point reaches addresses through the API.",
+      severity: 'error',
+      from: { path: ['^src/cli/', '^src/server/', '^src/cni/'], pathNot: '^src/cni/(ipam|plugins)\\.ts$' },
+      to: { path: '^src/ipam/' },
+    },
+    {
       name: 'store-and-ipam-know-no-network',
       comment: 'The store and the IPAM are below everything that makes networks.',
       severity: 'error',
