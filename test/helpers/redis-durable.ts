@@ -10,11 +10,12 @@
  * (src/kv/testing/redis-server.ts is the throwaway kind: no persistence,
  * no TCP.)
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { launchRedisServer, signalRedisServer } from '../../src/kv/testing/redis-server.js';
 
 export interface DurableRedis {
   /** Its data dir (the append-only files). */
@@ -35,9 +36,6 @@ export interface DurableRedis {
   destroy(): Promise<void>;
 }
 
-const live = new Set<ChildProcess>();
-let exitHook = false;
-
 /** A TCP port nothing listens on here. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -48,25 +46,6 @@ export function freePort(): Promise<number> {
       const port = typeof address === 'object' && address ? address.port : 0;
       server.close(() => resolve(port));
     });
-  });
-}
-
-/** +PONG from the server on the socket (not -LOADING while it reads its file). */
-function answersPing(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const conn = createConnection(socket);
-    let reply = '';
-    conn.setTimeout(500, () => conn.destroy());
-    conn.on('connect', () => conn.write('PING\r\n'));
-    conn.on('data', (chunk) => {
-      reply += chunk.toString();
-      if (reply.includes('\r\n')) {
-        conn.destroy();
-        resolve(reply.startsWith('+PONG'));
-      }
-    });
-    conn.on('error', () => resolve(false));
-    conn.on('close', () => resolve(false));
   });
 }
 
@@ -91,57 +70,11 @@ async function launch(dir: string, port: number, socket: string): Promise<ChildP
     '--loglevel',
     'warning',
   ];
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout?.on('data', (chunk) => {
-    output += chunk;
-  });
-  child.stderr?.on('data', (chunk) => {
-    output += chunk;
-  });
-  const failed = new Promise<never>((_, reject) => {
-    child.once('error', (err) =>
-      reject(
-        new Error(`cannot start redis-server (${err.message}); install the Debian package redis-server`, {
-          cause: err,
-        }),
-      ),
-    );
-    child.once('exit', (code, signal) =>
-      reject(new Error(`redis-server exited at start (${signal ?? `code ${code}`}):\n${output}`)),
-    );
-  });
-  failed.catch(() => {});
-  live.add(child);
-  child.once('exit', () => live.delete(child));
-  if (!exitHook) {
-    exitHook = true;
-    process.once('exit', () => {
-      for (const proc of live) proc.kill('SIGKILL');
-    });
-  }
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (await Promise.race([answersPing(socket), failed])) return child;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`redis-server on ${socket} did not answer PING within 20 s:\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  return launchRedisServer(args, socket, 20_000);
 }
 
-function signalAndWait(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(force);
-      resolve();
-    });
-    child.kill(signal);
-  });
-}
+const signalAndWait = (child: ChildProcess, signal: NodeJS.Signals) =>
+  signalRedisServer(child, signal, 10_000);
 
 export async function startDurableRedis(): Promise<DurableRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'netctl-redis-aof-'));

@@ -27,7 +27,8 @@ export interface RedisServer {
 const live = new Set<ChildProcess>();
 let exitHook = false;
 
-function ping(socket: string): Promise<boolean> {
+/** +PONG from the server on the socket (not -LOADING while it reads its data). */
+function answersPing(socket: string): Promise<boolean> {
   return new Promise((resolve) => {
     const conn = createConnection(socket);
     let reply = '';
@@ -45,22 +46,17 @@ function ping(socket: string): Promise<boolean> {
   });
 }
 
-async function launch(dir: string, socket: string): Promise<ChildProcess> {
-  const args = [
-    '--port',
-    '0',
-    '--unixsocket',
-    socket,
-    '--unixsocketperm',
-    '700',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-  ];
-  const child = spawn('redis-server', [...args, '--dir', dir, '--loglevel', 'warning'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+/**
+ * Start `redis-server ARGS` (which must listen on socket) and wait until it
+ * answers PING there, at most withinMs; killed by the process's exit hook
+ * if nobody stops it. Shared with test/helpers/redis-durable.ts.
+ */
+export async function launchRedisServer(
+  args: string[],
+  socket: string,
+  withinMs: number,
+): Promise<ChildProcess> {
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (chunk) => {
     output += chunk;
@@ -89,29 +85,45 @@ async function launch(dir: string, socket: string): Promise<ChildProcess> {
       for (const proc of live) proc.kill('SIGKILL');
     });
   }
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + withinMs;
   for (;;) {
-    const ready = await Promise.race([ping(socket), failed]);
-    if (ready) return child;
+    if (await Promise.race([answersPing(socket), failed])) return child;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`redis-server on ${socket} did not answer PING within 10 s:\n${output}`);
+      throw new Error(
+        `redis-server on ${socket} did not answer PING within ${withinMs / 1000} s:\n${output}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-function kill(child: ChildProcess): Promise<void> {
+/** Send signal to the server and wait until it is gone (SIGKILL after forceMs). */
+export function signalRedisServer(
+  child: ChildProcess,
+  signal: NodeJS.Signals,
+  forceMs: number,
+): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
-    const force = setTimeout(() => child.kill('SIGKILL'), 5000);
+    const force = setTimeout(() => child.kill('SIGKILL'), forceMs);
     child.once('exit', () => {
       clearTimeout(force);
       resolve();
     });
-    child.kill('SIGTERM');
+    child.kill(signal);
   });
 }
+
+const THROWAWAY_ARGS = ['--port', '0', '--unixsocketperm', '700', '--save', '', '--appendonly', 'no'];
+
+const launch = (dir: string, socket: string) =>
+  launchRedisServer(
+    [...THROWAWAY_ARGS, '--unixsocket', socket, '--dir', dir, '--loglevel', 'warning'],
+    socket,
+    10_000,
+  );
+const kill = (child: ChildProcess) => signalRedisServer(child, 'SIGTERM', 5000);
 
 export async function startRedisServer(): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'netctl-redis-'));
