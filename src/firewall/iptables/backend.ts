@@ -21,18 +21,10 @@ import { delimiter, join } from 'node:path';
 import type { NetnsRef } from '../../kernel/netns.js';
 import type { FirewallBackend } from '../backend.js';
 import { FirewallCommandError } from '../errors.js';
-import {
-  type ChainRef,
-  type Family,
-  type OwnedRule,
-  parseTag,
-  type Rule,
-  TABLES,
-  validateRule,
-} from '../rule.js';
+import { type ChainRef, type Family, type OwnedRule, type Rule, validateRule } from '../rule.js';
 import { type Exec, spawnExec } from './exec.js';
 import { checkOwnChains, missingRules, Planner, renderRestore } from './plan.js';
-import { parseSave, type Snapshots } from './save.js';
+import { chainsOf, ownedRulesOf, parseSave, type Snapshots } from './save.js';
 
 export type Flavour = 'nft' | 'legacy';
 
@@ -131,30 +123,11 @@ export class IptablesBackend implements FirewallBackend {
   }
 
   async list(): Promise<OwnedRule[]> {
-    const snapshots = await serialize(() => this.read(this.families));
-    const owned: OwnedRule[] = [];
-    for (const [family, snapshot] of snapshots) {
-      for (const table of TABLES) {
-        for (const [chain, saved] of snapshot[table]) {
-          for (const { tag, rest } of saved) {
-            const parsed = tag ? parseTag(tag) : undefined;
-            if (tag && parsed)
-              owned.push({ family, table, chain, ...parsed, tag, line: `-A ${chain} ${rest}` });
-          }
-        }
-      }
-    }
-    return owned;
+    return ownedRulesOf(await serialize(() => this.read(this.families)));
   }
 
   async chains(): Promise<ChainRef[]> {
-    const snapshots = await serialize(() => this.read(this.families));
-    const chains: ChainRef[] = [];
-    for (const [family, snapshot] of snapshots) {
-      for (const table of TABLES)
-        for (const chain of snapshot[table].keys()) chains.push({ family, table, chain });
-    }
-    return chains;
+    return chainsOf(await serialize(() => this.read(this.families)));
   }
 
   private resolveTools(): Promise<Tools> {

@@ -3,7 +3,7 @@
  * change: for each table (filter, nat), its chains in order and each
  * chain's rules in order, with the netctl tag of those that carry one.
  */
-import { type Family, parseTag, TABLES, type Table } from '../rule.js';
+import { type ChainRef, type Family, type OwnedRule, parseTag, TABLES, type Table } from '../rule.js';
 
 export interface SavedRule {
   /** Everything after `-A CHAIN `, as iptables-save printed it (quoting intact). */
@@ -109,6 +109,33 @@ export function parseSave(text: string): Snapshot {
 
 /** Family-tagged snapshots, as the backend reads them. */
 export type Snapshots = Map<Family, Snapshot>;
+
+/** Every rule with an owner tag, in chain order, as list() reports it. */
+export function ownedRulesOf(snapshots: Snapshots): OwnedRule[] {
+  const owned: OwnedRule[] = [];
+  for (const [family, snapshot] of snapshots) {
+    for (const table of TABLES) {
+      for (const [chain, rules] of snapshot[table]) {
+        for (const { tag, rest } of rules) {
+          const parsed = tag ? parseTag(tag) : undefined;
+          if (tag && parsed)
+            owned.push({ family, table, chain, ...parsed, tag, line: `-A ${chain} ${rest}` });
+        }
+      }
+    }
+  }
+  return owned;
+}
+
+/** Every chain of every table, in order, as chains() reports it. */
+export function chainsOf(snapshots: Snapshots): ChainRef[] {
+  const out: ChainRef[] = [];
+  for (const [family, snapshot] of snapshots) {
+    for (const table of TABLES)
+      for (const chain of snapshot[table].keys()) out.push({ family, table, chain });
+  }
+  return out;
+}
 
 /**
  * A snapshot back in iptables-save form (no counters, no date comments):

@@ -7,12 +7,11 @@
 import type { FirewallBackend } from '../backend.js';
 import { FirewallChainMissingError } from '../errors.js';
 import { checkOwnChains, missingRules, Planner } from '../iptables/plan.js';
-import { emptySnapshot, renderSnapshot, type Snapshots } from '../iptables/save.js';
+import { chainsOf, emptySnapshot, ownedRulesOf, renderSnapshot, type Snapshots } from '../iptables/save.js';
 import {
   type ChainRef,
   type Family,
   type OwnedRule,
-  parseTag,
   type Rule,
   TABLES,
   type Table,
@@ -34,32 +33,6 @@ function copyOf(snapshots: Snapshots): Snapshots {
     copy.set(family, tables);
   }
   return copy;
-}
-
-/** Every rule with an owner tag, in chain order, as list() reports it. */
-function ownedRulesOf(snapshots: Snapshots): OwnedRule[] {
-  const owned: OwnedRule[] = [];
-  for (const [family, snapshot] of snapshots) {
-    for (const table of TABLES) {
-      for (const [chain, rules] of snapshot[table]) {
-        for (const { tag, rest } of rules) {
-          const parsed = tag ? parseTag(tag) : undefined;
-          if (tag && parsed)
-            owned.push({ family, table, chain, ...parsed, tag, line: `-A ${chain} ${rest}` });
-        }
-      }
-    }
-  }
-  return owned;
-}
-
-function chainsOf(snapshots: Snapshots): ChainRef[] {
-  const out: ChainRef[] = [];
-  for (const [family, snapshot] of snapshots) {
-    for (const table of TABLES)
-      for (const chain of snapshot[table].keys()) out.push({ family, table, chain });
-  }
-  return out;
 }
 
 /** The fake's state: both families' tables, the failures to inject, every call made. */
