@@ -41,7 +41,7 @@ import {
   type KvTxnResult,
   type KvWatch,
   type ListOptions,
-  type PutOptions,
+  TxnWrites,
   validateTxn,
   type WatchOptions,
 } from './store.js';
@@ -161,7 +161,7 @@ interface Watcher {
   queue: WatchQueue;
 }
 
-export class LmdbStore implements KvStore {
+export class LmdbStore extends TxnWrites implements KvStore {
   readonly backend = 'lmdb';
   private closed = false;
   private readonly watchers = new Set<Watcher>();
@@ -179,6 +179,7 @@ export class LmdbStore implements KvStore {
     private readonly expiry: Database<number, [number, string]>,
     private readonly options: Required<Omit<LmdbStoreOptions, 'durable'>>,
   ) {
+    super();
     this.sweepTimer = setInterval(() => this.background(() => this.sweep()), options.sweepMs).unref();
   }
 
@@ -252,19 +253,6 @@ export class LmdbStore implements KvStore {
       this.root.resetReadTxn();
       return this.listSnapshot(prefix, options.limit);
     });
-  }
-
-  async put(key: string, value: JsonValue, options: PutOptions = {}): Promise<number> {
-    return (await this.txn([], [{ type: 'put', key, value, ...options }])).revision;
-  }
-
-  async cas(key: string, version: number, value: JsonValue, options: PutOptions = {}): Promise<number> {
-    return (await this.txn([{ key, version }], [{ type: 'put', key, value, ...options }])).revision;
-  }
-
-  async delete(key: string, options: { version?: number } = {}): Promise<boolean> {
-    const compare = options.version === undefined ? [] : [{ key, version: options.version }];
-    return (await this.txn(compare, [{ type: 'delete', key }])).deleted > 0;
   }
 
   async txn(compare: KvCompare[], ops: KvOp[]): Promise<KvTxnResult> {

@@ -37,8 +37,8 @@ import {
   type KvTxnResult,
   type KvWatch,
   type ListOptions,
-  type PutOptions,
   type StoreLocation,
+  TxnWrites,
   validateTxn,
   type WatchOptions,
 } from './store.js';
@@ -173,7 +173,7 @@ interface Watcher {
   resyncing: boolean;
 }
 
-export class RedisStore implements KvStore {
+export class RedisStore extends TxnWrites implements KvStore {
   readonly backend = 'redis';
   private closed = false;
   private readonly watchers = new Set<Watcher>();
@@ -186,6 +186,7 @@ export class RedisStore implements KvStore {
     private readonly client: Redis,
     private readonly location: RedisLocation,
   ) {
+    super();
     this.channel = `netctl:events:${location.db}`;
     this.where = describe(location);
   }
@@ -302,19 +303,6 @@ export class RedisStore implements KvStore {
     assertPrefix(prefix);
     if (options.limit !== undefined && options.limit <= 0) return [];
     return (await this.snapshot(prefix, options.limit ?? 0)).entries;
-  }
-
-  async put(key: string, value: JsonValue, options: PutOptions = {}): Promise<number> {
-    return (await this.txn([], [{ type: 'put', key, value, ...options }])).revision;
-  }
-
-  async cas(key: string, version: number, value: JsonValue, options: PutOptions = {}): Promise<number> {
-    return (await this.txn([{ key, version }], [{ type: 'put', key, value, ...options }])).revision;
-  }
-
-  async delete(key: string, options: { version?: number } = {}): Promise<boolean> {
-    const compare = options.version === undefined ? [] : [{ key, version: options.version }];
-    return (await this.txn(compare, [{ type: 'delete', key }])).deleted > 0;
   }
 
   async txn(compare: KvCompare[], ops: KvOp[]): Promise<KvTxnResult> {

@@ -207,3 +207,24 @@ export type StoreLocation =
       /** Full resync period of watches (heals a lost pub/sub message). */
       resyncMs: number;
     };
+
+/**
+ * put, cas and delete as the one-op transactions they are, for every
+ * backend: a write has one path (txn) to be atomic and watched in.
+ */
+export abstract class TxnWrites {
+  abstract txn(compare: KvCompare[], ops: KvOp[]): Promise<KvTxnResult>;
+
+  async put(key: string, value: JsonValue, options: PutOptions = {}): Promise<number> {
+    return (await this.txn([], [{ type: 'put', key, value, ...options }])).revision;
+  }
+
+  async cas(key: string, version: number, value: JsonValue, options: PutOptions = {}): Promise<number> {
+    return (await this.txn([{ key, version }], [{ type: 'put', key, value, ...options }])).revision;
+  }
+
+  async delete(key: string, options: { version?: number } = {}): Promise<boolean> {
+    const compare = options.version === undefined ? [] : [{ key, version: options.version }];
+    return (await this.txn(compare, [{ type: 'delete', key }])).deleted > 0;
+  }
+}

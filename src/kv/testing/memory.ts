@@ -23,7 +23,7 @@ import {
   type KvTxnResult,
   type KvWatch,
   type ListOptions,
-  type PutOptions,
+  TxnWrites,
   validateTxn,
   type WatchOptions,
 } from '../store.js';
@@ -83,12 +83,14 @@ export class MemoryState {
   }
 }
 
-export class MemoryStore implements KvStore {
+export class MemoryStore extends TxnWrites implements KvStore {
   readonly backend = 'memory';
   private closed = false;
   private readonly watches = new Set<WatchQueue>();
 
-  constructor(readonly state: MemoryState = new MemoryState()) {}
+  constructor(readonly state: MemoryState = new MemoryState()) {
+    super();
+  }
 
   private async enter(call: string): Promise<void> {
     await Promise.resolve();
@@ -116,19 +118,6 @@ export class MemoryStore implements KvStore {
       if (row) out.push({ key, value: JSON.parse(row.json) as JsonValue, version: row.version });
     }
     return out;
-  }
-
-  async put(key: string, value: JsonValue, options: PutOptions = {}): Promise<number> {
-    return (await this.txn([], [{ type: 'put', key, value, ...options }])).revision;
-  }
-
-  async cas(key: string, version: number, value: JsonValue, options: PutOptions = {}): Promise<number> {
-    return (await this.txn([{ key, version }], [{ type: 'put', key, value, ...options }])).revision;
-  }
-
-  async delete(key: string, options: { version?: number } = {}): Promise<boolean> {
-    const compare = options.version === undefined ? [] : [{ key, version: options.version }];
-    return (await this.txn(compare, [{ type: 'delete', key }])).deleted > 0;
   }
 
   async txn(compare: KvCompare[], ops: KvOp[]): Promise<KvTxnResult> {
