@@ -41,11 +41,6 @@ function define(code: string, message: string, errorClass: ErrorClass): FastifyE
 export const Errors = {
   // Input that is malformed or out of range.
   InvalidRequest: define('NETCTL_INVALID_REQUEST', 'invalid request: %s', 'badRequest'),
-  InvalidName: define(
-    'NETCTL_INVALID_NAME',
-    'invalid name %s: names must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (at most %s characters)',
-    'badRequest',
-  ),
   InvalidCidr: define(
     'NETCTL_INVALID_CIDR',
     '%s is not a valid CIDR (expected e.g. 10.1.0.0/24 or fd00::/64)',
