@@ -16,6 +16,8 @@ import type { ClaimOps, State } from './state.js';
 import type { HostRoutes } from './subnets.js';
 
 export const newId = () => randomBytes(32).toString('hex');
+/** An id in full, as newId makes them (and Docker's NetworkID and EndpointID are). */
+const FULL_ID = /^[0-9a-f]{64}$/;
 
 export interface ControllerOptions {
   state: State;
@@ -55,9 +57,12 @@ export class ControllerContext {
     return driver;
   }
 
+  /** Docker's order: a full id, then a name, then a unique id prefix (a name may look like an id). */
   async findNetwork(ref: string): Promise<Network> {
+    const byId = FULL_ID.test(ref) ? await this.state.network(ref) : undefined;
+    if (byId) return byId;
     const byName = await this.state.networkIdByName(ref);
-    const network = await this.state.network(byName ?? ref);
+    const network = byName ? await this.state.network(byName) : undefined;
     if (network) return network;
     // Docker-style id prefixes (at least 6 hex digits), unambiguous only.
     if (/^[0-9a-f]{6,63}$/.test(ref)) {
@@ -69,9 +74,12 @@ export class ControllerContext {
     throw new Errors.NetworkNotFound(ref);
   }
 
+  /** As findNetwork: a full id, a name, a unique id prefix. */
   async findSandbox(ref: string): Promise<Sandbox> {
+    const byId = FULL_ID.test(ref) ? await this.state.sandbox(ref) : undefined;
+    if (byId) return byId;
     const byName = await this.state.sandboxIdByName(ref);
-    const sandbox = await this.state.sandbox(byName ?? ref);
+    const sandbox = byName ? await this.state.sandbox(byName) : undefined;
     if (sandbox) return sandbox;
     if (/^[0-9a-f]{6,63}$/.test(ref)) {
       const matches = (await this.state.sandboxes()).filter((s) => s.id.startsWith(ref));

@@ -117,7 +117,8 @@ export class FakeApi implements NetctlApi {
     notFound: () => Error,
   ): T {
     const all = [...items.values()];
-    const found = all.find((item) => item.name === ref) ?? items.get(ref);
+    // The controller's order (context.ts): a full id, a name, a unique id prefix.
+    const found = items.get(ref) ?? all.find((item) => item.name === ref);
     if (found) return found;
     const byPrefix = /^[0-9a-f]{6,63}$/.test(ref) ? all.filter((item) => item.id.startsWith(ref)) : [];
     if (byPrefix.length === 1 && byPrefix[0]) return byPrefix[0];

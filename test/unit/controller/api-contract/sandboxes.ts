@@ -14,6 +14,22 @@ export function sandboxContract(s: Api): void {
         expect((await api.inspectSandbox(ref)).sandbox.id, ref).toBe(sb.id);
     });
 
+    it("takes a full id before a name, as Docker does: a name that is another's id does not hide it", async () => {
+      const { api } = s.t;
+      const n = await api.createNetwork(web);
+      const impostor = await api.createNetwork({
+        ...web,
+        name: n.id,
+        ipam: { config: [{ subnet: '10.99.1.0/24' }] },
+      });
+      expect((await api.inspectNetwork(n.id)).network.name).toBe('web');
+      expect((await api.inspectNetwork(impostor.id)).network.id).toBe(impostor.id);
+      const sb = await api.createSandbox(box(s));
+      const other = await api.createSandbox(box(s, sb.id));
+      expect((await api.inspectSandbox(sb.id)).sandbox.name).toBe('box');
+      expect((await api.inspectSandbox(other.id)).sandbox.name).toBe(sb.id);
+    });
+
     it('refuses an unknown name, a prefix shorter than 6 digits, or an upper-case one, with ..._NOT_FOUND', async () => {
       const { api } = s.t;
       const n = await api.createNetwork(web);
