@@ -5,10 +5,9 @@
 import { matchCidr, parsePrefix } from '../address.js';
 import { type IpamDriver, type Reservation, releasesByOwner } from '../core/ipam.js';
 import type { Endpoint, Network } from '../core/model.js';
-import { Errors } from '../errors.js';
+import { Errors, isCode } from '../errors.js';
 import { macFromIpv4, randomMac } from '../kernel/index.js';
 import { endpointOwner } from '../owners.js';
-import { checkInSubnet } from './subnets.js';
 
 /**
  * A new endpoint's addresses: given by the caller (with the prefix length
@@ -48,18 +47,55 @@ export async function endpointAddresses(
       `its addresses come from Docker's built-in IPAM: connect containers through Docker, or create it with --ipam-driver netctl`,
     );
   }
-  for (const [i, pool] of network.ipam.config.entries()) {
-    const family = parsePrefix(pool.subnet).family;
+  for (const family of [4, 6] as const) {
     const given = family === 4 ? req.ipv4 : req.ipv6;
     const wanted = given?.includes('/') ? parsePrefix(given).ip : given;
-    const poolId = network.ipam.poolIds[i] as string;
-    if (wanted) checkInSubnet(wanted, pool.subnet);
-    const r = await ipam.requestAddress({ poolId, ...(wanted ? { address: wanted } : {}), owner });
+    const pools = poolsOf(network, family);
+    if (wanted && !pools.length)
+      throw new Errors.InvalidRequest(`network ${network.name} has no IPv${family} subnet for ${wanted}`);
+    const r = await reserveIn(ipam, pools, owner, wanted);
+    if (!r) continue;
     reservations.push(r);
-    if (family === 4) addresses.ipv4 ??= r.address;
-    else addresses.ipv6 ??= r.address;
+    if (family === 4) addresses.ipv4 = r.address;
+    else addresses.ipv6 = r.address;
   }
   return addresses;
+}
+
+/** The network's pools of one family, in order, with their ids. */
+function poolsOf(network: Network, family: 4 | 6): { subnet: string; poolId: string }[] {
+  return network.ipam.config.flatMap((c, i) =>
+    parsePrefix(c.subnet).family === family
+      ? [{ subnet: c.subnet, poolId: network.ipam.poolIds[i] as string }]
+      : [],
+  );
+}
+
+/**
+ * One address of a family, as Docker gives it (libnetwork endpoint.go
+ * assignAddressVersion): the wanted one from the first pool whose subnet
+ * holds it, else the next free one of the first pool with room. Undefined
+ * when the network has no pool of the family.
+ */
+async function reserveIn(
+  ipam: IpamDriver,
+  pools: { subnet: string; poolId: string }[],
+  owner: string,
+  wanted: string | undefined,
+): Promise<Reservation | undefined> {
+  if (wanted) {
+    const pool = pools.find((p) => matchCidr(wanted, p.subnet));
+    if (!pool) throw new Errors.AddressOutsidePool(wanted, pools.map((p) => p.subnet).join(', '));
+    return ipam.requestAddress({ poolId: pool.poolId, address: wanted, owner });
+  }
+  for (const [i, pool] of pools.entries()) {
+    try {
+      return await ipam.requestAddress({ poolId: pool.poolId, owner });
+    } catch (err) {
+      if (!isCode(err, Errors.NoAvailableAddress) || i === pools.length - 1) throw err;
+    }
+  }
+  return undefined; // no pool of the family
 }
 
 /**

@@ -114,7 +114,11 @@ export class FakeIpam {
     for (const id of poolIds) this.pools.delete(id);
   }
 
-  /** An endpoint's addresses, one per pool of the network (the asked ones where given): all, or none. */
+  /**
+   * An endpoint's addresses, one per family as the controller gives them
+   * (endpoint-addresses.ts): the asked one from the pool that holds it,
+   * else the next free of the first pool with room. All, or none.
+   */
   addresses(
     network: Network,
     owner: string,
@@ -123,15 +127,27 @@ export class FakeIpam {
     const out: { ipv4?: string; ipv6?: string } = {};
     const taken: FakePool[] = [];
     try {
-      for (const [i, config] of network.ipam.config.entries()) {
-        const pool = this.pools.get(network.ipam.poolIds[i] as string) as FakePool;
-        const family = pool.subnet.family === 4 ? 'ipv4' : 'ipv6';
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        const pools = network.ipam.poolIds
+          .map((id) => this.pools.get(id) as FakePool)
+          .filter((p) => (p.subnet.family === 4) === (family === 'ipv4'));
         const address = wanted[family];
-        if (address && !matchCidr(address, config.subnet))
-          throw new Errors.AddressOutsidePool(address, config.subnet);
-        const reserved = pool.take(owner, address);
-        taken.push(pool);
-        out[family] ??= reserved;
+        if (address && !pools.length)
+          throw new Errors.InvalidRequest(
+            `network ${network.name} has no IPv${family === 'ipv4' ? 4 : 6} subnet for ${address}`,
+          );
+        const candidates = address ? pools.filter((p) => matchCidr(address, p.subnet.cidr)) : pools;
+        if (address && !candidates.length)
+          throw new Errors.AddressOutsidePool(address, pools.map((p) => p.subnet.cidr).join(', '));
+        for (const [i, pool] of candidates.entries()) {
+          try {
+            out[family] = pool.take(owner, address);
+            taken.push(pool);
+            break;
+          } catch (err) {
+            if (!(err instanceof NoAvailableIpError) || i === candidates.length - 1) throw err;
+          }
+        }
       }
     } catch (err) {
       for (const pool of taken) pool.release(owner);

@@ -154,6 +154,34 @@ export function endpointContract(s: Api): void {
       );
     });
 
+    it('gives one address per family on a network with two IPv4 subnets, as Docker: the asked one from its subnet, else the first with room', async () => {
+      const { api } = s.t;
+      await api.createNetwork({
+        name: 'two',
+        ipam: { config: [{ subnet: '10.1.0.0/30' }, { subnet: '10.2.0.0/24' }] },
+      });
+      for (const name of ['a', 'b', 'c', 'd']) await api.createSandbox(box(s, name));
+      expect((await api.connect({ network: 'two', sandbox: 'a' })).ipv4).toBe('10.1.0.2/30');
+      expect((await api.connect({ network: 'two', sandbox: 'b', ipv4: '10.2.0.9' })).ipv4).toBe(
+        '10.2.0.9/24',
+      );
+      // The first subnet is full (a /30 has one address besides its gateway): the next has room.
+      expect((await api.connect({ network: 'two', sandbox: 'c' })).ipv4).toBe('10.2.0.2/24');
+      const before = await listing(api);
+      expect(await refusal(api.connect({ network: 'two', sandbox: 'd', ipv4: '10.3.0.5' }))).toMatchObject({
+        code: 'NETCTL_ADDRESS_OUT_OF_RANGE',
+        message: 'address 10.3.0.5 is not inside subnet 10.1.0.0/30, 10.2.0.0/24',
+      });
+      expect(await refusal(api.connect({ network: 'two', sandbox: 'd', ipv6: 'fd00::5' }))).toMatchObject({
+        code: 'NETCTL_INVALID_REQUEST',
+        message: 'invalid request: network two has no IPv6 subnet for fd00::5',
+      });
+      expect(await listing(api)).toEqual(before);
+      // One address each: the one freed goes back to its own subnet.
+      await api.disconnect('two', 'a');
+      expect((await api.connect({ network: 'two', sandbox: 'd' })).ipv4).toBe('10.1.0.2/30');
+    });
+
     it('names interfaces ethN, skipping one taken; a name asked for twice is NETCTL_INTERFACE_EXISTS', async () => {
       const { api } = s.t;
       for (const [i, name] of ['a', 'b', 'c'].entries())
