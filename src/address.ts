@@ -205,3 +205,21 @@ export function subnetAt(base: bigint, prefixLength: number, family: Family): Su
   const bits = family === 4 ? 32 : 128;
   return parseSubnet(`${formatAddress(base, family)}/${prefixLength}`, `subnet (${bits} bits)`);
 }
+
+/**
+ * A prefix as its network: "10.77.0.5/24" is 10.77.0.0/24, as iptables
+ * shows it (parseSubnet refuses the host bits instead). The address is
+ * read as strictly as parseAddress reads one.
+ */
+export function prefixNetwork(text: string, what = 'prefix'): Subnet {
+  const slash = typeof text === 'string' ? text.indexOf('/') : -1;
+  const length = slash > 0 ? text.slice(slash + 1) : '';
+  if (!/^(0|[1-9][0-9]{0,2})$/.test(length))
+    throw new InvalidCidrError(String(text), `${what} is not in CIDR notation (address/prefix-length)`);
+  const address = parseAddress(text.slice(0, slash), what);
+  const width = address.family === 4 ? 32 : 128;
+  const bits = Number(length);
+  if (bits > width) throw new InvalidCidrError(text, `${what} has a prefix length over ${width}`);
+  const hostBits = (1n << BigInt(width - bits)) - 1n;
+  return subnetAt(address.value & ~hostBits, bits, address.family);
+}

@@ -4,8 +4,7 @@
  * nothing here trusts its caller, because the values come from Docker, CNI
  * configs and the CLI.
  */
-import ipaddr from 'ipaddr.js';
-import type { Family } from '../address.js';
+import { type Family, parseAddress, prefixNetwork } from '../address.js';
 import { LINK_NAME } from '../kernel/names.js';
 import { FirewallInputError } from './errors.js';
 
@@ -31,25 +30,25 @@ export function hexId(field: string, value: unknown): string {
   return value;
 }
 
-const DECIMAL = /^(0|[1-9][0-9]{0,2})$/;
-const IPV6_CHARS = /^[0-9A-Fa-f:.]+$/;
+/** What the address module's strict parser makes of value, or undefined when it refuses it. */
+function strictly<T>(value: unknown, parse: (text: string) => T): T | undefined {
+  if (typeof value !== 'string') return undefined;
+  try {
+    return parse(value);
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * An IP address in canonical text (IPv6 compressed, lower case). Only plain
  * dotted-quad IPv4 ("10.1" or "010.0.0.1" mean other things to other
- * parsers) and IPv6 without a zone.
+ * parsers) and IPv6 without a zone (src/address.ts parseAddress).
  */
 export function ipAddress(field: string, value: unknown, family?: Family): { ip: string; family: Family } {
-  if (typeof value === 'string') {
-    if (value.split('.').length === 4 && value.split('.').every((part) => DECIMAL.test(part))) {
-      if (ipaddr.IPv4.isValidFourPartDecimal(value)) {
-        return checkFamily(field, value, { ip: ipaddr.IPv4.parse(value).toString(), family: 4 }, family);
-      }
-    } else if (IPV6_CHARS.test(value) && value.includes(':') && ipaddr.IPv6.isValid(value)) {
-      return checkFamily(field, value, { ip: ipaddr.IPv6.parse(value).toString(), family: 6 }, family);
-    }
-  }
-  throw new FirewallInputError(field, value, 'not an IPv4 or IPv6 address');
+  const address = strictly(value, parseAddress);
+  if (!address) throw new FirewallInputError(field, value, 'not an IPv4 or IPv6 address');
+  return checkFamily(field, value as string, { ip: address.text, family: address.family }, family);
 }
 
 function checkFamily<T extends { family: Family }>(field: string, value: string, got: T, want?: Family): T {
@@ -64,23 +63,11 @@ function checkFamily<T extends { family: Family }>(field: string, value: string,
  * length ("10.77.0.5/24" becomes "10.77.0.0/24", as iptables would show it).
  */
 export function cidr(field: string, value: unknown, family?: Family): { cidr: string; family: Family } {
-  if (typeof value === 'string') {
-    const slash = value.indexOf('/');
-    const length = value.slice(slash + 1);
-    if (slash > 0 && /^(0|[1-9][0-9]{0,2})$/.test(length)) {
-      const { ip, family: got } = ipAddress(field, value.slice(0, slash));
-      const bits = Number(length);
-      if (bits <= (got === 4 ? 32 : 128)) {
-        checkFamily(field, value, { family: got }, family);
-        const network =
-          got === 4
-            ? ipaddr.IPv4.networkAddressFromCIDR(`${ip}/${bits}`)
-            : ipaddr.IPv6.networkAddressFromCIDR(`${ip}/${bits}`);
-        return { cidr: `${network.toString()}/${bits}`, family: got };
-      }
-    }
-  }
-  throw new FirewallInputError(field, value, 'not a CIDR prefix such as 10.0.0.0/24 or fd00::/64');
+  const network = strictly(value, prefixNetwork);
+  if (!network)
+    throw new FirewallInputError(field, value, 'not a CIDR prefix such as 10.0.0.0/24 or fd00::/64');
+  checkFamily(field, value as string, network, family);
+  return { cidr: network.cidr, family: network.family };
 }
 
 /** A TCP/UDP/SCTP port, 1-65535. */

@@ -11,6 +11,7 @@ import {
   parseAddress,
   parsePrefix,
   parseSubnet,
+  prefixNetwork,
 } from '../../src/address.js';
 
 describe('IP encoding', () => {
@@ -68,6 +69,30 @@ describe('parseSubnet', () => {
     expect(() => parseSubnet(text)).toThrow(
       expect.objectContaining({ code: 'ipam.invalid_cidr', message: expect.stringMatching(message) }),
     );
+  });
+});
+
+describe('prefixNetwork', () => {
+  it('reads a prefix as its network, host bits cleared, the address as strictly as parseAddress', () => {
+    expect(prefixNetwork('10.77.0.5/24')).toMatchObject({
+      cidr: '10.77.0.0/24',
+      family: 4,
+      prefixLength: 24,
+    });
+    expect(prefixNetwork('FD00::1:2/64').cidr).toBe('fd00::/64');
+    expect(prefixNetwork('0.0.0.0/0').cidr).toBe('0.0.0.0/0');
+    expect(prefixNetwork('10.0.0.1/32').cidr).toBe('10.0.0.1/32');
+    for (const bad of [
+      '10.1/8',
+      '010.0.0.1/8',
+      '10.0.0.0/33',
+      'fd00::/129',
+      '10.0.0.0/024',
+      '10.0.0.0',
+      '/24',
+      'fe80::1%eth0/64',
+    ])
+      expect(() => prefixNetwork(bad), bad).toThrow();
   });
 });
 
