@@ -29,6 +29,5 @@ export const packageVersion = (
 /** Each sandbox's run dir (/run/netctl/sandboxes/<id>): its owner tag and its /etc files. */
 export const SANDBOX_RUN_DIR = '/run/netctl/sandboxes';
 
-export function sandboxEtcDir(sandboxId: string): string {
-  return join(SANDBOX_RUN_DIR, sandboxId, 'etc');
-}
+export const sandboxRunDir = (sandboxId: string) => join(SANDBOX_RUN_DIR, sandboxId);
+export const sandboxEtcDir = (sandboxId: string) => join(sandboxRunDir(sandboxId), 'etc');

@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { packageRoot, SANDBOX_RUN_DIR } from '../paths.js';
+import { packageRoot, sandboxRunDir } from '../paths.js';
 import { type Backend, type BackendOptions, openApi } from './backend.js';
 
 export interface CliContext {
@@ -40,7 +40,7 @@ export function processContext(): CliContext {
     openApi,
     netctlExec: NETCTL_EXEC,
     netctlCni: NETCTL_CNI,
-    sandboxDir: (id) => join(SANDBOX_RUN_DIR, id),
+    sandboxDir: sandboxRunDir,
     inheritStdio: true,
   };
 }

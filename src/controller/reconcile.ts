@@ -24,14 +24,13 @@
  * docs/controller.md has the owners and the steps; docs/reconcile.md how gc
  * plans, acts and reports.
  */
-import { join } from 'node:path';
 import { type Driver, hasExternalConnectivity, hasReconciler } from '../core/driver.js';
 import type { IpamDriver } from '../core/ipam.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { deleteNetns, UNCLAIMED } from '../kernel/index.js';
 import { log } from '../log.js';
 import { endpointOwner, networkOwner, parseOwner, sandboxOwner } from '../owners.js';
-import { SANDBOX_RUN_DIR } from '../paths.js';
+import { sandboxRunDir } from '../paths.js';
 import { removeSandboxEtc, writeSandboxHosts } from '../sandbox/etc.js';
 import { netnsInode, staleReason } from '../sandbox/identity.js';
 import { listSandboxRunDirs, type SandboxRunDir } from '../sandbox/owner.js';
@@ -200,7 +199,7 @@ function runDirHoldings(runDirs: SandboxRunDir[], sandboxes: ReadonlyMap<string,
       netnsInode(netns) !== undefined &&
       (!keys.has(netns) || sandboxes.get(dir.id)?.key === netns);
     if (!ownNetns) {
-      const runDir = join(SANDBOX_RUN_DIR, dir.id);
+      const runDir = sandboxRunDir(dir.id);
       return { kind: 'run-dir', name: runDir, owner, remove: async () => removeSandboxEtc(dir.id) };
     }
     return {

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SANDBOX_RUN_DIR, sandboxEtcDir } from '../paths.js';
+import { sandboxEtcDir, sandboxRunDir } from '../paths.js';
 
 export interface HostEntry {
   ip: string;
@@ -66,5 +66,5 @@ export function writeSandboxHosts(sandboxId: string, hostname: string, entries: 
 }
 
 export function removeSandboxEtc(sandboxId: string): void {
-  rmSync(join(SANDBOX_RUN_DIR, sandboxId), { recursive: true, force: true });
+  rmSync(sandboxRunDir(sandboxId), { recursive: true, force: true });
 }

@@ -11,14 +11,14 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasErrorCode } from '../kernel/index.js';
-import { SANDBOX_RUN_DIR } from '../paths.js';
+import { SANDBOX_RUN_DIR, sandboxRunDir } from '../paths.js';
 
 const NETNS_FILE = 'netns';
 const SANDBOX_ID = /^[0-9a-f]{64}$/;
 
 /** Record that sandboxId is about to make the netns at path (call before making it). */
 export function claimNetns(sandboxId: string, path: string): void {
-  const dir = join(SANDBOX_RUN_DIR, sandboxId);
+  const dir = sandboxRunDir(sandboxId);
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   writeFileSync(join(dir, NETNS_FILE), `${path}\n`);
 }

@@ -88,7 +88,7 @@ import { KvIpamDriver } from '../../src/ipam/driver.js';
 import { Ipam } from '../../src/ipam/ipam.js';
 import { createNetns, deleteNetns, linkList, linkOwner, Netlink, routeList } from '../../src/kernel/index.js';
 import { openStore } from '../../src/kv/index.js';
-import { SANDBOX_RUN_DIR } from '../../src/paths.js';
+import { sandboxRunDir } from '../../src/paths.js';
 import { listSandboxRunDirs } from '../../src/sandbox/owner.js';
 import {
   addressesOf,
@@ -770,7 +770,7 @@ async function destroyWorld(w: World): Promise<void> {
   for (let i = 0; i < SANDBOXES; i++) deleteNetns(w.sandboxNetns(i));
   deleteNetns(w.host);
   for (const d of listSandboxRunDirs())
-    if (!w.runDirsBefore.has(d.id)) rmSync(join(SANDBOX_RUN_DIR, d.id), { recursive: true, force: true });
+    if (!w.runDirsBefore.has(d.id)) rmSync(sandboxRunDir(d.id), { recursive: true, force: true });
   rmSync(w.dir, { recursive: true, force: true });
 }
 

@@ -15,7 +15,7 @@ import type { NetctlApi } from '../../../src/controller/api.js';
 import { State } from '../../../src/controller/state.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
 import { openStore } from '../../../src/kv/index.js';
-import { SANDBOX_RUN_DIR } from '../../../src/paths.js';
+import { SANDBOX_RUN_DIR, sandboxRunDir } from '../../../src/paths.js';
 import { processStart } from '../../../src/sandbox/identity.js';
 import { EMPTY, type Inventory } from '../../helpers/inventory.js';
 import { ping } from '../../helpers/ping.js';
@@ -401,7 +401,7 @@ describe('orphans: tagged as netctl, owned by no record', () => {
       'MASQUERADE',
     );
     sh('ip', 'netns', 'add', 'netctl-orphan');
-    mkdirSync(join(SANDBOX_RUN_DIR, sb), { recursive: true });
+    mkdirSync(sandboxRunDir(sb), { recursive: true });
     writeFileSync(join(SANDBOX_RUN_DIR, sb, 'netns'), '/run/netns/netctl-orphan\n');
     const kv = await openStore(stateUrl(dir));
     try {
