@@ -143,7 +143,9 @@ function protectedNetns(): Map<string, string> {
   ] as const) {
     try {
       const stat = statSync(path);
-      found.set(`${stat.dev}:${stat.ino}`, what);
+      // pid 1 may share ours (a pid namespace of our own, as scripts/isolate.sh makes): ours names it.
+      const id = `${stat.dev}:${stat.ino}`;
+      if (!found.has(id)) found.set(id, what);
     } catch {
       // pid 1's may be out of reach (another pid namespace): then this process's stands for it.
     }
