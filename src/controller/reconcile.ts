@@ -399,9 +399,9 @@ class Planner {
       (s) => s.ownsNetns && this.untouched(sandboxOwner(s.id)),
     );
     // Removals in this plan rewrite the files they change themselves (removeEndpoint).
-    const peers = hostsPeers(owned, [...this.snap.endpoints.values()]);
+    const peers = hostsPeers([...this.snap.endpoints.values()]);
     for (const sandbox of owned) {
-      if (!hostsAreStale(sandbox, peers.get(sandbox.id) ?? [])) continue;
+      if (!hostsAreStale(sandbox, peers(sandbox.id))) continue;
       this.steps.push({
         action: {
           kind: 'sandbox',
@@ -412,7 +412,7 @@ class Planner {
         },
         // From the records as they are when it runs (a connect may have come since the plan).
         run: async () => {
-          const now = hostsPeers([sandbox], await this.controller.state.endpoints()).get(sandbox.id) ?? [];
+          const now = hostsPeers(await this.controller.state.endpoints())(sandbox.id);
           writeSandboxHosts(sandbox.id, sandbox.hostname, now);
         },
       });
