@@ -40,6 +40,10 @@ export interface Daemon {
   stop(): Promise<string>;
   /** SIGKILL (a crash, `kill -9`), and wait for the exit. */
   kill(): Promise<string>;
+  /** Send signal now and return (SIGSTOP to freeze it, SIGKILL without waiting); no-op once it has exited. */
+  signal(signal: NodeJS.Signals): void;
+  /** Resolves with how it ended (`exit 0`, `SIGKILL`) once it has exited. */
+  readonly exited: Promise<string>;
 }
 
 export interface DaemonOptions {
@@ -49,6 +53,10 @@ export interface DaemonOptions {
   nsenter?: string[];
   /** More `netctl daemon` arguments (`--docker-plugins DIR`). */
   args?: string[];
+  /** Its API socket; default stateDir/api.sock. */
+  socket?: string;
+  /** More environment for the daemon (NETCTL_RUN_DIR, NETCTL_LOG_LEVEL), over the caller's. */
+  env?: Record<string, string>;
 }
 
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on Linux). */
@@ -89,16 +97,17 @@ function exited(child: ChildProcess): Promise<string> {
 
 /**
  * Start `netctl daemon` with NETCTL_STATE_DIR=stateDir and its API socket in
- * stateDir, and wait until it answers GET /v1/health. A string for options
- * is the daemon's NODE_OPTIONS.
+ * stateDir (or options.socket), and wait until it answers GET /v1/health. A
+ * string for options is the daemon's NODE_OPTIONS.
  */
 export async function startDaemon(stateDir: string, options: string | DaemonOptions = {}): Promise<Daemon> {
   const {
     nodeOptions,
     nsenter,
     args = [],
+    socket = join(stateDir, 'api.sock'),
+    env: extraEnv = {},
   } = typeof options === 'string' ? { nodeOptions: options } : options;
-  const socket = join(stateDir, 'api.sock');
   const { NODE_OPTIONS: _ours, ...env } = process.env;
   // The executable itself, as a user runs it: its #! line sets the daemon's V8 flags.
   const argv = [join(packageRoot, 'bin/netctl.js'), 'daemon', '--socket', socket, ...args];
@@ -110,6 +119,7 @@ export async function startDaemon(stateDir: string, options: string | DaemonOpti
       ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
       NETCTL_STATE_DIR: stateDir,
       NETCTL_SOCKET: socket,
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -128,19 +138,24 @@ export async function startDaemon(stateDir: string, options: string | DaemonOpti
   const api = new HttpApi(socket);
 
   let stopped: Promise<string> | undefined;
+  const running = () => child.exitCode === null && child.signalCode === null;
   const daemon: Daemon = {
     pid,
     socket,
     api,
+    exited: done,
+    signal(signal) {
+      if (running()) child.kill(signal);
+    },
     memory: () => processMemory(pid),
     log: () => tail,
     kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      if (running()) child.kill('SIGKILL');
       return done;
     },
     stop() {
       stopped ??= (async () => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        if (running()) child.kill('SIGTERM');
         const timeout = new Promise<undefined>((resolve) =>
           setTimeout(() => resolve(undefined), STOP_TIMEOUT_MS).unref(),
         );

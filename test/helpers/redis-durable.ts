@@ -12,10 +12,9 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchRedisServer, signalRedisServer } from '../../src/kv/testing/redis-server.js';
+import { freePort, launchRedisServer, signalRedisServer } from '../../src/kv/testing/redis-server.js';
 
 export interface DurableRedis {
   /** Its data dir (the append-only files). */
@@ -34,19 +33,6 @@ export interface DurableRedis {
   start(): Promise<void>;
   /** Stop it and remove its dir. */
   destroy(): Promise<void>;
-}
-
-/** A TCP port nothing listens on here. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function launch(dir: string, port: number, socket: string): Promise<ChildProcess> {

@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -22,6 +22,23 @@ export interface RedisServer {
   restart(): Promise<void>;
   /** Stop it and remove its directory. */
   destroy(): Promise<void>;
+}
+
+/**
+ * A TCP port nothing listens on at host (an address of the caller's
+ * namespace), for a server that must listen on TCP: the kernel's choice,
+ * released just before the server takes it.
+ */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 const live = new Set<ChildProcess>();
