@@ -46,7 +46,9 @@ async function fdbMessage(h: Netlink, e: NewFdbEntry): Promise<rt.NeighborMessag
     data: {
       family: AF_BRIDGE,
       ifindex: await linkIndex(h, e.link),
-      state: { permanent: true },
+      // In the bridge's table `permanent` means the bridge's own address (frames
+      // to it go up the stack): a remote endpoint's entry there is `static`.
+      state: e.master ? { noarp: true } : { permanent: true },
       flags: e.master ? { master: true } : { self: true },
     },
     attrs,
@@ -76,7 +78,7 @@ export function fdbAppend(h: Netlink, e: NewFdbEntry): Promise<void> {
   return newFdbEntry(h, e, APPEND, 'append');
 }
 
-/** Equivalent to: `bridge fdb replace MAC dev LINK dst IP self permanent`. */
+/** Equivalent to: `bridge fdb replace MAC dev LINK dst IP self permanent` (or `master static`). */
 export function fdbReplace(h: Netlink, e: NewFdbEntry): Promise<void> {
   return newFdbEntry(h, e, REPLACE, 'replace');
 }

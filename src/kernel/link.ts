@@ -46,6 +46,7 @@ export interface Vxlan extends LinkAttrs {
   local: string | undefined;
   port: number;
   learning: boolean;
+  proxy: boolean;
   underlayIndex: number | undefined;
 }
 /** Anything else: loopback, physical NICs, other virtual kinds. */
@@ -84,6 +85,8 @@ export type NewLink =
       port?: number;
       /** Default false: netctl programs the FDB itself. */
       learning?: boolean;
+      /** Answer ARP/ND from the device's neighbour entries (no broadcast leaves the host). */
+      proxy?: boolean;
       /** Underlay device index. */
       underlay?: number;
     });
@@ -107,7 +110,8 @@ function toLink(message: Buffer): Link {
   const info = parseLinkInfo(attrs.linkinfo);
   if ('vxlan' in info) {
     const { vni, local, port, learning, underlayIndex } = info.vxlan;
-    return { ...common, kind: 'vxlan', vni, local, port, learning, underlayIndex };
+    const proxy = info.vxlan.proxy ?? false;
+    return { ...common, kind: 'vxlan', vni, local, port, learning, proxy, underlayIndex };
   }
   if (info.kind === 'bridge') return { ...common, kind: 'bridge' };
   if (info.kind === 'veth') return { ...common, kind: 'veth' };
@@ -214,6 +218,7 @@ export async function linkAdd(h: Netlink, spec: NewLink): Promise<void> {
           vni: spec.vni,
           port: spec.port ?? 4789,
           learning: spec.learning ?? false,
+          proxy: spec.proxy ?? false,
           ...(spec.local ? { local: spec.local } : {}),
           ...(spec.underlay ? { underlayIndex: spec.underlay } : {}),
         });

@@ -44,13 +44,15 @@ export interface VxlanInfo {
   local?: string;
   port: number;
   learning: boolean;
+  /** Answer ARP and neighbour solicitations from the device's neighbour table (IFLA_VXLAN_PROXY). */
+  proxy?: boolean;
   underlayIndex?: number;
 }
 
 export function vxlanInfo(v: VxlanInfo): Buffer {
   const port = Buffer.alloc(2);
   port.writeUInt16BE(v.port); // IFLA_VXLAN_PORT is in network byte order
-  const data: ifla.Vxlan = { id: v.vni, port, learning: v.learning ? 1 : 0 };
+  const data: ifla.Vxlan = { id: v.vni, port, learning: v.learning ? 1 : 0, proxy: v.proxy ? 1 : 0 };
   if (v.local) {
     if (familyOf(v.local) === 4) data.local = ipToBytes(v.local);
     else data.local6 = ipToBytes(v.local);
@@ -73,6 +75,7 @@ export function parseLinkInfo(linkinfo: Buffer | undefined): ParsedLinkInfo {
         vni: v.id ?? 0,
         port: v.port ? v.port.readUInt16BE(0) : 0,
         learning: Boolean(v.learning),
+        proxy: Boolean(v.proxy),
         ...(local ? { local: bytesToIp(local) } : {}),
         ...(v.link ? { underlayIndex: v.link } : {}),
       },

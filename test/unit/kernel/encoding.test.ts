@@ -49,10 +49,10 @@ describe('IFLA_LINKINFO builders', () => {
   });
 
   it('writes the VXLAN port in network byte order and reads it back', () => {
-    const info = vxlanInfo({ vni: 4097, port: 4789, learning: false, local: '192.0.2.1' });
+    const info = vxlanInfo({ vni: 4097, port: 4789, learning: false, proxy: true, local: '192.0.2.1' });
     expect(parseLinkInfo(info)).toEqual({
       kind: 'vxlan',
-      vxlan: { vni: 4097, port: 4789, learning: false, local: '192.0.2.1' },
+      vxlan: { vni: 4097, port: 4789, learning: false, proxy: true, local: '192.0.2.1' },
     });
     expect(info.includes(Buffer.from([0x12, 0xb5]))).toBe(true); // 4789 big-endian
   });
