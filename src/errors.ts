@@ -48,6 +48,11 @@ export const Errors = {
   ),
   InvalidAddress: define('NETCTL_INVALID_ADDRESS', '%s is not a valid IP address', 'badRequest'),
   InvalidOption: define('NETCTL_INVALID_OPTION', 'invalid option %s: %s', 'badRequest'),
+  SharedStoreRequired: define(
+    'NETCTL_SHARED_STORE_REQUIRED',
+    '%s networks span hosts and need a store every host shares: start each daemon with --kv redis://HOST:6379/0 (this one runs on %s)',
+    'badRequest',
+  ),
   GatewayOutsideSubnet: define(
     'NETCTL_GATEWAY_OUTSIDE_SUBNET',
     'gateway %s is not inside subnet %s',
@@ -110,6 +115,7 @@ export const Errors = {
     'conflict',
   ),
   PortInUse: define('NETCTL_PORT_IN_USE', 'host port %s is already published by %s', 'conflict'),
+  VniInUse: define('NETCTL_VNI_IN_USE', 'VNI %s is already taken by network %s', 'conflict'),
   Conflict: define('NETCTL_CONFLICT', 'concurrent update of %s: try again', 'conflict'),
   DockerNetwork: define('NETCTL_DOCKER_NETWORK', 'network %s belongs to Docker network %s: %s', 'conflict'),
   NotAdoptable: define(

@@ -4,7 +4,7 @@
  * package.json rather than hard-coding a depth.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 function findPackageRoot(): string {
@@ -26,8 +26,21 @@ export const packageVersion = (
   JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
 ).version;
 
-/** Each sandbox's run dir (/run/netctl/sandboxes/<id>): its owner tag and its /etc files. */
-export const SANDBOX_RUN_DIR = '/run/netctl/sandboxes';
+/**
+ * netctl's run dir: $NETCTL_RUN_DIR, else /run/netctl — its own for each of
+ * several daemons on one machine (simulated hosts in netns, docs/overlay.md).
+ */
+export const RUN_DIR = runDir(process.env.NETCTL_RUN_DIR);
+
+function runDir(fromEnv: string | undefined): string {
+  if (fromEnv === undefined || fromEnv === '') return '/run/netctl';
+  if (!isAbsolute(fromEnv))
+    throw new Error(`NETCTL_RUN_DIR must be an absolute path, got ${JSON.stringify(fromEnv)}`);
+  return fromEnv;
+}
+
+/** Each sandbox's run dir (<run dir>/sandboxes/<id>): its owner tag and its /etc files. */
+export const SANDBOX_RUN_DIR = join(RUN_DIR, 'sandboxes');
 
 export const sandboxRunDir = (sandboxId: string) => join(SANDBOX_RUN_DIR, sandboxId);
 export const sandboxEtcDir = (sandboxId: string) => join(sandboxRunDir(sandboxId), 'etc');

@@ -13,6 +13,7 @@ import type {
   GcAction,
   GcReport,
   Health,
+  HostStatus,
   NetctlApi,
   NetworkDetails,
   SandboxDetails,
@@ -179,6 +180,10 @@ export class HttpApi implements NetctlApi {
 
   health(): Promise<Health> {
     return this.request('GET', '/v1/health');
+  }
+
+  listHosts(): Promise<HostStatus[]> {
+    return this.request('GET', '/v1/hosts');
   }
 
   check(network: string, sandbox?: string): Promise<CheckReport> {

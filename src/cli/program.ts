@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { packageVersion } from '../paths.js';
 import { Cli, globalOptions } from './cli.js';
 import { cniCommand } from './commands/cni.js';
+import { hostCommand } from './commands/host.js';
 import { daemonCommand, doctorCommand, gcCommand } from './commands/misc.js';
 import { networkCommand } from './commands/network.js';
 import { repairCommand } from './commands/repair.js';
@@ -39,6 +40,7 @@ export function buildProgram(cli: Cli): Command {
 
   networkCommand(cli, program);
   sandboxCommand(cli, program);
+  hostCommand(cli, program);
   runCommand(cli, program);
   gcCommand(cli, program);
   repairCommand(cli, program);

@@ -19,7 +19,7 @@ import { familyOf, parseSubnet } from '../address.js';
 import { cidrSchema, ipSchema } from '../core/schemas.js';
 import { Errors, isCode } from '../errors.js';
 import type { Ipam, PoolInfo } from '../ipam/ipam.js';
-import { LOCAL_SPACE } from '../ipam/pool.js';
+import { LOCAL_SPACE } from '../ipam/store.js';
 import { checkCniArgs, requestedIps, staticIp, validAttachments } from './args.js';
 import { prevResultOf } from './result.js';
 import { type CmdArgs, CniCode, CniError, type Handlers, invalidConfig, storeUnavailable } from './skel.js';

@@ -66,6 +66,35 @@ export interface Health {
   networks: number;
   endpoints: number;
   sandboxes: number;
+  /** This host in the cluster, when the daemon runs on a shared store. */
+  cluster?: ClusterHealth;
+}
+
+export interface ClusterHealth {
+  hostId: string;
+  address: string;
+  /** Global networks with devices on this host. */
+  served: number;
+  /** Remote peers programmed now, over all served networks. */
+  programmed: number;
+  /** Entries the periodic diff found wrong or missing and fixed, since start. */
+  repairs: number;
+}
+
+/** A host of the cluster as `netctl host ls` shows it. */
+export interface HostStatus {
+  id: string;
+  /** 'up': its lease is live; 'down': it expired while peer records of the host remain. */
+  state: 'up' | 'down';
+  hostname?: string;
+  address?: string;
+  bootId?: string;
+  version?: string;
+  started?: string;
+  /** Endpoints of global networks on it (its peer records). */
+  peers: number;
+  /** The host this daemon runs on. */
+  self: boolean;
 }
 
 export interface NetctlApi {
@@ -102,6 +131,8 @@ export interface NetctlApi {
   /** Put back what `check` finds missing of one network's kernel side (every network's without one); returns what it did. */
   repair(network?: string): Promise<GcAction[]>;
   health(): Promise<Health>;
+  /** The hosts on the shared store (none on the embedded one). */
+  listHosts(): Promise<HostStatus[]>;
 }
 
 /** One pool as Docker's IPAM driver reserved it (libnetwork IPAMData): addresses with their prefix length. */

@@ -17,11 +17,11 @@
  * is another caller's claim landing first, answered as a conflict error or
  * retried (conflictError).
  */
-import type { Endpoint, PortMapping, Protocol } from '../core/model.js';
+import type { Endpoint, PortMapping, Protocol, Scope } from '../core/model.js';
 import { Errors } from '../errors.js';
 import { type JsonValue, type KvCompare, KvConflictError, type KvOp, type KvStore } from '../kv/index.js';
 import { endpointOwner } from '../owners.js';
-import { claimKeys, ROOT } from './keys.js';
+import { claimKeys, memberKey, ROOT } from './keys.js';
 import { type ClaimOps, NO_CLAIMS } from './state.js';
 
 /** Host ports picked for `-p 80` (Docker's port allocator range). */
@@ -45,6 +45,8 @@ interface PortBlock {
 /** Where an endpoint is attached: its network, and its sandbox and interface name when joined. */
 export interface Attachment {
   networkId: string;
+  /** The network's scope: a global network's members are the cluster's (keys.ts memberKey). */
+  scope: Scope;
   sandboxId?: string | undefined;
   ifname?: string | undefined;
 }
@@ -56,7 +58,7 @@ export interface Attachment {
  */
 function attachmentKeys(endpointId: string, a: Attachment, part: 'all' | 'join'): string[] {
   return [
-    ...(part === 'all' ? [claimKeys.member(a.networkId, endpointId)] : []),
+    ...(part === 'all' ? [memberKey(a.scope, a.networkId, endpointId)] : []),
     ...(a.sandboxId ? [claimKeys.attach(a.sandboxId, a.networkId)] : []),
     ...(a.sandboxId && a.ifname ? [claimKeys.ifname(a.sandboxId, a.ifname)] : []),
   ];

@@ -6,12 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import type { Driver } from '../core/driver.js';
 import type { IpamDriver } from '../core/ipam.js';
-import type { Endpoint, Network, Sandbox } from '../core/model.js';
+import type { Endpoint, Network, Sandbox, Scope } from '../core/model.js';
 import { Errors } from '../errors.js';
 import { parseOwner } from '../owners.js';
+import type { Attachment } from './claims.js';
 import { Gate } from './gate.js';
 import { HostsFiles } from './hosts.js';
 import { IntentRunner } from './intent-runner.js';
+import { type ClusterOptions, Overlay } from './overlay.js';
 import type { ClaimOps, State } from './state.js';
 import type { HostRoutes } from './subnets.js';
 
@@ -27,6 +29,8 @@ export interface ControllerOptions {
   storeName: string;
   /** The host's routes a network's subnet must not overlap (subnets.ts); none when absent. */
   hostRoutes?: HostRoutes;
+  /** This host in a cluster on a shared store (the daemon's): global networks are served here. */
+  cluster?: ClusterOptions;
 }
 
 export class ControllerContext {
@@ -39,6 +43,8 @@ export class ControllerContext {
   readonly gate = new Gate();
   readonly intents: IntentRunner;
   readonly hosts: HostsFiles;
+  /** The control plane of global networks: the daemon's on a shared store, else none. */
+  readonly overlay: Overlay | undefined;
 
   /** @param reconcile what settles the intents this process gives up on (the controller's gc) */
   constructor(options: ControllerOptions, reconcile: () => Promise<unknown>) {
@@ -49,6 +55,15 @@ export class ControllerContext {
     this.hostRoutes = options.hostRoutes ?? (async () => []);
     this.intents = new IntentRunner(this.state, this.gate, this.storeName, reconcile);
     this.hosts = new HostsFiles(this.state);
+    this.overlay = options.cluster ? new Overlay(this, options.cluster) : undefined;
+  }
+
+  /** A global network is joined only where a daemon on the shared store programs its peers. */
+  servedHere(network: Network): Overlay | undefined {
+    if (network.scope !== 'global') return undefined;
+    if (!this.overlay)
+      throw new Errors.SharedStoreRequired(network.driver, `${this.storeName} without a daemon`);
+    return this.overlay;
   }
 
   driver(type: string): Driver {
@@ -137,6 +152,6 @@ export function sandboxInfo(sandbox: Sandbox) {
 export const NO_SANDBOX = { id: '', key: '', ifname: '', placement: 'in-place' } as const;
 
 /** Where an endpoint is attached (claims.ts's Attachment). */
-export function attachmentOf(endpoint: Endpoint) {
-  return { networkId: endpoint.networkId, sandboxId: endpoint.sandboxId, ifname: endpoint.ifname };
+export function attachmentOf(endpoint: Endpoint, scope: Scope): Attachment {
+  return { networkId: endpoint.networkId, scope, sandboxId: endpoint.sandboxId, ifname: endpoint.ifname };
 }

@@ -29,6 +29,7 @@ import type {
   GcAction,
   GcReport,
   Health,
+  HostStatus,
   NetctlApi,
   NetworkDetails,
   SandboxDetails,
@@ -92,7 +93,17 @@ export class Controller implements NetctlApi {
       networks: networks.length,
       endpoints: endpoints.length,
       sandboxes: sandboxes.length,
+      ...(this.ctx.overlay ? { cluster: this.ctx.overlay.stats() } : {}),
     };
+  }
+
+  /** Join the cluster (the daemon's, after its first gc): the host's lease, the peers' watch. */
+  async startCluster(): Promise<void> {
+    await this.ctx.overlay?.start();
+  }
+
+  async listHosts(): Promise<HostStatus[]> {
+    return (await this.ctx.overlay?.listHosts()) ?? [];
   }
 
   gc(options: { dryRun: boolean }): Promise<GcReport> {
@@ -121,6 +132,7 @@ export class Controller implements NetctlApi {
 
   /** Stop the background work (retries, settling) before the store closes; settle what is abandoned. */
   async close(): Promise<void> {
+    await this.ctx.overlay?.close();
     this.ctx.hosts.close();
     await this.ctx.intents.close();
   }

@@ -19,7 +19,15 @@ import { parseRequest } from '../core/validate.js';
 import { Errors } from '../errors.js';
 import { KvConflictError } from '../kv/index.js';
 import { endpointOwner } from '../owners.js';
-import { claimConflict, dropAttachment, dropPorts, portWishes, takeAttachment, takePorts } from './claims.js';
+import {
+  type Attachment,
+  claimConflict,
+  dropAttachment,
+  dropPorts,
+  portWishes,
+  takeAttachment,
+  takePorts,
+} from './claims.js';
 import { attachmentOf, type ControllerContext, NO_SANDBOX, newId, sandboxInfo } from './context.js';
 import {
   endpointAddresses,
@@ -64,6 +72,7 @@ export class Endpoints {
     const sandbox = await this.ctx.findSandbox(req.sandbox);
     const driver = this.ctx.driver(network.driver);
     checkJoinable(network, sandbox);
+    const overlay = this.ctx.servedHere(network);
     if (req.portMappings.length) checkPublishable(network);
     // Only the sandbox's own endpoints: listing every endpoint here would make
     // each join cost more than the one before it.
@@ -114,6 +123,7 @@ export class Endpoints {
         }
         crashPoint('connect.record');
         await this.ctx.state.addEndpoint(endpoint, end);
+        await overlay?.changed(network);
         await this.ctx.hosts.refresh(network.id);
         // Connects and disconnects of the sandbox may have been recorded meanwhile (the
         // owner it saw left, another joined first): the route as the records have it now.
@@ -139,7 +149,12 @@ export class Endpoints {
     nextIfname: boolean,
   ): IntentOptions<Endpoint> {
     const { id, network, sandbox } = place;
-    const attachment = () => ({ networkId: network.id, sandboxId: sandbox.id, ifname: place.ifname });
+    const attachment = () => ({
+      networkId: network.id,
+      scope: network.scope,
+      sandboxId: sandbox.id,
+      ifname: place.ifname,
+    });
     return {
       take: async () => {
         const guard = await this.ctx.networkGuard(network);
@@ -232,8 +247,11 @@ export class Endpoints {
       },
       {
         take: async () =>
-          mergeOps(await this.ctx.networkGuard(network), takeAttachment(id, { networkId: network.id })),
-        release: async () => dropAttachment(id, { networkId: network.id }),
+          mergeOps(
+            await this.ctx.networkGuard(network),
+            takeAttachment(id, { networkId: network.id, scope: network.scope }),
+          ),
+        release: async () => dropAttachment(id, { networkId: network.id, scope: network.scope }),
         landed: async () => found(await this.ctx.state.endpoint(id)),
       },
     );
@@ -252,6 +270,7 @@ export class Endpoints {
     const sandbox = await this.ctx.findSandbox(req.sandbox);
     const driver = this.ctx.driver(network.driver);
     checkJoinable(network, sandbox);
+    const overlay = this.ctx.servedHere(network);
     if (endpoint.sandboxId && endpoint.sandboxId !== sandbox.id) {
       throw new Errors.InvalidRequest(
         `endpoint ${endpoint.name} is joined to another sandbox: leave it first`,
@@ -262,7 +281,12 @@ export class Endpoints {
     // Docker names and moves the interface itself ('host-side'): only an interface made in place holds its name.
     const inPlace = req.placement === 'in-place';
     const joined: Endpoint = { ...endpoint, sandboxId: sandbox.id, ...(inPlace ? { ifname } : {}) };
-    const attachment = { networkId: network.id, sandboxId: sandbox.id, ...(inPlace ? { ifname } : {}) };
+    const attachment: Attachment = {
+      networkId: network.id,
+      scope: network.scope,
+      sandboxId: sandbox.id,
+      ...(inPlace ? { ifname } : {}),
+    };
     // Joined to this sandbox already: it holds the attachment; the join plugs it anew.
     const rejoin = endpoint.sandboxId === sandbox.id;
     let joinInfo: JoinInfo | undefined;
@@ -282,6 +306,7 @@ export class Endpoints {
         );
         joinInfo = join;
         await this.ctx.state.addEndpoint(joined);
+        await overlay?.changed(network);
         await this.ctx.hosts.refresh(network.id);
         return { endpoint: joined, join };
       },
@@ -331,11 +356,12 @@ export class Endpoints {
           this.ctx.state.detachEndpoint(
             { ...endpoint, portMappings: [] },
             mergeOps(
-              dropAttachment(endpoint.id, attachmentOf(endpoint), 'join'),
+              dropAttachment(endpoint.id, attachmentOf(endpoint, network.scope), 'join'),
               await dropPorts(this.ctx.state.kv, endpoint),
             ),
           ),
         );
+        if (network.scope === 'global') await this.ctx.overlay?.changed(network);
         await this.ctx.hosts.refresh(network.id, endpoint.sandboxId);
         return left;
       },
@@ -377,7 +403,7 @@ export class Endpoints {
               end,
               mergeOps(
                 this.ctx.state.endpointGuard(seen.id, current.version),
-                dropAttachment(seen.id, attachmentOf(seen)),
+                dropAttachment(seen.id, attachmentOf(seen, network?.scope ?? 'local')),
                 await dropPorts(this.ctx.state.kv, seen),
               ),
             );
@@ -385,6 +411,7 @@ export class Endpoints {
             if (!(err instanceof KvConflictError) || attempt >= CLAIM_ATTEMPTS) throw err;
             continue;
           }
+          if (network?.scope === 'global') await this.ctx.overlay?.changed(network);
           // By the network's id: its record may be lost (gc), its peers' files are not.
           await this.ctx.hosts.refresh(seen.networkId, seen.sandboxId);
           // The route it gave goes with it: the next endpoint's, if there is one.

@@ -15,9 +15,49 @@
  *                                      is (written with the network's dockerId; docs/docker.md)
  *   netctl/v1/members/<net>/<ep>       owner: endpoint <ep> is on network <net> (claims.ts)
  *   netctl/v1/claims/...               owner: exclusive things an endpoint holds (claims.ts)
+ *
+ * On a store several hosts share, all of the above is the host's own
+ * (src/kv/scoped.ts puts it under netctl/v1/local/<host id>/), and what the
+ * cluster shares has keys of its own (clusterKeys, docs/overlay.md):
+ *
+ *   netctl/v1/cluster/networks/<id>          Network of global scope (overlay)
+ *   netctl/v1/cluster/names/networks/<name>  its id
+ *   netctl/v1/cluster/members/<net>/<ep>     owner: endpoint <ep> (of any host) is on global network <net>
+ *   netctl/v1/cluster/vni/<vni>              network id: the VNI is taken
+ *   netctl/v1/cluster/hosts/<host id>        HostRecord, under a lease (TTL) its daemon renews
+ *   netctl/v1/cluster/peers/<net>/<ep>       Peer: where an endpoint of a global network is
  */
 
+import type { Scope } from '../core/model.js';
+import { CLUSTER_ROOT } from '../kv/index.js';
+
 export const ROOT = 'netctl/v1';
+
+/** The shared keys of a store several hosts use. */
+export const clusterKeys = {
+  network: (id: string) => `${CLUSTER_ROOT}/networks/${id}`,
+  networks: `${CLUSTER_ROOT}/networks/`,
+  networkName: (name: string) => `${CLUSTER_ROOT}/names/networks/${name}`,
+  member: (networkId: string, endpointId: string) => `${CLUSTER_ROOT}/members/${networkId}/${endpointId}`,
+  membersOf: (networkId: string) => `${CLUSTER_ROOT}/members/${networkId}/`,
+  vni: (vni: number) => `${CLUSTER_ROOT}/vni/${vni}`,
+  vnis: `${CLUSTER_ROOT}/vni/`,
+  host: (hostId: string) => `${CLUSTER_ROOT}/hosts/${hostId}`,
+  hosts: `${CLUSTER_ROOT}/hosts/`,
+  peer: (networkId: string, endpointId: string) => `${CLUSTER_ROOT}/peers/${networkId}/${endpointId}`,
+  peersOf: (networkId: string) => `${CLUSTER_ROOT}/peers/${networkId}/`,
+  peers: `${CLUSTER_ROOT}/peers/`,
+};
+
+/** A network's record and name keys, by its scope. */
+export const networkKeys = (scope: Scope) =>
+  scope === 'global'
+    ? { network: clusterKeys.network, networkName: clusterKeys.networkName, networks: clusterKeys.networks }
+    : { network: recordKeys.network, networkName: recordKeys.networkName, networks: `${ROOT}/networks/` };
+
+/** The key that holds an endpoint's place on its network (a member claim), by the network's scope. */
+export const memberKey = (scope: Scope, networkId: string, endpointId: string) =>
+  scope === 'global' ? clusterKeys.member(networkId, endpointId) : claimKeys.member(networkId, endpointId);
 
 /** Keys of the claims (claims.ts has what they mean). */
 export const claimKeys = {

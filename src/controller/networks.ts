@@ -8,14 +8,17 @@ import { parsePrefix } from '../address.js';
 import type { Driver } from '../core/driver.js';
 import type { Pool, PoolRequest, Reservation } from '../core/ipam.js';
 import type { IpamPoolConfig, Network } from '../core/model.js';
+import { FIRST_VNI, MAX_VNI } from '../core/options.js';
 import { type CreateNetworkRequest, createNetworkSchema, idSchema } from '../core/schemas.js';
 import { parseRequest } from '../core/validate.js';
 import { Errors, isCode } from '../errors.js';
+import { KvConflictError } from '../kv/index.js';
 import { networkOwner } from '../owners.js';
 import type { NetworkDetails } from './api.js';
 import { type ControllerContext, newId } from './context.js';
 import { found } from './intent-runner.js';
 import { crashPoint } from './intents.js';
+import { clusterKeys } from './keys.js';
 import { type ClaimOps, NO_CLAIMS } from './state.js';
 import {
   checkPoolConfig,
@@ -96,6 +99,10 @@ export class Networks {
     driver.checkOptions?.({ id, options: req.options, internal: req.internal });
     const owner = networkOwner(id);
     const scope = driver.capability().dataScope;
+    // One host's store cannot hold what every host must see.
+    if (scope === 'global' && this.ctx.state.kv.backend === 'lmdb')
+      throw new Errors.SharedStoreRequired(req.driver, this.ctx.storeName);
+    const pinnedVni = scope === 'global' ? driver.pinnedVni?.({ options: req.options }) : undefined;
     /** Pools requested so far, for the undo. */
     const poolIds: string[] = [];
     let made: Network | undefined;
@@ -129,7 +136,8 @@ export class Networks {
         });
         made = network;
         crashPoint('createNetwork.record');
-        await this.ctx.state.createNetwork(network);
+        if (scope === 'global') await this.recordGlobal(network, pinnedVni);
+        else await this.ctx.state.createNetwork(network);
         return network;
       },
       async () => {
@@ -139,6 +147,40 @@ export class Networks {
       },
       { landed: async () => found(await this.ctx.state.network(id)) },
     );
+  }
+
+  /**
+   * Record a global network with its VNI taken in the same commit: the one
+   * its options pin (NETCTL_VNI_IN_USE when taken), else the lowest free
+   * from FIRST_VNI up, the next on a race with another host.
+   */
+  private async recordGlobal(network: Network, pinned: number | undefined): Promise<void> {
+    for (;;) {
+      const taken = new Set(
+        (await this.ctx.state.kv.list(clusterKeys.vnis)).map((e) =>
+          Number(e.key.slice(clusterKeys.vnis.length)),
+        ),
+      );
+      let vni = pinned ?? FIRST_VNI;
+      if (pinned === undefined) while (taken.has(vni)) vni++;
+      if (vni > MAX_VNI) throw new Errors.InvalidRequest('no VNI left');
+      network.driverData.vni = String(vni);
+      const claim: ClaimOps = {
+        compare: [{ key: clusterKeys.vni(vni), version: 0 }],
+        ops: [{ type: 'put', key: clusterKeys.vni(vni), value: network.id }],
+      };
+      try {
+        await this.ctx.state.createNetwork(network, claim);
+        return;
+      } catch (err) {
+        if (!(err instanceof KvConflictError) || err.key !== clusterKeys.vni(vni)) throw err;
+        if (pinned !== undefined) {
+          const holder = (await this.ctx.state.kv.get(clusterKeys.vni(vni)))?.value;
+          const name = typeof holder === 'string' ? (await this.ctx.state.network(holder))?.name : undefined;
+          throw new Errors.VniInUse(vni, name ?? String(holder));
+        }
+      }
+    }
   }
 
   /**
@@ -314,7 +356,8 @@ export class Networks {
     crashPoint('deleteNetwork.driver');
     // Pools held by whoever made the network (Docker) are theirs to release.
     await this.releasePools(network.ipam.external ? [] : network.ipam.poolIds);
-    await this.ctx.state.deleteNetwork(network);
+    const vni = network.scope === 'global' ? Number(network.driverData.vni) : undefined;
+    await this.ctx.state.deleteNetwork(network, vni ? [clusterKeys.vni(vni)] : []);
   }
 
   /** Remove every network without endpoints; returns their names. */

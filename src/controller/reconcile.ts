@@ -145,12 +145,19 @@ async function driverHoldings(
   return { holdings, shared };
 }
 
-/** Every address the IPAM holds, and every pool. */
+/**
+ * Every address the IPAM holds, and every pool. A global pool's addresses
+ * are held by endpoints of every host of the cluster, whose records this
+ * host cannot see: they are not this gc's (a dead host's go with its peers,
+ * controller/overlay.ts).
+ */
 async function ipamHoldings(controller: Reconcilable): Promise<Holding[]> {
   const { ipam } = controller;
   const holdings: Holding[] = [];
+  const { global } = await ipam.defaultAddressSpaces();
   for (const pool of await ipam.listPools()) {
-    for (const r of await ipam.listReservations(pool.poolId)) {
+    const reservations = pool.poolId.startsWith(`${global}/`) ? [] : await ipam.listReservations(pool.poolId);
+    for (const r of reservations) {
       holdings.push({
         kind: 'address',
         name: r.address,

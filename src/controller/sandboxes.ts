@@ -2,6 +2,7 @@
  * Sandboxes: a network namespace with its /etc files, made by netctl, by
  * its runtime (CNI, Docker) or shared with another sandbox or the host.
  */
+import { join } from 'node:path';
 import type { Sandbox } from '../core/model.js';
 import { type CreateSandboxRequest, createSandboxSchema, sandboxPidSchema } from '../core/schemas.js';
 import { parseRequest } from '../core/validate.js';
@@ -16,6 +17,7 @@ import {
   pinCurrentNetns,
 } from '../kernel/index.js';
 import { sandboxOwner } from '../owners.js';
+import { RUN_DIR } from '../paths.js';
 import { removeSandboxEtc, writeSandboxEtc } from '../sandbox/etc.js';
 import { bootId, isStale, netnsInode, processStart, staleReason } from '../sandbox/identity.js';
 import { claimNetns, listSandboxRunDirs } from '../sandbox/owner.js';
@@ -31,7 +33,7 @@ import { type ClaimOps, type IntentEnd, NO_CLAIMS } from './state.js';
 export const sandboxNetnsName = (name: string) => `netctl-${name}`;
 
 /** Where the host's own namespace is pinned for sandboxes on the host network. */
-export const HOST_NETNS_PIN = '/run/netctl/host.netns';
+export const HOST_NETNS_PIN = join(RUN_DIR, 'host.netns');
 
 export class Sandboxes {
   constructor(

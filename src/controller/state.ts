@@ -4,11 +4,11 @@
  * written with them — each read and write, every multi-key change one
  * transaction.
  */
-import type { Endpoint, Network, Sandbox } from '../core/model.js';
+import type { Endpoint, Network, Peer, Sandbox } from '../core/model.js';
 import { Errors } from '../errors.js';
 import { type JsonValue, type KvCompare, KvConflictError, type KvOp, type KvStore } from '../kv/index.js';
 import type { Intent } from './intents.js';
-import { claimKeys, recordKeys as key, ROOT } from './keys.js';
+import { claimKeys, clusterKeys, recordKeys as key, networkKeys, ROOT } from './keys.js';
 
 /**
  * An operation's intent that its last record write ends in the same commit:
@@ -38,7 +38,57 @@ export function mergeOps(...parts: ClaimOps[]): ClaimOps {
 }
 
 export class State {
-  constructor(readonly kv: KvStore) {}
+  /** Ids of global networks seen: a network's scope never changes, so its keys are known from then on. */
+  private readonly globalIds = new Set<string>();
+
+  /**
+   * @param cluster this host on a shared store: an endpoint of a global
+   *   network joined here gets its peer record (keys.ts) in the same
+   *   commit as its own, and loses it with its leave
+   */
+  constructor(
+    readonly kv: KvStore,
+    readonly cluster?: { hostId: string; address: string },
+  ) {}
+
+  /** The peer record that goes with an endpoint's write: put while joined here, else deleted. */
+  private peerOps(endpoint: Pick<Endpoint, 'id' | 'networkId'> & Partial<Endpoint>, joined: boolean): KvOp[] {
+    if (this.scopeOf(endpoint.networkId) !== 'global') return [];
+    const key = clusterKeys.peer(endpoint.networkId, endpoint.id);
+    if (!joined || !this.cluster || !endpoint.sandboxId || !endpoint.mac) return [{ type: 'delete', key }];
+    const peer: Peer = {
+      networkId: endpoint.networkId,
+      endpointId: endpoint.id,
+      host: this.cluster.hostId,
+      vtep: this.cluster.address,
+      mac: endpoint.mac,
+      ...(endpoint.ipv4 ? { ipv4: endpoint.ipv4.split('/')[0]! } : {}),
+      ...(endpoint.ipv6 ? { ipv6: endpoint.ipv6.split('/')[0]! } : {}),
+    };
+    return [{ type: 'put', key, value: peer as unknown as JsonValue }];
+  }
+
+  /** The scope of a network read or written here before (local when never seen). */
+  private scopeOf(networkId: string): Network['scope'] {
+    return this.globalIds.has(networkId) ? 'global' : 'local';
+  }
+
+  private seen<T extends Network | undefined>(network: T): T {
+    if (network?.scope === 'global') this.globalIds.add(network.id);
+    return network;
+  }
+
+  private netKey(networkId: string): string {
+    return networkKeys(this.scopeOf(networkId)).network(networkId);
+  }
+
+  /** A network's record: this host's, else the cluster's (global scope). */
+  private async networkEntry(id: string) {
+    const local = this.globalIds.has(id) ? undefined : await this.kv.get(key.network(id));
+    const entry = local ?? (await this.kv.get(clusterKeys.network(id)));
+    if (entry) this.seen(entry.value as unknown as Network);
+    return entry;
+  }
 
   private async all<T>(prefix: string): Promise<T[]> {
     return (await this.kv.list(prefix)).map((e) => e.value as unknown as T);
@@ -115,51 +165,77 @@ export class State {
   }
 
   // Networks
-  networks(): Promise<Network[]> {
-    return this.all<Network>(`${ROOT}/networks/`);
+  /** This host's networks and the cluster's (on the embedded store the latter are none). */
+  async networks(): Promise<Network[]> {
+    const [local, global] = await Promise.all([
+      this.all<Network>(`${ROOT}/networks/`),
+      this.all<Network>(clusterKeys.networks),
+    ]);
+    for (const n of global) this.seen(n);
+    return [...local, ...global];
   }
 
-  network(id: string): Promise<Network | undefined> {
-    return this.value<Network>(key.network(id));
+  async network(id: string): Promise<Network | undefined> {
+    return (await this.networkEntry(id))?.value as unknown as Network | undefined;
   }
 
+  /** A name is this host's network first, else the cluster's. */
   async networkIdByName(name: string): Promise<string | undefined> {
-    return this.value<string>(key.networkName(name));
+    return (
+      (await this.value<string>(key.networkName(name))) ??
+      (await this.value<string>(clusterKeys.networkName(name)))
+    );
   }
 
-  async createNetwork(network: Network): Promise<void> {
+  /**
+   * Record a network with its name, which must be free here and in the
+   * cluster (one transaction on a shared store), with `extra` (a VNI) in
+   * the same commit.
+   */
+  async createNetwork(network: Network, extra: ClaimOps = NO_CLAIMS): Promise<void> {
+    this.seen(network);
+    const keys = networkKeys(network.scope);
+    const nameKey = keys.networkName(network.name);
+    const otherName =
+      network.scope === 'global' ? key.networkName(network.name) : clusterKeys.networkName(network.name);
+    const names = [nameKey, otherName, keys.network(network.id)];
     const aliases = network.dockerId ? [key.dockerNetwork(network.dockerId)] : [];
-    if (
-      !(await this.createNamed(
-        key.network(network.id),
-        key.networkName(network.name),
-        network.id,
-        network,
-        aliases,
-      ))
-    ) {
-      throw new Errors.NetworkExists(network.name);
+    try {
+      await this.kv.txn(
+        [...[...names, ...aliases].map((k) => ({ key: k, version: 0 })), ...extra.compare],
+        [
+          { type: 'put', key: nameKey, value: network.id },
+          { type: 'put', key: keys.network(network.id), value: network as unknown as JsonValue },
+          ...aliases.map((k): KvOp => ({ type: 'put', key: k, value: network.id })),
+          ...extra.ops,
+        ],
+      );
+    } catch (err) {
+      // A conflict on the caller's own keys (a VNI) is the caller's to answer.
+      if (err instanceof KvConflictError && !extra.compare.some((c) => c.key === err.key))
+        throw new Errors.NetworkExists(network.name);
+      throw err;
     }
   }
 
   async putNetwork(network: Network): Promise<void> {
-    await this.write(key.network(network.id), network);
+    await this.write(networkKeys(this.seen(network).scope).network(network.id), network);
   }
 
   /** A network with the version of its record (what claims compare). */
   async networkVersioned(id: string): Promise<{ network: Network; version: number } | undefined> {
-    const entry = await this.kv.get(key.network(id));
+    const entry = await this.networkEntry(id);
     return entry ? { network: entry.value as unknown as Network, version: entry.version } : undefined;
   }
 
   /** Compare: the network's record is still at version (no delete has marked it since). */
   networkGuard(id: string, version: number): ClaimOps {
-    return { compare: [{ key: key.network(id), version }], ops: [] };
+    return { compare: [{ key: this.netKey(id), version }], ops: [] };
   }
 
   /** Writes that set or clear a network's or sandbox's `deleting` mark, on the version read. */
   markDeleting(record: Network | Sandbox, version: number, deleting: boolean): ClaimOps {
-    const recordKey = 'driver' in record ? key.network(record.id) : key.sandbox(record.id);
+    const recordKey = 'driver' in record ? this.netKey(record.id) : key.sandbox(record.id);
     const { deleting: _, ...rest } = record;
     const value = deleting ? { ...rest, deleting: true } : rest;
     return {
@@ -186,7 +262,10 @@ export class State {
 
   /** Ids of the endpoints on a network, made or in flight (their member claims). */
   async members(networkId: string): Promise<string[]> {
-    const prefix = claimKeys.membersOf(networkId);
+    const prefix =
+      this.scopeOf(networkId) === 'global'
+        ? clusterKeys.membersOf(networkId)
+        : claimKeys.membersOf(networkId);
     return (await this.kv.list(prefix)).map((e) => e.key.slice(prefix.length));
   }
 
@@ -195,9 +274,14 @@ export class State {
     if (claim.ops.length) await this.kv.txn(claim.compare, claim.ops);
   }
 
-  async deleteNetwork(network: Network): Promise<void> {
+  /** Delete a network's record and name, and `alsoKeys` (its VNI) in the same commit. */
+  async deleteNetwork(network: Network, alsoKeys: string[] = []): Promise<void> {
     const aliases = network.dockerId ? [key.dockerNetwork(network.dockerId)] : [];
-    await this.deleteNamed(key.network(network.id), key.networkName(network.name), network.id, aliases);
+    const keys = networkKeys(this.seen(network).scope);
+    await this.deleteNamed(keys.network(network.id), keys.networkName(network.name), network.id, [
+      ...aliases,
+      ...alsoKeys,
+    ]);
   }
 
   /** The id of the netctl network that Docker network dockerId is, if any. */
@@ -212,14 +296,14 @@ export class State {
    */
   async setDockerId(networkId: string, dockerId: string | undefined): Promise<Network | undefined> {
     for (;;) {
-      const entry = await this.kv.get(key.network(networkId));
+      const entry = await this.networkEntry(networkId);
       if (!entry) return undefined;
       const network = entry.value as unknown as Network;
       const { dockerId: old, ...rest } = network;
       const updated: Network = dockerId ? { ...rest, dockerId } : rest;
-      const compare: KvCompare[] = [{ key: key.network(networkId), version: entry.version }];
+      const compare: KvCompare[] = [{ key: this.netKey(networkId), version: entry.version }];
       const ops: KvOp[] = [
-        { type: 'put', key: key.network(networkId), value: updated as unknown as JsonValue },
+        { type: 'put', key: this.netKey(networkId), value: updated as unknown as JsonValue },
       ];
       if (old && old !== dockerId) ops.push({ type: 'delete', key: key.dockerNetwork(old) });
       if (dockerId && old !== dockerId) {
@@ -258,6 +342,7 @@ export class State {
     const { sandboxId } = endpoint;
     const record: KvOp[] = [
       { type: 'put', key: key.endpoint(endpoint.id), value: endpoint as unknown as JsonValue },
+      ...this.peerOps(endpoint, true),
       ...endOps(end),
       ...extra.ops,
     ];
@@ -309,6 +394,7 @@ export class State {
     const { sandboxId, ifname: _, ...detached } = endpoint;
     const ops: KvOp[] = [
       { type: 'put', key: key.endpoint(endpoint.id), value: detached as unknown as JsonValue },
+      ...this.peerOps(endpoint, false),
       ...extra.ops,
     ];
     if (!sandboxId) {
@@ -331,7 +417,12 @@ export class State {
     end?: IntentEnd,
     extra: ClaimOps = NO_CLAIMS,
   ): Promise<void> {
-    const ops: KvOp[] = [{ type: 'delete', key: key.endpoint(endpoint.id) }, ...endOps(end), ...extra.ops];
+    const ops: KvOp[] = [
+      { type: 'delete', key: key.endpoint(endpoint.id) },
+      ...this.peerOps(endpoint, false),
+      ...endOps(end),
+      ...extra.ops,
+    ];
     if (!endpoint.sandboxId) {
       await this.kv.txn(extra.compare, ops);
       markEnded(end);

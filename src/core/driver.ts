@@ -8,7 +8,7 @@
  * into the caller-owned info objects (info.ts).
  */
 import type { EndpointInfo, JoinInfo, NetworkInfo, SandboxInfo } from './info.js';
-import type { Endpoint, Network, PortMapping, Scope } from './model.js';
+import type { Endpoint, Network, Peer, PortMapping, Scope } from './model.js';
 
 export interface Capability {
   /** Where the driver's state lives: this host only, or shared by all. */
@@ -24,6 +24,8 @@ export interface Driver {
   capability(): Capability;
   /** Refuse options the driver cannot honour, before anything is reserved or made. */
   checkOptions?(network: Pick<Network, 'id' | 'options' | 'internal'>): void;
+  /** A global network's VNI as its options pin it (the controller allocates one otherwise). */
+  pinnedVni?(network: Pick<Network, 'options'>): number | undefined;
   /** Validate options and set up the network on this host (idempotent). */
   createNetwork(network: NetworkInfo): Promise<void>;
   /** Tear down everything createNetwork made; absent pieces are fine. */
@@ -75,4 +77,28 @@ export interface Reconciler {
 
 export function hasReconciler(driver: Driver): driver is Driver & Reconciler {
   return 'listOwned' in driver && 'removeOwned' in driver;
+}
+
+/** A remote endpoint as this host's kernel has it: one MAC behind one VTEP, with its addresses. */
+export interface ProgrammedPeer {
+  mac: string;
+  vtep: string;
+  ips: string[];
+}
+
+/**
+ * Endpoints on other hosts, programmed statically on this host's side of a
+ * global network (overlay: FDB and neighbour entries on its VXLAN device).
+ */
+export interface PeerProgramming {
+  /** Program a remote endpoint; false when this host has none of the network's devices (no local endpoint). */
+  addPeer(network: Network, peer: Peer): Promise<boolean>;
+  /** Remove a remote endpoint's entries; absent ones are fine. */
+  removePeer(network: Network, peer: Pick<Peer, 'mac' | 'ipv4' | 'ipv6' | 'vtep'>): Promise<void>;
+  /** What is programmed now, from the kernel; undefined when the network has no devices on this host. */
+  programmedPeers(network: Network): Promise<ProgrammedPeer[] | undefined>;
+}
+
+export function hasPeerProgramming(driver: Driver): driver is Driver & PeerProgramming {
+  return 'addPeer' in driver && 'programmedPeers' in driver;
 }

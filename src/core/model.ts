@@ -124,3 +124,37 @@ export interface Sandbox {
   /** Set by a delete-if-empty before it looks for attachments (as Network.deleting). */
   deleting?: boolean;
 }
+
+/**
+ * Where an endpoint of a global network is, for every other host to
+ * program (static FDB and neighbour entries on its VXLAN device): written
+ * with the endpoint's join, removed with its leave (docs/overlay.md).
+ */
+export interface Peer {
+  networkId: string;
+  endpointId: string;
+  /** The host the endpoint is on (its host id). */
+  host: string;
+  /** That host's VXLAN tunnel endpoint: its advertise address. */
+  vtep: string;
+  mac: string;
+  /** Addresses without prefix length. */
+  ipv4?: string;
+  ipv6?: string;
+}
+
+/** A daemon on the shared store, under a lease it renews (docs/overlay.md). */
+export interface HostRecord {
+  /** Kept in the host's state dir: the same across restarts and reboots. */
+  id: string;
+  hostname: string;
+  /** Underlay address: the VTEP of its overlay endpoints. */
+  address: string;
+  /** /proc/sys/kernel/random/boot_id: a new one means the host rebooted and its sandboxes are gone. */
+  bootId: string;
+  version: string;
+  /** When this daemon started. */
+  started: string;
+  /** Lease length: the record vanishes this long after the last renewal. */
+  ttlMs: number;
+}

@@ -11,11 +11,21 @@ import type { HostRoute } from '../controller/subnets.js';
 import { BridgeDriver } from '../drivers/bridge/bridge.js';
 import { HostDriver } from '../drivers/host/host.js';
 import { NoneDriver } from '../drivers/none/none.js';
+import { OverlayDriver } from '../drivers/overlay/overlay.js';
+import { Errors } from '../errors.js';
 import { iptablesBackend } from '../firewall/index.js';
 import { KvIpamDriver } from '../ipam/driver.js';
 import { Ipam } from '../ipam/ipam.js';
-import { linkList, linkOwner, Netlink, routeList } from '../kernel/index.js';
-import { describeStoreUrl, fallbackStoreUrl, type KvStore, openStore } from '../kv/index.js';
+import { addrList, linkList, linkOwner, Netlink, routeList } from '../kernel/index.js';
+import {
+  describeStoreUrl,
+  fallbackStoreUrl,
+  HostScopedStore,
+  hostId,
+  type KvStore,
+  openStore,
+} from '../kv/index.js';
+import { type ClusterFlags, DEFAULT_CLUSTER } from './cluster-flags.js';
 
 export interface LocalApiOptions {
   /** Store URL (`--kv`), e.g. redis://host:6379/0; the embedded store when absent. */
@@ -28,6 +38,8 @@ export interface LocalApiOptions {
   daemon?: boolean;
   /** The daemon socket the CLI tried first (for messages). */
   socket?: string;
+  /** The daemon's cluster settings (used on a shared store). */
+  cluster?: ClusterFlags;
 }
 
 /** A store URL fit for logs and health reports: no credentials. */
@@ -60,6 +72,31 @@ export async function hostRoutes(): Promise<HostRoute[]> {
   }
 }
 
+/** This namespace's underlay: the address other hosts reach it at, and the MTU of its interface. */
+export async function underlay(advertiseAddr: string | undefined): Promise<{ address: string; mtu: number }> {
+  const h = Netlink.open();
+  try {
+    const addrs = await addrList(h);
+    let address = advertiseAddr;
+    if (!address) {
+      const route = (await routeList(h, { family: 4 })).find((r) => r.dst === 'default');
+      address =
+        route?.src ?? addrs.find((a) => a.index === route?.linkIndex && a.family === 4 && a.scope === 0)?.ip;
+      if (!address)
+        throw new Errors.InvalidRequest(
+          'no default route to take an advertise address from: give --advertise-addr',
+        );
+    }
+    const holder = addrs.find((a) => a.ip === address);
+    if (!holder)
+      throw new Errors.InvalidRequest(`advertise address ${address} is not an address of this host`);
+    const link = (await linkList(h)).find((l) => l.index === holder.index);
+    return { address, mtu: link?.mtu ?? 1500 };
+  } finally {
+    h.close();
+  }
+}
+
 /** A controller and what it is built on, closed together. */
 export interface Composed {
   api: Controller;
@@ -70,15 +107,38 @@ export interface Composed {
 
 export async function createLocalApi(options: LocalApiOptions = {}): Promise<Composed> {
   const url = options.daemon ? options.kv : fallbackStoreUrl(options.kv);
-  const kv = await openStore(url);
-  const bridge = new BridgeDriver({ firewall: iptablesBackend() });
+  const opened = await openStore(url);
+  // On a store other hosts share, this host's own keys under its own root (kv/scoped.ts).
+  const shared = opened.backend !== 'lmdb';
+  const kv = shared ? new HostScopedStore(opened, hostId()) : opened;
+  const flags = options.daemon && shared ? (options.cluster ?? DEFAULT_CLUSTER) : undefined;
+  const place = flags ? await underlay(flags.advertiseAddr) : undefined;
+  const firewall = iptablesBackend();
+  const bridge = new BridgeDriver({ firewall });
+  // Everywhere, so that `-d overlay` on the embedded store is refused for what it is.
+  const overlay = new OverlayDriver({
+    firewall,
+    advertiseAddr: place?.address ?? '',
+    underlayMtu: place?.mtu ?? 1500,
+  });
   const ipam = new Ipam(kv);
+  const cluster = place && flags ? { hostId: hostId(), address: place.address } : undefined;
   const api = new Controller({
-    state: new State(kv),
+    state: new State(kv, cluster),
     ipam: new KvIpamDriver(ipam),
-    drivers: [bridge, new HostDriver(), new NoneDriver()],
+    drivers: [bridge, overlay, new HostDriver(), new NoneDriver()],
     storeName: describeStore(kv, url),
     hostRoutes,
+    ...(cluster && flags
+      ? {
+          cluster: {
+            ...cluster,
+            ttlMs: flags.hostTtlMs,
+            renewMs: flags.hostRenewMs,
+            resyncMs: flags.resyncMs,
+          },
+        }
+      : {}),
   });
   return {
     api,
@@ -86,6 +146,7 @@ export async function createLocalApi(options: LocalApiOptions = {}): Promise<Com
     async close() {
       await api.close();
       bridge.close();
+      overlay.close();
       await kv.close();
     },
   };

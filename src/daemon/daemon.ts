@@ -10,6 +10,7 @@ import { log } from '../log.js';
 import { buildApiServer } from '../server/api.js';
 import { listenDockerPlugins } from '../server/docker/server.js';
 import { listenUnix } from '../server/listen.js';
+import type { ClusterFlags } from './cluster-flags.js';
 import { createLocalApi } from './compose.js';
 
 export interface DaemonOptions {
@@ -19,6 +20,8 @@ export interface DaemonOptions {
   kv?: string | undefined;
   /** Docker's plugin directory to serve the plugins in, or false for none. */
   dockerPlugins: string | false;
+  /** On a shared store: this host's place in the cluster. */
+  cluster?: ClusterFlags;
 }
 
 /** Serve until a signal; resolves once everything is closed. */
@@ -26,10 +29,13 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   const { api, ipam, close } = await createLocalApi({
     daemon: true,
     ...(options.kv ? { kv: options.kv } : {}),
+    ...(options.cluster ? { cluster: options.cluster } : {}),
   });
   try {
     const report = await api.gc({ dryRun: false });
     for (const action of report.actions) log.info({ action }, 'reconcile');
+    // After the gc put the devices back: the peers are programmed on them.
+    await api.startCluster();
     // CNI calls forwarded by the netctl-cni shim run against this same controller (docs/cni.md).
     const app = buildApiServer(api, { cni: { api: async () => api, ipam: async () => ipam } });
     await listenUnix(app, options.socket);

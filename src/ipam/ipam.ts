@@ -48,8 +48,6 @@ import {
   choosePoolSubnet,
   DEFAULT_POOLS,
   type DefaultPool,
-  GLOBAL_SPACE,
-  LOCAL_SPACE,
   type LoadedPool,
   type PoolInfo,
   type PoolRequest,
@@ -59,9 +57,11 @@ import {
   viewOfPool,
 } from './pool.js';
 import {
+  GLOBAL_SPACE,
   IpamStore,
   ipamKeys,
   json,
+  LOCAL_SPACE,
   type PoolRecord,
   type PoolState,
   type SpaceRecord,

@@ -47,9 +47,6 @@ export const DEFAULT_POOLS: Readonly<Record<string, readonly DefaultPool[]>> = {
   global: [{ base: '10.0.0.0/8', size: 24 }],
 };
 
-export const LOCAL_SPACE = 'local';
-export const GLOBAL_SPACE = 'global';
-
 export interface PoolRequest {
   /** Address space: 'local' (default) or 'global'. */
   space?: string;

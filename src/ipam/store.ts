@@ -10,11 +10,16 @@
  *   netctl/v1/ipam/addrs/<space>/<subnet>/<address>    AddressRecord: who holds it
  *   netctl/v1/ipam/owners/<owner>/<space>/<subnet>/<address>  OwnerRecord: index for release/GC by owner
  *
+ * The `global` space (overlay networks' pools, one address space for the
+ * cluster) has the same layout under netctl/v1/cluster/ipam/ — on a store
+ * several hosts share, the rest is the host's own (src/kv/scoped.ts).
+ *
  * Every allocation and release rewrites the pool's state record, which
  * makes it the pool's serialization point: a release of the pool that
  * compares it cannot miss an allocation made in between.
  */
 import type { Family } from '../address.js';
+import { CLUSTER_ROOT } from '../kv/scoped.js';
 import type { JsonValue, KvCompare, KvEntry, KvOp, KvStore } from '../kv/store.js';
 import { keyPart, storeKey } from '../kv/store.js';
 
@@ -54,7 +59,16 @@ export interface Versioned<T> {
   version: number;
 }
 
+/** Docker's default address spaces: `global` is the cluster's (overlay networks' pools). */
+export const LOCAL_SPACE = 'local';
+export const GLOBAL_SPACE = 'global';
+
 const ROOT = storeKey('ipam');
+const CLUSTER_IPAM = `${CLUSTER_ROOT}/ipam`;
+
+/** The root of a space's keys: the cluster's for the global space. */
+const rootOf = (space: string) => (space === GLOBAL_SPACE ? CLUSTER_IPAM : ROOT);
+const poolRoot = (poolId: string) => rootOf(poolId.slice(0, poolId.indexOf('/')));
 
 /** "local/10.0.0.0/24" -> "local/10.0.0.0_24": one path level per pool. */
 function poolPath(poolId: string): string {
@@ -63,19 +77,23 @@ function poolPath(poolId: string): string {
 }
 
 export const ipamKeys = {
-  space: (space: string) => `${ROOT}/spaces/${space}`,
-  pool: (poolId: string) => `${ROOT}/pools/${poolPath(poolId)}`,
-  pools: (space: string) => `${ROOT}/pools/${space}/`,
-  state: (poolId: string) => `${ROOT}/state/${poolPath(poolId)}`,
-  blocks: (poolId: string) => `${ROOT}/blocks/${poolPath(poolId)}/`,
+  space: (space: string) => `${rootOf(space)}/spaces/${space}`,
+  pool: (poolId: string) => `${poolRoot(poolId)}/pools/${poolPath(poolId)}`,
+  pools: (space: string) => `${rootOf(space)}/pools/${space}/`,
+  state: (poolId: string) => `${poolRoot(poolId)}/state/${poolPath(poolId)}`,
+  blocks: (poolId: string) => `${poolRoot(poolId)}/blocks/${poolPath(poolId)}/`,
   /** Fixed-width hex index, so blocks list in address order. */
   block: (poolId: string, family: Family, index: bigint) =>
-    `${ROOT}/blocks/${poolPath(poolId)}/${index.toString(16).padStart(family === 4 ? 6 : 30, '0')}`,
-  addresses: (poolId?: string) => (poolId ? `${ROOT}/addrs/${poolPath(poolId)}/` : `${ROOT}/addrs/`),
-  address: (poolId: string, address: string) => `${ROOT}/addrs/${poolPath(poolId)}/${address}`,
-  owner: (owner: string) => `${ROOT}/owners/${keyPart(owner)}/`,
+    `${poolRoot(poolId)}/blocks/${poolPath(poolId)}/${index.toString(16).padStart(family === 4 ? 6 : 30, '0')}`,
+  /** One pool's, or every pool's of the spaces under root. */
+  addresses: (poolId?: string, root = ROOT) =>
+    poolId ? `${poolRoot(poolId)}/addrs/${poolPath(poolId)}/` : `${root}/addrs/`,
+  address: (poolId: string, address: string) => `${poolRoot(poolId)}/addrs/${poolPath(poolId)}/${address}`,
+  owner: (owner: string, root = ROOT) => `${root}/owners/${keyPart(owner)}/`,
   ownerAddress: (owner: string, poolId: string, address: string) =>
-    `${ROOT}/owners/${keyPart(owner)}/${poolPath(poolId)}/${address}`,
+    `${poolRoot(poolId)}/owners/${keyPart(owner)}/${poolPath(poolId)}/${address}`,
+  /** Both roots: this host's spaces and the cluster's. */
+  roots: [ROOT, CLUSTER_IPAM],
 };
 
 function typed<T>(entry: KvEntry | undefined): Versioned<T> | undefined {
@@ -128,9 +146,13 @@ export class IpamStore {
   async addresses(
     poolId?: string,
   ): Promise<{ key: string; poolId: string; address: string; record: Versioned<AddressRecord> }[]> {
-    const root = ipamKeys.addresses();
-    return (await this.kv.list(ipamKeys.addresses(poolId))).map((e) => {
-      const [space, subnet, address] = e.key.slice(root.length).split('/') as [string, string, string];
+    const prefixes = poolId
+      ? [ipamKeys.addresses(poolId)]
+      : ipamKeys.roots.map((r) => ipamKeys.addresses(undefined, r));
+    const entries = (await Promise.all(prefixes.map((p) => this.kv.list(p)))).flat();
+    return entries.map((e) => {
+      const rest = e.key.slice(e.key.indexOf('/addrs/') + '/addrs/'.length);
+      const [space, subnet, address] = rest.split('/') as [string, string, string];
       return {
         key: e.key,
         poolId: `${space}/${subnet.replace('_', '/')}`,
@@ -141,7 +163,8 @@ export class IpamStore {
   }
 
   async ownerAddresses(owner: string): Promise<Versioned<OwnerRecord>[]> {
-    return (await this.kv.list(ipamKeys.owner(owner))).map((e) => typed<OwnerRecord>(e)!);
+    const lists = await Promise.all(ipamKeys.roots.map((r) => this.kv.list(ipamKeys.owner(owner, r))));
+    return lists.flat().map((e) => typed<OwnerRecord>(e)!);
   }
 
   async commit(compare: KvCompare[], ops: KvOp[]): Promise<void> {

@@ -32,6 +32,7 @@ export const netctlApiPlugin: FastifyPluginAsyncZod<NetctlApiPluginOptions> = as
   app.setErrorHandler(netctlErrorHandler(options.bodyLimit ?? DEFAULT_BODY_LIMIT));
 
   app.get('/health', () => api.health());
+  app.get('/hosts', () => api.listHosts());
 
   app.get('/networks', () => api.listNetworks());
   app.post('/networks', { schema: { body: createNetworkSchema } }, async (request, reply) =>

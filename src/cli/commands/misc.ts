@@ -1,10 +1,12 @@
 /** `netctl gc`, `netctl doctor` and `netctl daemon` (src/daemon/daemon.ts). */
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { GcAction } from '../../controller/api.js';
+import { DEFAULT_CLUSTER } from '../../daemon/cluster-flags.js';
 import { log } from '../../log.js';
 import { DEFAULT_API_SOCKET, DEFAULT_DOCKER_PLUGIN_DIR } from '../../server/listen.js';
 import { type Cli, formatOption, verb } from '../cli.js';
 import { EXIT_FAILURE, EXIT_OK } from '../exit.js';
+import { ipv4, positiveInt } from '../flags.js';
 import type { Format } from '../output.js';
 
 export function gcCommand(cli: Cli, program: Command): Command {
@@ -80,11 +82,50 @@ export function daemonCommand(cli: Cli, program: Command): Command {
       DEFAULT_DOCKER_PLUGIN_DIR,
     )
     .option('--no-docker-plugins', 'serve no Docker plugin')
-    .action(async (options: { dockerPlugins: string | false }, command: Command) => {
-      const g = cli.globals(command);
-      if (!g.logLevel && !process.env.NETCTL_LOG_LEVEL) log.level = 'info';
-      const socket = g.socket ?? process.env.NETCTL_SOCKET ?? DEFAULT_API_SOCKET;
-      const { runDaemon } = await import('../../daemon/daemon.js');
-      await runDaemon({ socket, kv: g.kv, dockerPlugins: options.dockerPlugins });
-    });
+    .option(
+      '--advertise-addr <ip>',
+      "on a shared store: this host's underlay address, other hosts' VXLAN peer (default: the default route's source address)",
+      ipv4,
+    )
+    .option(
+      '--host-ttl <ms>',
+      "on a shared store: this host's lease; it is gone this long after its last renewal",
+      positiveInt,
+      DEFAULT_CLUSTER.hostTtlMs,
+    )
+    .option(
+      '--host-renew <ms>',
+      'on a shared store: how often the lease is renewed',
+      positiveInt,
+      DEFAULT_CLUSTER.hostRenewMs,
+    )
+    .action(
+      async (
+        options: {
+          dockerPlugins: string | false;
+          advertiseAddr?: string;
+          hostTtl: number;
+          hostRenew: number;
+        },
+        command: Command,
+      ) => {
+        const g = cli.globals(command);
+        if (!g.logLevel && !process.env.NETCTL_LOG_LEVEL) log.level = 'info';
+        const socket = g.socket ?? process.env.NETCTL_SOCKET ?? DEFAULT_API_SOCKET;
+        if (options.hostRenew >= options.hostTtl)
+          throw new InvalidArgumentError('--host-renew must be shorter than --host-ttl');
+        const { runDaemon } = await import('../../daemon/daemon.js');
+        await runDaemon({
+          socket,
+          kv: g.kv,
+          dockerPlugins: options.dockerPlugins,
+          cluster: {
+            ...DEFAULT_CLUSTER,
+            advertiseAddr: options.advertiseAddr,
+            hostTtlMs: options.hostTtl,
+            hostRenewMs: options.hostRenew,
+          },
+        });
+      },
+    );
 }

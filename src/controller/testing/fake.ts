@@ -34,6 +34,7 @@ import type {
   GcAction,
   GcReport,
   Health,
+  HostStatus,
   NetctlApi,
   NetworkDetails,
   SandboxDetails,
@@ -410,6 +411,11 @@ export class FakeApi implements NetctlApi {
       });
     }
     return actions;
+  }
+
+  async listHosts(): Promise<HostStatus[]> {
+    this.record('listHosts', []);
+    return [];
   }
 
   async health(): Promise<Health> {

@@ -81,7 +81,7 @@ export interface BridgeDriverOptions {
   firewall: FirewallBackend;
 }
 
-interface NetworkSetup {
+export interface NetworkSetup {
   network: Network;
   config: BridgeConfig;
   mac: string;
@@ -89,8 +89,8 @@ interface NetworkSetup {
 }
 
 export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
-  readonly type = 'bridge';
-  private readonly host: Netlink;
+  readonly type: string = 'bridge';
+  protected readonly host: Netlink;
   private readonly firewall: FirewallBackend;
 
   constructor(options: BridgeDriverOptions) {
@@ -107,7 +107,12 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   }
 
   checkOptions(network: Pick<Network, 'id' | 'options' | 'internal'>): void {
-    parseBridgeOptions(network);
+    this.config(network);
+  }
+
+  /** The network's settings from its options (the overlay driver reads its own). */
+  protected config(network: Pick<Network, 'id' | 'options' | 'internal'>): BridgeConfig {
+    return parseBridgeOptions(network);
   }
 
   private subnets(network: Network) {
@@ -127,7 +132,7 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   }
 
   /** The steps that make a network exist; each is idempotent, so restore reuses them. */
-  private steps(): Step<NetworkSetup>[] {
+  protected steps(): Step<NetworkSetup>[] {
     return [
       [
         always,
@@ -194,7 +199,7 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
    * Delete a link of owner's. One of the same name that is someone else's
    * (it took the name after ours went) is left alone: not ours to delete.
    */
-  private async removeLink(name: string, owner: string): Promise<void> {
+  protected async removeLink(name: string, owner: string): Promise<void> {
     try {
       await linkDelOwned(this.host, name, owner);
     } catch (err) {
@@ -208,7 +213,7 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
 
   async createNetwork(info: NetworkInfo): Promise<void> {
     const { network } = info;
-    const config = parseBridgeOptions(network);
+    const config = this.config(network);
     const mac = network.driverData.mac ?? randomMac();
     // Refused before anything is made: a bridge of that name that is someone else's.
     await ownedLink(this.host, config.bridgeName, networkOwner(network.id));
@@ -218,7 +223,7 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   }
 
   async deleteNetwork(network: Network): Promise<void> {
-    const config = parseBridgeOptions(network);
+    const config = this.config(network);
     await this.removeLink(config.bridgeName, networkOwner(network.id));
     await baseLane.run(async () => {
       await this.firewall.del(networkRules(this.firewallNetwork(network, config)));
@@ -243,7 +248,7 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   }
 
   async join(network: Network, endpoint: Endpoint, sandbox: SandboxInfo, join: JoinInfo): Promise<void> {
-    const config = parseBridgeOptions(network);
+    const config = this.config(network);
     const hostIfname = endpoint.driverData.hostIfname ?? hostVethName(endpoint.id);
     const bridge = await ownedLink(this.host, config.bridgeName, networkOwner(network.id));
     if (!bridge) throw new LinkNotFoundError(config.bridgeName);
@@ -325,7 +330,7 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
 
   /** The endpoint's published-port rules, one set per address family it has. */
   private endpointPortRules(network: Network, endpoint: Endpoint, ports: PortMapping[]) {
-    const config = parseBridgeOptions(network);
+    const config = this.config(network);
     const target = {
       id: network.id,
       bridge: config.bridgeName,
@@ -388,7 +393,7 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   }
 
   async missing(network: Network, endpoints: Endpoint[]): Promise<string[]> {
-    const config = parseBridgeOptions(network);
+    const config = this.config(network);
     const found: string[] = [];
     let bridge: Awaited<ReturnType<typeof ownedLink>>;
     try {
@@ -420,7 +425,7 @@ export class BridgeDriver implements Driver, ExternalConnectivity, Reconciler {
   }
 
   async restoreNetwork(network: Network, endpoints: Endpoint[]): Promise<void> {
-    const config = parseBridgeOptions(network);
+    const config = this.config(network);
     const mac = network.driverData.mac ?? randomMac();
     await runSteps({ network, config, mac }, this.steps());
     const master = await linkIndex(this.host, config.bridgeName);

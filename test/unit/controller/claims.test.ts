@@ -113,14 +113,19 @@ describe('host ports', () => {
 
 describe('attachments', () => {
   it('a sandbox joins a network once and an interface name is taken once; dropping frees both', async () => {
-    const at = { networkId: 'n1', sandboxId: 's1', ifname: 'eth0' };
+    const at = { networkId: 'n1', scope: 'local' as const, sandboxId: 's1', ifname: 'eth0' };
     const first = takeAttachment(A, at);
     await kv.txn(first.compare, first.ops);
     const again = takeAttachment(B, at);
     await expect(kv.txn(again.compare, again.ops)).rejects.toMatchObject({
       key: claimKeys.attach('s1', 'n1'),
     });
-    const sameIfname = takeAttachment(B, { networkId: 'n2', sandboxId: 's1', ifname: 'eth0' });
+    const sameIfname = takeAttachment(B, {
+      networkId: 'n2',
+      scope: 'local',
+      sandboxId: 's1',
+      ifname: 'eth0',
+    });
     await expect(kv.txn(sameIfname.compare, sameIfname.ops)).rejects.toMatchObject({
       key: claimKeys.ifname('s1', 'eth0'),
     });

@@ -1,0 +1,310 @@
+/**
+ * This host in the cluster (docs/overlay.md): its host record under a lease
+ * it renews, and the control plane of global networks — every peer record
+ * of the shared store watched, and the remote ones of each network this
+ * host serves (has endpoints on) programmed through the driver as static
+ * FDB and neighbour entries, within a watch event of their write.
+ *
+ * Generations: a peer's is the store revision of its record's last write
+ * (its version), so a late or replayed update never undoes a newer one —
+ * the watch delivers each key's changes in revision order and drops what
+ * is older than what it delivered (kv/watch.ts). A periodic diff of the
+ * kernel's entries against the records repairs drift and counts it.
+ *
+ * A host whose lease expires is gone: its peers are unprogrammed at once on
+ * every other host; its records stay until it returns or a cleanup takes
+ * them. While the store is out of reach the kernel keeps the last peers
+ * (the data path keeps working), and the watch's resync on reconnect
+ * brings the net change.
+ */
+import { hostname } from 'node:os';
+import {
+  type Driver,
+  hasPeerProgramming,
+  type PeerProgramming,
+  type ProgrammedPeer,
+} from '../core/driver.js';
+import type { HostRecord, Network, Peer } from '../core/model.js';
+import { Errors } from '../errors.js';
+import type { KvEvent, KvStore, KvWatch } from '../kv/index.js';
+import { log } from '../log.js';
+import { packageVersion } from '../paths.js';
+import { bootId } from '../sandbox/identity.js';
+import { Lane } from '../serial.js';
+import type { ClusterHealth, HostStatus } from './api.js';
+import type { State } from './state.js';
+
+/** What the overlay needs of the controller: the records, and the drivers by type. */
+export interface OverlayContext {
+  readonly state: State;
+  driver(type: string): Driver;
+}
+
+import { clusterKeys } from './keys.js';
+
+export interface ClusterOptions {
+  hostId: string;
+  /** The host's underlay address: its VTEP. */
+  address: string;
+  /** Lease of the host record; renewed every renewMs. */
+  ttlMs: number;
+  renewMs: number;
+  /** Period of the kernel-against-store diff. */
+  resyncMs: number;
+}
+
+interface Known {
+  peer: Peer;
+  version: number;
+}
+
+const PEER_KEY = new RegExp(`^${clusterKeys.peers}([0-9a-f]{64})/([0-9a-f]{64})$`);
+
+export class Overlay {
+  private readonly peers = new Map<string, Map<string, Known>>();
+  private readonly hosts = new Map<string, HostRecord>();
+  /** Per served network: what was programmed, by MAC. */
+  private readonly served = new Map<string, Map<string, ProgrammedPeer>>();
+  private readonly lane = new Lane();
+  private readonly watches: KvWatch[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly started = new Date().toISOString();
+  private repairs = 0;
+  private closed = false;
+
+  constructor(
+    private readonly ctx: OverlayContext,
+    readonly options: ClusterOptions,
+  ) {}
+
+  private get kv(): KvStore {
+    return this.ctx.state.kv;
+  }
+
+  get hostId(): string {
+    return this.options.hostId;
+  }
+
+  /** Register, watch, and sync every global network this host has devices of. */
+  async start(): Promise<void> {
+    await this.register();
+    this.timers.push(
+      setInterval(() => {
+        this.register().catch((err: unknown) => log.warn({ err }, 'host lease renewal failed'));
+      }, this.options.renewMs).unref(),
+    );
+    this.follow(await this.kv.watch(clusterKeys.hosts, { initial: true }), (e) => this.onHost(e));
+    this.follow(await this.kv.watch(clusterKeys.peers, { initial: true }), (e) => this.onPeer(e));
+    for (const network of await this.ctx.state.networks())
+      if (network.scope === 'global') await this.sync(network, false);
+    this.timers.push(
+      setInterval(() => {
+        this.resyncAll().catch((err: unknown) => log.warn({ err }, 'overlay resync failed'));
+      }, this.options.resyncMs).unref(),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers.splice(0)) clearInterval(t);
+    for (const w of this.watches.splice(0)) w.close();
+    await this.lane.run(async () => undefined);
+  }
+
+  private async register(): Promise<void> {
+    const record: HostRecord = {
+      id: this.options.hostId,
+      hostname: hostname(),
+      address: this.options.address,
+      bootId: bootId(),
+      version: packageVersion,
+      started: this.started,
+      ttlMs: this.options.ttlMs,
+    };
+    await this.kv.put(clusterKeys.host(record.id), record as never, { ttlMs: this.options.ttlMs });
+  }
+
+  private follow(watch: KvWatch, handle: (event: KvEvent) => Promise<void>): void {
+    this.watches.push(watch);
+    void (async () => {
+      for await (const event of watch) {
+        await this.lane
+          .run(() => handle(event))
+          .catch((err: unknown) => log.warn({ err, key: event.key }, 'overlay event not applied'));
+      }
+    })();
+  }
+
+  private driverOf(network: Network): PeerProgramming {
+    const driver = this.ctx.driver(network.driver);
+    if (!hasPeerProgramming(driver)) throw new Errors.InvalidRequest(`driver ${network.driver} has no peers`);
+    return driver;
+  }
+
+  /** Is this peer one to program here: another host's, and that host alive. */
+  private wanted(peer: Peer): boolean {
+    return peer.host !== this.options.hostId && this.hosts.has(peer.host);
+  }
+
+  private async onPeer(event: KvEvent): Promise<void> {
+    const match = PEER_KEY.exec(event.key);
+    if (!match) return;
+    const [, networkId, endpointId] = match as unknown as [string, string, string];
+    let ofNetwork = this.peers.get(networkId);
+    const before = ofNetwork?.get(endpointId);
+    if (event.type === 'put') {
+      if (before && before.version >= event.version) return; // an older generation
+      if (!ofNetwork) {
+        ofNetwork = new Map();
+        this.peers.set(networkId, ofNetwork);
+      }
+      const peer = event.value as unknown as Peer;
+      ofNetwork.set(endpointId, { peer, version: event.version });
+      if (before && before.peer.mac !== peer.mac) await this.unprogram(networkId, before.peer);
+      if (this.wanted(peer)) await this.program(networkId, peer);
+      return;
+    }
+    if (!before || before.version > event.version) return;
+    ofNetwork?.delete(endpointId);
+    if (ofNetwork?.size === 0) this.peers.delete(networkId);
+    await this.unprogram(networkId, before.peer);
+  }
+
+  private async onHost(event: KvEvent): Promise<void> {
+    const hostId = event.key.slice(clusterKeys.hosts.length);
+    const was = this.hosts.has(hostId);
+    if (event.type === 'put') this.hosts.set(hostId, event.value as unknown as HostRecord);
+    else this.hosts.delete(hostId);
+    if (hostId === this.options.hostId || was === (event.type === 'put')) return;
+    // A host came or went: its peers, on every network served here.
+    for (const networkId of this.served.keys()) {
+      for (const { peer } of this.peers.get(networkId)?.values() ?? []) {
+        if (peer.host !== hostId) continue;
+        if (event.type === 'put') await this.program(networkId, peer);
+        else await this.unprogram(networkId, peer);
+      }
+    }
+  }
+
+  private async program(networkId: string, peer: Peer): Promise<void> {
+    const programmed = this.served.get(networkId);
+    if (!programmed) return;
+    const network = await this.ctx.state.network(networkId);
+    if (!network) return;
+    if (await this.driverOf(network).addPeer(network, peer)) {
+      programmed.set(peer.mac, { mac: peer.mac, vtep: peer.vtep, ips: ipsOf(peer) });
+    } else this.served.delete(networkId);
+  }
+
+  private async unprogram(networkId: string, peer: Peer): Promise<void> {
+    const programmed = this.served.get(networkId);
+    if (!programmed?.has(peer.mac)) return;
+    const network = await this.ctx.state.network(networkId);
+    if (network) await this.driverOf(network).removePeer(network, peer);
+    programmed.delete(peer.mac);
+  }
+
+  /**
+   * Make the kernel's entries of a network match the records: every wanted
+   * peer programmed, nothing else. `repair`: count what had to change (the
+   * periodic diff); a first sync after the devices were made is no drift.
+   */
+  private async sync(network: Network, repair: boolean): Promise<void> {
+    const driver = this.driverOf(network);
+    const actual = await driver.programmedPeers(network);
+    if (!actual) {
+      this.served.delete(network.id);
+      return;
+    }
+    const desired = new Map<string, Peer>();
+    for (const { peer } of this.peers.get(network.id)?.values() ?? [])
+      if (this.wanted(peer)) desired.set(peer.mac, peer);
+    const have = new Map(actual.map((p) => [p.mac, p]));
+    let fixed = 0;
+    for (const [mac, peer] of desired) {
+      const found = have.get(mac);
+      if (found && found.vtep === peer.vtep && sameIps(found.ips, ipsOf(peer))) continue;
+      if (found) await driver.removePeer(network, { mac, vtep: found.vtep, ...splitIps(found.ips) });
+      await driver.addPeer(network, peer);
+      fixed++;
+    }
+    for (const [mac, found] of have) {
+      if (desired.has(mac)) continue;
+      await driver.removePeer(network, { mac, vtep: found.vtep, ...splitIps(found.ips) });
+      fixed++;
+    }
+    this.served.set(
+      network.id,
+      new Map([...desired.values()].map((p) => [p.mac, { mac: p.mac, vtep: p.vtep, ips: ipsOf(p) }])),
+    );
+    if (repair && fixed) {
+      this.repairs += fixed;
+      log.warn({ network: network.name, fixed }, 'overlay entries drifted from the store: repaired');
+    }
+  }
+
+  /** After a local join or leave: the network's devices may have come or gone. */
+  async changed(network: Network): Promise<void> {
+    if (this.closed) return;
+    const serving = this.served.has(network.id);
+    await this.lane.run(async () => {
+      // Served already and still there: the entries are in place.
+      if (serving && (await this.driverOf(network).programmedPeers(network)) !== undefined) return;
+      await this.sync(network, false);
+    });
+  }
+
+  private async resyncAll(): Promise<void> {
+    for (const network of await this.ctx.state.networks()) {
+      if (network.scope !== 'global' || this.closed) continue;
+      await this.lane.run(() => this.sync(network, this.served.has(network.id)));
+    }
+  }
+
+  /** The hosts whose leases are live, and those gone that still have peer records. */
+  async listHosts(): Promise<HostStatus[]> {
+    const [records, peers] = await Promise.all([
+      this.kv.list(clusterKeys.hosts),
+      this.kv.list(clusterKeys.peers),
+    ]);
+    const peersOf = new Map<string, number>();
+    for (const e of peers) {
+      const host = (e.value as unknown as Peer).host;
+      peersOf.set(host, (peersOf.get(host) ?? 0) + 1);
+    }
+    const out: HostStatus[] = records.map((e) => {
+      const { ttlMs: _, ...record } = e.value as unknown as HostRecord;
+      return { ...record, state: 'up', peers: peersOf.get(record.id) ?? 0, self: record.id === this.hostId };
+    });
+    for (const [id, count] of peersOf)
+      if (!out.some((h) => h.id === id))
+        out.push({ id, state: 'down', peers: count, self: id === this.hostId });
+    return out.sort((a, b) => (a.hostname ?? '').localeCompare(b.hostname ?? '') || a.id.localeCompare(b.id));
+  }
+
+  stats(): ClusterHealth {
+    let programmed = 0;
+    for (const p of this.served.values()) programmed += p.size;
+    return {
+      hostId: this.options.hostId,
+      address: this.options.address,
+      served: this.served.size,
+      programmed,
+      repairs: this.repairs,
+    };
+  }
+}
+
+function ipsOf(peer: Pick<Peer, 'ipv4' | 'ipv6'>): string[] {
+  return [peer.ipv4, peer.ipv6].filter((ip): ip is string => ip !== undefined);
+}
+
+function sameIps(a: string[], b: string[]): boolean {
+  return a.length === b.length && [...a].sort().join() === [...b].sort().join();
+}
+
+function splitIps(ips: string[]): { ipv4?: string; ipv6?: string } {
+  const ipv4 = ips.find((ip) => !ip.includes(':'));
+  const ipv6 = ips.find((ip) => ip.includes(':'));
+  return { ...(ipv4 ? { ipv4 } : {}), ...(ipv6 ? { ipv6 } : {}) };
+}
