@@ -75,9 +75,10 @@ export class MemoryState {
     this.publish({ type: 'delete', key, version: ++this.revision });
   }
 
-  publish(event: KvEvent): void {
+  /** One commit's events (they share its revision): the floor moves once all are applied, or a second key would read as old news. */
+  publish(...events: KvEvent[]): void {
     for (const tracker of this.trackers) {
-      tracker.apply(event);
+      for (const event of events) tracker.apply(event);
       tracker.advance(this.revision);
     }
   }
@@ -153,7 +154,7 @@ export class MemoryStore extends TxnWrites implements KvStore {
       state.rows.set(op.key, row);
       events.push({ type: 'put', key: op.key, value: JSON.parse(json) as JsonValue, version: revision });
     }
-    for (const event of events) state.publish(event);
+    state.publish(...events);
     if (state.loseReplyAfter?.(ops))
       throw new KvUnavailableError('memory', 'reply lost after commit (injected)');
     return { revision, deleted };
