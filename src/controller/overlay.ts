@@ -216,6 +216,7 @@ export class Overlay {
       this.served.delete(network.id);
       return;
     }
+    await this.refresh(network.id);
     const desired = new Map<string, Peer>();
     for (const { peer } of this.peers.get(network.id)?.values() ?? [])
       if (this.wanted(peer)) desired.set(peer.mac, peer);
@@ -240,6 +241,32 @@ export class Overlay {
     if (repair && fixed) {
       this.repairs += fixed;
       log.warn({ network: network.name, fixed }, 'overlay entries drifted from the store: repaired');
+    }
+  }
+
+  /**
+   * Read the network's peers and the hosts from the store: a join must not
+   * wait for a watch event that is still on its way. Only newer versions
+   * are taken; removals are the watch's to report.
+   */
+  private async refresh(networkId: string): Promise<void> {
+    const [peers, hosts] = await Promise.all([
+      this.kv.list(clusterKeys.peersOf(networkId)),
+      this.kv.list(clusterKeys.hosts),
+    ]);
+    let ofNetwork = this.peers.get(networkId);
+    for (const e of peers) {
+      const peer = e.value as unknown as Peer;
+      if ((ofNetwork?.get(peer.endpointId)?.version ?? 0) >= e.version) continue;
+      if (!ofNetwork) {
+        ofNetwork = new Map();
+        this.peers.set(networkId, ofNetwork);
+      }
+      ofNetwork.set(peer.endpointId, { peer, version: e.version });
+    }
+    for (const e of hosts) {
+      const record = e.value as unknown as HostRecord;
+      this.hosts.set(record.id, record);
     }
   }
 

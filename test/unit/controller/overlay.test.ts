@@ -1,0 +1,251 @@
+/**
+ * Two hosts on one shared store, in process: each a real Controller on its
+ * own host view of one memory store (kv/scoped.ts), with an overlay-like
+ * driver whose "kernel" is a map. Checks what the control plane promises
+ * (docs/overlay.md): host-local records stay apart, global networks and
+ * VNIs are shared and taken once, a join on one host is programmed on the
+ * other, a leave and an expired host are unprogrammed.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Controller } from '../../../src/controller/controller.js';
+import { State } from '../../../src/controller/state.js';
+import type { Capability, Driver, PeerProgramming, ProgrammedPeer } from '../../../src/core/driver.js';
+import type { NetworkInfo } from '../../../src/core/info.js';
+import type { Network, Peer } from '../../../src/core/model.js';
+import { RecordingDriver } from '../../../src/drivers/testing/recording.js';
+import { KvIpamDriver } from '../../../src/ipam/driver.js';
+import { Ipam } from '../../../src/ipam/ipam.js';
+import { createAnonymousNetns, type Netns } from '../../../src/kernel/index.js';
+import { HostScopedStore, KvConflictError } from '../../../src/kv/index.js';
+import { MemoryState, MemoryStore } from '../../../src/kv/testing/memory.js';
+
+/** An overlay driver whose kernel is a map: devices exist while a local endpoint is joined. */
+class MapOverlay implements Driver, PeerProgramming {
+  readonly type = 'overlay';
+  /** network id → MAC → programmed peer, for networks with devices here. */
+  readonly kernel = new Map<string, Map<string, ProgrammedPeer>>();
+  private readonly joined = new Map<string, Set<string>>();
+
+  capability(): Capability {
+    return { dataScope: 'global', connectivityScope: 'global' };
+  }
+  pinnedVni(network: Pick<Network, 'options'>): number | undefined {
+    return network.options.vni ? Number(network.options.vni) : undefined;
+  }
+  async createNetwork(_info: NetworkInfo): Promise<void> {}
+  async deleteNetwork(network: Network): Promise<void> {
+    this.kernel.delete(network.id);
+  }
+  async createEndpoint(): Promise<void> {}
+  async deleteEndpoint(): Promise<void> {}
+  async join(network: Network, endpoint: { id: string }): Promise<void> {
+    if (!this.kernel.has(network.id)) this.kernel.set(network.id, new Map());
+    const set = this.joined.get(network.id) ?? new Set();
+    set.add(endpoint.id);
+    this.joined.set(network.id, set);
+  }
+  async leave(network: Network, endpoint: { id: string }): Promise<void> {
+    const set = this.joined.get(network.id);
+    set?.delete(endpoint.id);
+    if (!set?.size) this.kernel.delete(network.id);
+  }
+  async addPeer(network: Network, peer: Peer): Promise<boolean> {
+    const table = this.kernel.get(network.id);
+    if (!table) return false;
+    table.set(peer.mac, {
+      mac: peer.mac,
+      vtep: peer.vtep,
+      ips: [peer.ipv4, peer.ipv6].filter((x) => x !== undefined),
+    });
+    return true;
+  }
+  async removePeer(network: Network, peer: Pick<Peer, 'mac'>): Promise<void> {
+    this.kernel.get(network.id)?.delete(peer.mac);
+  }
+  async programmedPeers(network: Network): Promise<ProgrammedPeer[] | undefined> {
+    const table = this.kernel.get(network.id);
+    return table ? [...table.values()] : undefined;
+  }
+  /** Remote MACs programmed for a network here, sorted. */
+  macs(networkId: string): string[] {
+    return [...(this.kernel.get(networkId)?.keys() ?? [])].sort();
+  }
+}
+
+interface Host {
+  api: Controller;
+  overlay: MapOverlay;
+  kv: HostScopedStore;
+}
+
+const open: (() => Promise<void>)[] = [];
+const namespaces: Netns[] = [];
+
+afterEach(async () => {
+  for (const close of open.splice(0).reverse()) await close();
+  for (const ns of namespaces.splice(0)) ns.close();
+});
+
+function host(memory: MemoryState, id: string, address: string, ttlMs = 60_000): Host {
+  const kv = new HostScopedStore(new MemoryStore(memory), id);
+  const overlay = new MapOverlay();
+  const api = new Controller({
+    state: new State(kv, { hostId: id, address }),
+    ipam: new KvIpamDriver(new Ipam(kv)),
+    drivers: [new RecordingDriver({}), overlay],
+    storeName: 'memory',
+    cluster: { hostId: id, address, ttlMs, renewMs: Math.floor(ttlMs / 3), resyncMs: 3_600_000 },
+  });
+  open.push(() => api.close());
+  return { api, overlay, kv };
+}
+
+async function sandbox(h: Host, name: string): Promise<string> {
+  const ns = createAnonymousNetns();
+  namespaces.push(ns);
+  await h.api.createSandbox({ name, key: ns.path });
+  return name;
+}
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('a shared store, seen by two hosts', () => {
+  it('keeps each host’s own records apart and shares the cluster’s', async () => {
+    const memory = new MemoryState();
+    const a = new HostScopedStore(new MemoryStore(memory), 'a');
+    const b = new HostScopedStore(new MemoryStore(memory), 'b');
+    await a.put('netctl/v1/networks/x', 'a-only');
+    await a.put('netctl/v1/cluster/vni/4096', 'shared');
+    expect(await b.get('netctl/v1/networks/x')).toBeUndefined();
+    expect((await b.get('netctl/v1/cluster/vni/4096'))?.value).toBe('shared');
+    expect((await a.list('netctl/v1/networks/')).map((e) => e.key)).toEqual(['netctl/v1/networks/x']);
+    // A conflict names the key as its caller wrote it.
+    const err = await a.cas('netctl/v1/networks/x', 0, 'again').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KvConflictError);
+    expect((err as KvConflictError).key).toBe('netctl/v1/networks/x');
+    const watch = await b.watch('netctl/v1/networks/');
+    await b.put('netctl/v1/networks/y', 'b-only');
+    await a.put('netctl/v1/networks/z', 'a-again');
+    const first = await watch.next();
+    watch.close();
+    expect(first.value).toMatchObject({ type: 'put', key: 'netctl/v1/networks/y' });
+  });
+});
+
+describe('overlay control plane', () => {
+  it('shares global networks and their VNIs; local networks of one name live on each host', async () => {
+    const memory = new MemoryState();
+    const [h1, h2] = [host(memory, 'h1', '192.0.2.1'), host(memory, 'h2', '192.0.2.2')];
+    const web = await h1.api.createNetwork({
+      name: 'web',
+      driver: 'overlay',
+      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
+    });
+    const api = await h2.api.createNetwork({
+      name: 'api',
+      driver: 'overlay',
+      ipam: { config: [{ subnet: '10.51.0.0/24' }] },
+    });
+    expect([web.driverData.vni, api.driverData.vni]).toEqual(['4096', '4097']);
+    expect((await h2.api.listNetworks()).map((n) => n.name)).toContain('web');
+    await expect(
+      h2.api.createNetwork({
+        name: 'web',
+        driver: 'overlay',
+        ipam: { config: [{ subnet: '10.52.0.0/24' }] },
+      }),
+    ).rejects.toMatchObject({ code: 'NETCTL_NETWORK_EXISTS' });
+    await expect(
+      h2.api.createNetwork({ name: 'pinned', driver: 'overlay', options: { vni: '4096' } }),
+    ).rejects.toMatchObject({ code: 'NETCTL_VNI_IN_USE' });
+    // A global pool is one address space for the cluster.
+    await expect(
+      h2.api.createNetwork({
+        name: 'again',
+        driver: 'overlay',
+        ipam: { config: [{ subnet: '10.50.0.0/25' }] },
+      }),
+    ).rejects.toThrow(/overlaps/);
+    // Bridge networks are each host's own: the same name and subnet on both.
+    await h1.api.createNetwork({
+      name: 'local',
+      driver: 'bridge',
+      ipam: { config: [{ subnet: '10.60.0.0/24' }] },
+    });
+    await h2.api.createNetwork({
+      name: 'local',
+      driver: 'bridge',
+      ipam: { config: [{ subnet: '10.60.0.0/24' }] },
+    });
+    expect((await h1.api.listNetworks()).filter((n) => n.name === 'local')).toHaveLength(1);
+  });
+
+  it('programs a join on the other host, removes a leave, and drops the peers of an expired host', async () => {
+    const memory = new MemoryState();
+    const h1 = host(memory, 'h1', '192.0.2.1', 400);
+    const h2 = host(memory, 'h2', '192.0.2.2', 60_000);
+    await h1.api.startCluster();
+    await h2.api.startCluster();
+    const web = await h1.api.createNetwork({
+      name: 'web',
+      driver: 'overlay',
+      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
+    });
+    await sandbox(h1, 's1');
+    await sandbox(h2, 's2');
+    const e1 = await h1.api.connect({ network: 'web', sandbox: 's1' });
+    const e2 = await h2.api.connect({ network: 'web', sandbox: 's2' });
+    // h2 joined after h1: its first join programs h1's peer before it returns.
+    expect(h2.overlay.macs(web.id)).toEqual([e1.mac]);
+    await until('h1 has h2’s peer', () => h1.overlay.macs(web.id).includes(e2.mac));
+    expect(h1.overlay.kernel.get(web.id)?.get(e2.mac)).toMatchObject({
+      vtep: '192.0.2.2',
+      ips: ['10.50.0.3'],
+    });
+    expect((await h2.api.health()).cluster).toMatchObject({ served: 1, programmed: 1 });
+    expect((await h2.api.listHosts()).map((x) => [x.id, x.state, x.self])).toEqual([
+      ['h1', 'up', false],
+      ['h2', 'up', true],
+    ]);
+
+    await h2.api.disconnect('web', 's2');
+    await until('h1 has dropped h2’s peer', () => !h1.overlay.macs(web.id).includes(e2.mac));
+    expect(h2.overlay.kernel.has(web.id)).toBe(false); // its last endpoint took the devices
+
+    await h2.api.connect({ network: 'web', sandbox: 's2' });
+    expect(h2.overlay.macs(web.id)).toEqual([e1.mac]);
+    // h1 stops renewing its lease: within a TTL h2 unprograms its peers, and sees it down.
+    await h1.api.close();
+    await until('h2 has dropped the expired host’s peers', () => h2.overlay.macs(web.id).length === 0, 3000);
+    expect((await h2.api.listHosts()).find((x) => x.id === 'h1')).toMatchObject({ state: 'down', peers: 1 });
+  });
+
+  it('refuses a global network where no daemon serves it', async () => {
+    const memory = new MemoryState();
+    const kv = new HostScopedStore(new MemoryStore(memory), 'solo');
+    const api = new Controller({
+      state: new State(kv),
+      ipam: new KvIpamDriver(new Ipam(kv)),
+      drivers: [new MapOverlay()],
+      storeName: 'memory',
+    });
+    open.push(() => api.close());
+    await api.createNetwork({
+      name: 'web',
+      driver: 'overlay',
+      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
+    });
+    const ns = createAnonymousNetns();
+    namespaces.push(ns);
+    await api.createSandbox({ name: 's', key: ns.path });
+    await expect(api.connect({ network: 'web', sandbox: 's' })).rejects.toMatchObject({
+      code: 'NETCTL_SHARED_STORE_REQUIRED',
+    });
+  });
+});
