@@ -49,6 +49,10 @@ netctl sandbox rm web
 netctl network rm demo
 netctl gc --dry-run
 
+printf '\n== second act: an overlay network across two hosts\n'
+kill "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null || true
+node scripts/quickstart-overlay.mjs
+
 cat <<'NEXT'
 
 That was all inside a throwaway namespace. Next:
@@ -58,4 +62,6 @@ That was all inside a throwaway namespace. Next:
   sudo node bin/netctl.js daemon    the daemon for real (state in /var/lib/netctl),
                                     also Docker's netctl-bridge and netctl plugins: docs/docker.md
   node bin/netctl.js cni install    netctl as a CNI plugin for podman or containerd: docs/cni.md
+  docs/overlay.md                   overlay networks across hosts on a shared store
+  npm run bench -- overlay          netctl's overlay against a hand-built VXLAN
 NEXT
