@@ -11,7 +11,7 @@
  *     netns <tag>-h1                     netns <tag>-h2
  *       eth0 10.99.0.1/24, MTU 1500        eth0 10.99.0.2/24 ...
  *       default via 10.99.0.254
- *       netctl daemon --kv redis://10.99.0.254:PORT/0 [--advertise-addr 10.99.0.1]
+ *       netctl daemon --kv redis://10.99.0.254:PORT/0 --advertise-addr 10.99.0.1
  *         (nsenter --net: the host's netns is the daemon's own; the mount
  *         namespace, so /run/netns, is everyone's)
  *
@@ -45,8 +45,8 @@
  * cluster uses), `kill(signal)` (signal the daemon now; default SIGKILL),
  * `stop()`, `start()`, `restart()`, `running`, `log()`. Each daemon has
  * NETCTL_SOCKET=<dir>/api.sock, NETCTL_STATE_DIR=<dir>/state and
- * NETCTL_RUN_DIR=<dir>/run, and `--advertise-addr <address>` when the
- * built daemon knows that flag (its --help says so).
+ * NETCTL_RUN_DIR=<dir>/run, and runs with `--kv <redis url>
+ * --no-docker-plugins --advertise-addr <address>`.
  *
  * The cluster: `hosts`, `redis` ({url, port, pid, stop(), kill(), start()}:
  * SIGTERM or SIGKILL by PID, then the same port and data again),
@@ -89,7 +89,7 @@ import {
   routeAdd,
 } from '../../src/kernel/index.js';
 import { freePort, launchRedisServer, signalRedisServer } from '../../src/kv/testing/redis-server.js';
-import { packageRoot, sandboxRunDir } from '../../src/paths.js';
+import { packageRoot } from '../../src/paths.js';
 import { Cleanup } from './cleanup.js';
 import { runCommand } from './command.js';
 import { type Daemon, startDaemon } from './daemon.js';
@@ -192,15 +192,6 @@ export interface Cluster {
   waitForStore(timeoutMs?: number): Promise<void>;
   /** Stop and remove everything the cluster made; idempotent. */
   close(): Promise<void>;
-}
-
-/** Does the built daemon know --advertise-addr? Asked once per process. */
-let advertiseKnown: Promise<boolean> | undefined;
-function daemonKnowsAdvertise(): Promise<boolean> {
-  advertiseKnown ??= runCommand(process.execPath, [BIN, 'daemon', '--help']).then((help) =>
-    help.includes('--advertise-addr'),
-  );
-  return advertiseKnown;
 }
 
 function startRedis(dir: string, port: number, appendfsync: string): Promise<ChildProcess> {
@@ -355,24 +346,22 @@ function launchDaemon(spec: HostSpec): Promise<Daemon> {
 }
 
 /**
- * The netns and ids of the sandboxes the daemons made, as their records
- * list them (asked while the daemons still answer).
+ * The netns of the sandboxes the daemons made, as their records list them
+ * (asked while the daemons still answer).
  */
-async function recordedSandboxes(hosts: readonly ClusterHost[]): Promise<{ keys: string[]; ids: string[] }> {
+async function recordedSandboxNetns(hosts: readonly ClusterHost[]): Promise<string[]> {
   const keys = new Set<string>();
-  const ids = new Set<string>();
   for (const host of hosts) {
     try {
       // A short deadline: a daemon whose store is down may wait for it.
       for (const s of await new HttpApi(host.socket, 5).listSandboxes()) {
         if (s.ownsNetns && s.key.startsWith(`${NETNS_RUN_DIR}/netctl-`)) keys.add(s.key);
-        ids.add(s.id);
       }
     } catch {
       // A daemon (or the store) down: the prefix below still finds its sandboxes' netns.
     }
   }
-  return { keys: [...keys], ids: [...ids] };
+  return [...keys];
 }
 
 async function waitForStore(hosts: readonly ClusterHost[], timeoutMs: number): Promise<void> {
@@ -447,7 +436,6 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     cleanup.defer('stop redis-server', () => redis.stop());
 
     const specs: HostSpec[] = [];
-    const knowsAdvertise = await daemonKnowsAdvertise();
     for (let i = 1; i <= count; i++) {
       const name = `h${i}`;
       const uplink = `${tag}${name}`;
@@ -470,7 +458,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
           '--kv',
           redis.url,
           '--no-docker-plugins',
-          ...(knowsAdvertise ? ['--advertise-addr', address] : []),
+          '--advertise-addr',
+          address,
           ...(options.hostTtlMs !== undefined ? ['--host-ttl', String(options.hostTtlMs)] : []),
           ...(options.hostRenewMs !== undefined ? ['--host-renew', String(options.hostRenewMs)] : []),
           ...(options.daemonArgs ?? []),
@@ -484,11 +473,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       for (const spec of specs)
         for (const path of netnsWithPrefix(`netctl-${spec.sandboxPrefix}`)) deleteNetns(path);
     });
-    let recorded: { keys: string[]; ids: string[] } = { keys: [], ids: [] };
+    let recorded: string[] = [];
     cleanup.defer('delete the netns of the sandboxes the daemons recorded', () => {
-      for (const key of recorded.keys) deleteNetns(key);
-      // Their run dirs, where a daemon without NETCTL_RUN_DIR puts them.
-      for (const id of recorded.ids) rmSync(sandboxRunDir(id), { recursive: true, force: true });
+      for (const key of recorded) deleteNetns(key);
     });
     const started = await Promise.allSettled(specs.map((spec) => launchDaemon(spec)));
     started.forEach((result, i) => {
@@ -498,7 +485,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       cleanup.defer(`stop the daemon of ${host.name}`, () => host.stop());
     });
     cleanup.defer('list the sandboxes the daemons recorded', async () => {
-      recorded = await recordedSandboxes(hosts);
+      recorded = await recordedSandboxNetns(hosts);
     });
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;

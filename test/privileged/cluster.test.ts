@@ -70,7 +70,18 @@ describe('startCluster', () => {
         }[];
         expect(bridges).toHaveLength(1);
         expect(await ping(sandbox.key, `10.6${i}.0.1`)).toBe(true);
+        // Its run dir is the host's (NETCTL_RUN_DIR), not the machine's /run/netctl.
+        expect(existsSync(join(host.dir, 'run', 'sandboxes', sandbox.id))).toBe(true);
         sandboxes.push(sandbox);
+      }
+      // Each daemon is a host of the cluster at its underlay address, and sees only its own.
+      expect((await h1.api.listHosts()).map((h) => [h.address, h.self]).sort()).toEqual([
+        ['10.99.0.1', true],
+        ['10.99.0.2', false],
+      ]);
+      for (const host of cluster.hosts) {
+        expect((await host.api.health()).cluster?.address).toBe(host.address);
+        expect((await host.api.listSandboxes()).map((s) => s.name)).toEqual([host.sandboxName('s')]);
       }
       // Not in the caller's netns: only the underlay bridge and the hosts' ports are there.
       expect(
