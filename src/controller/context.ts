@@ -62,7 +62,10 @@ export class ControllerContext {
   servedHere(network: Network): Overlay | undefined {
     if (network.scope !== 'global') return undefined;
     if (!this.overlay)
-      throw new Errors.SharedStoreRequired(network.driver, `${this.storeName} without a daemon`);
+      throw new Errors.SharedStoreRequired(
+        network.driver,
+        `${this.storeName}, and no daemon with an advertise address serves overlays here`,
+      );
     return this.overlay;
   }
 

@@ -123,7 +123,7 @@ export class Endpoints {
         }
         crashPoint('connect.record');
         await this.ctx.state.addEndpoint(endpoint, end);
-        await overlay?.changed(network);
+        await overlay?.changed(network, 'join');
         await this.ctx.hosts.refresh(network.id);
         // Connects and disconnects of the sandbox may have been recorded meanwhile (the
         // owner it saw left, another joined first): the route as the records have it now.
@@ -306,7 +306,7 @@ export class Endpoints {
         );
         joinInfo = join;
         await this.ctx.state.addEndpoint(joined);
-        await overlay?.changed(network);
+        await overlay?.changed(network, 'join');
         await this.ctx.hosts.refresh(network.id);
         return { endpoint: joined, join };
       },
@@ -361,7 +361,7 @@ export class Endpoints {
             ),
           ),
         );
-        if (network.scope === 'global') await this.ctx.overlay?.changed(network);
+        if (network.scope === 'global') await this.ctx.overlay?.changed(network, 'leave');
         await this.ctx.hosts.refresh(network.id, endpoint.sandboxId);
         return left;
       },
@@ -411,7 +411,7 @@ export class Endpoints {
             if (!(err instanceof KvConflictError) || attempt >= CLAIM_ATTEMPTS) throw err;
             continue;
           }
-          if (network?.scope === 'global') await this.ctx.overlay?.changed(network);
+          if (network?.scope === 'global') await this.ctx.overlay?.changed(network, 'leave');
           // By the network's id: its record may be lost (gc), its peers' files are not.
           await this.ctx.hosts.refresh(seen.networkId, seen.sandboxId);
           // The route it gave goes with it: the next endpoint's, if there is one.

@@ -270,15 +270,14 @@ export class Overlay {
     }
   }
 
-  /** After a local join or leave: the network's devices may have come or gone. */
-  async changed(network: Network): Promise<void> {
-    if (this.closed) return;
-    const serving = this.served.has(network.id);
-    await this.lane.run(async () => {
-      // Served already and still there: the entries are in place.
-      if (serving && (await this.driverOf(network).programmedPeers(network)) !== undefined) return;
-      await this.sync(network, false);
-    });
+  /**
+   * After a local join or leave: on a join to a network served already the
+   * entries are in place (nothing to read: a join costs no dumps); a first
+   * join programs every peer, a leave may have taken the devices.
+   */
+  async changed(network: Network, change: 'join' | 'leave'): Promise<void> {
+    if (this.closed || (change === 'join' && this.served.has(network.id))) return;
+    await this.lane.run(() => this.sync(network, false));
   }
 
   private async resyncAll(): Promise<void> {

@@ -25,6 +25,7 @@ import {
   type KvStore,
   openStore,
 } from '../kv/index.js';
+import { log } from '../log.js';
 import { type ClusterFlags, DEFAULT_CLUSTER } from './cluster-flags.js';
 
 export interface LocalApiOptions {
@@ -97,6 +98,21 @@ export async function underlay(advertiseAddr: string | undefined): Promise<{ add
   }
 }
 
+/**
+ * The underlay as given, or as the default route says; with no
+ * --advertise-addr and no default route the daemon runs without the
+ * cluster (its local networks only) and says why overlays are not served.
+ */
+async function underlayOrNone(advertiseAddr: string | undefined) {
+  try {
+    return await underlay(advertiseAddr);
+  } catch (err) {
+    if (advertiseAddr !== undefined) throw err;
+    log.warn({ err }, 'no advertise address: overlay networks are not served on this host');
+    return undefined;
+  }
+}
+
 /** A controller and what it is built on, closed together. */
 export interface Composed {
   api: Controller;
@@ -112,7 +128,7 @@ export async function createLocalApi(options: LocalApiOptions = {}): Promise<Com
   const shared = opened.backend !== 'lmdb';
   const kv = shared ? new HostScopedStore(opened, hostId()) : opened;
   const flags = options.daemon && shared ? (options.cluster ?? DEFAULT_CLUSTER) : undefined;
-  const place = flags ? await underlay(flags.advertiseAddr) : undefined;
+  const place = flags ? await underlayOrNone(flags.advertiseAddr) : undefined;
   const firewall = iptablesBackend();
   const bridge = new BridgeDriver({ firewall });
   // Everywhere, so that `-d overlay` on the embedded store is refused for what it is.

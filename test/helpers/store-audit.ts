@@ -23,7 +23,7 @@ import { listClaims } from '../../src/controller/claims.js';
 import { State } from '../../src/controller/state.js';
 import type { Endpoint, Network, Sandbox } from '../../src/core/model.js';
 import { Ipam } from '../../src/ipam/ipam.js';
-import { type KvEntry, type KvStore, openStore } from '../../src/kv/index.js';
+import { HostScopedStore, type KvEntry, type KvStore, openStore } from '../../src/kv/index.js';
 import { sandboxEtcDir } from '../../src/paths.js';
 import { ipJson } from './tools.js';
 
@@ -51,11 +51,18 @@ export async function dumpStore(kv: KvStore): Promise<KvEntry[]> {
   return (await kv.list('netctl/v1/')).map(({ key, value }) => ({ key, value, version: 0 }));
 }
 
-/** Open the store at url for fn (the embedded one of stateDir when url is an lmdb:// URL). */
+/**
+ * Open the store at url for fn (the embedded one of stateDir when url is an
+ * lmdb:// URL). A shared store is seen as its one host sees it (the tests
+ * here run one daemon on it): its own keys under its root (src/kv/scoped.ts).
+ */
 export async function withStore<T>(url: string, fn: (kv: KvStore) => Promise<T>): Promise<T> {
   const kv = await openStore(url);
   try {
-    return await fn(kv);
+    if (kv.backend === 'lmdb') return await fn(kv);
+    const [first] = await kv.list('netctl/v1/local/', { limit: 1 });
+    const host = first?.key.split('/')[3];
+    return await fn(host ? new HostScopedStore(kv, host) : kv);
   } finally {
     await kv.close();
   }

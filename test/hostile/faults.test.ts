@@ -129,7 +129,9 @@ interface OpCase<C> {
 }
 
 const NET = 'fnet';
-const hasKey = (prefix: string) => (keys: string[]) => keys.some((k) => k.startsWith(prefix));
+/** A key of that prefix, as the daemon writes it — under its host's root on a shared store (src/kv/scoped.ts). */
+const hasKey = (prefix: string) => (keys: string[]) =>
+  keys.some((k) => k.replace(/^netctl\/v1\/local\/[^/]+\//, 'netctl/v1/').startsWith(prefix));
 
 /** A netctl sandbox, and (for the hosts files) a peer already on the network. */
 interface SandboxCase {
