@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # command-or-file -> Debian package
 need="ip:iproute2 iptables:iptables nft:nftables unshare:util-linux nsenter:util-linux
 redis-server:redis-server dockerd:docker.io /usr/lib/cni/bridge:containernetworking-plugins
-/bin/busybox:busybox-static podman:podman runc:runc iperf3:iperf3 jq:jq g++:g++ make:make python3:python3"
+/bin/busybox:busybox-static podman:podman runc:runc iperf3:iperf3 ping:iputils-ping jq:jq g++:g++ make:make python3:python3"
 missing=""
 for pair in $need; do
   what=${pair%%:*} pkg=${pair#*:}
