@@ -70,6 +70,10 @@ export class Overlay {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly started = new Date().toISOString();
   private repairs = 0;
+  /** When the first renewal of the current outage failed; undefined while renewals succeed. */
+  private renewFailedAt: number | undefined;
+  /** Until then, host expiries are rechecked before they are believed (inGrace). */
+  private graceUntil = 0;
   private closed = false;
 
   constructor(
@@ -121,7 +125,26 @@ export class Overlay {
       started: this.started,
       ttlMs: this.options.ttlMs,
     };
-    await this.kv.put(clusterKeys.host(record.id), record as never, { ttlMs: this.options.ttlMs });
+    try {
+      await this.kv.put(clusterKeys.host(record.id), record as never, { ttlMs: this.options.ttlMs });
+      // A listing makes Redis reap the leases that expired and announce them
+      // (kv/redis.ts): a dead host is heard within a renewal, not a watch resync.
+      await this.kv.list(clusterKeys.hosts);
+    } catch (err) {
+      this.renewFailedAt ??= Date.now();
+      throw err;
+    }
+    if (this.renewFailedAt !== undefined) {
+      // Back after an outage: every lease may have expired meanwhile, the
+      // live hosts' too. Their deletes are not believed until they could renew.
+      this.renewFailedAt = undefined;
+      this.graceUntil = Date.now() + this.options.ttlMs;
+    }
+  }
+
+  /** While this daemon cannot renew, or for a TTL after, a host's expiry may be the store's outage. */
+  private inGrace(): boolean {
+    return this.renewFailedAt !== undefined || Date.now() < this.graceUntil;
   }
 
   private follow(watch: KvWatch, handle: (event: KvEvent) => Promise<void>): void {
@@ -174,13 +197,41 @@ export class Overlay {
     const hostId = event.key.slice(clusterKeys.hosts.length);
     const was = this.hosts.has(hostId);
     if (event.type === 'put') this.hosts.set(hostId, event.value as unknown as HostRecord);
-    else this.hosts.delete(hostId);
+    else if (this.inGrace() && hostId !== this.options.hostId) {
+      this.recheckLater(hostId);
+      return;
+    } else this.hosts.delete(hostId);
     if (hostId === this.options.hostId || was === (event.type === 'put')) return;
-    // A host came or went: its peers, on every network served here.
+    await this.hostChanged(hostId, event.type === 'put');
+  }
+
+  /** A host's lease went while the store may have been the one away: look again once the grace is over. */
+  private recheckLater(hostId: string): void {
+    const wait = Math.max(this.graceUntil - Date.now(), this.options.ttlMs);
+    const timer = setTimeout(() => {
+      void this.lane
+        .run(async () => {
+          if (this.closed || !this.hosts.has(hostId)) return;
+          if (await this.kv.get(clusterKeys.host(hostId))) return; // it renewed: alive
+          if (this.inGrace()) {
+            this.recheckLater(hostId);
+            return;
+          }
+          this.hosts.delete(hostId);
+          await this.hostChanged(hostId, false);
+        })
+        .catch((err: unknown) => log.warn({ err, hostId }, 'host recheck failed'));
+    }, wait);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  /** A host came or went: its peers, on every network served here. */
+  private async hostChanged(hostId: string, up: boolean): Promise<void> {
     for (const networkId of this.served.keys()) {
       for (const { peer } of this.peers.get(networkId)?.values() ?? []) {
         if (peer.host !== hostId) continue;
-        if (event.type === 'put') await this.program(networkId, peer);
+        if (up) await this.program(networkId, peer);
         else await this.unprogram(networkId, peer);
       }
     }

@@ -226,6 +226,41 @@ describe('overlay control plane', () => {
     expect((await h2.api.listHosts()).find((x) => x.id === 'h1')).toMatchObject({ state: 'down', peers: 1 });
   });
 
+  it('keeps the peers of live hosts through a store outage longer than their lease', async () => {
+    const memory = new MemoryState();
+    const h1 = host(memory, 'h1', '192.0.2.1', 300);
+    const h2 = host(memory, 'h2', '192.0.2.2', 300);
+    await h1.api.startCluster();
+    await h2.api.startCluster();
+    const web = await h1.api.createNetwork({
+      name: 'web',
+      driver: 'overlay',
+      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
+    });
+    await sandbox(h1, 's1');
+    await sandbox(h2, 's2');
+    const e1 = await h1.api.connect({ network: 'web', sandbox: 's1' });
+    await h2.api.connect({ network: 'web', sandbox: 's2' });
+    expect(h2.overlay.macs(web.id)).toEqual([e1.mac]);
+    // No host can renew for three leases (the store away for them): every
+    // host record expires meanwhile, and the expiries are heard.
+    memory.refuseTxn = (ops) => ops.some((op) => op.key.startsWith('netctl/v1/cluster/hosts/'));
+    const lost: string[] = [];
+    const watch = setInterval(() => {
+      if (!h2.overlay.macs(web.id).includes(e1.mac)) lost.push(new Date().toISOString());
+    }, 5);
+    try {
+      await new Promise((r) => setTimeout(r, 900));
+      memory.refuseTxn = undefined;
+      // Both renew within a period (100 ms); the grace lasts a lease after that.
+      await new Promise((r) => setTimeout(r, 800));
+    } finally {
+      clearInterval(watch);
+    }
+    expect(lost).toEqual([]);
+    expect((await h2.api.listHosts()).map((x) => x.state)).toEqual(['up', 'up']);
+  });
+
   it('refuses a global network where no daemon serves it', async () => {
     const memory = new MemoryState();
     const kv = new HostScopedStore(new MemoryStore(memory), 'solo');
