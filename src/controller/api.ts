@@ -79,6 +79,8 @@ export interface ClusterHealth {
   programmed: number;
   /** Entries the periodic diff found wrong or missing and fixed, since start. */
   repairs: number;
+  /** Endpoints of hosts gone longer than --host-reap-after whose records and addresses this host released. */
+  reaped: number;
 }
 
 /** A host of the cluster as `netctl host ls` shows it. */

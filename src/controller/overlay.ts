@@ -24,10 +24,12 @@ import {
   type PeerProgramming,
   type ProgrammedPeer,
 } from '../core/driver.js';
+import { type IpamDriver, releasesByOwner } from '../core/ipam.js';
 import type { HostRecord, Network, Peer } from '../core/model.js';
 import { Errors } from '../errors.js';
-import type { KvEvent, KvStore, KvWatch } from '../kv/index.js';
+import { KvConflictError, type KvEvent, type KvStore, type KvWatch } from '../kv/index.js';
 import { log } from '../log.js';
+import { endpointOwner } from '../owners.js';
 import { packageVersion } from '../paths.js';
 import { bootId } from '../sandbox/identity.js';
 import { Lane } from '../serial.js';
@@ -37,6 +39,7 @@ import type { State } from './state.js';
 /** What the overlay needs of the controller: the records, and the drivers by type. */
 export interface OverlayContext {
   readonly state: State;
+  readonly ipam: IpamDriver;
   driver(type: string): Driver;
 }
 
@@ -51,6 +54,8 @@ export interface ClusterOptions {
   renewMs: number;
   /** Period of the kernel-against-store diff. */
   resyncMs: number;
+  /** How long a host may be gone before its endpoints' records and addresses are released. */
+  reapAfterMs: number;
 }
 
 interface Known {
@@ -70,6 +75,9 @@ export class Overlay {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly started = new Date().toISOString();
   private repairs = 0;
+  private reaped = 0;
+  /** Hosts whose lease is gone while peer records of theirs remain: since when (reapGone). */
+  private readonly goneSince = new Map<string, number>();
   /** When the first renewal of the current outage failed; undefined while renewals succeed. */
   private renewFailedAt: number | undefined;
   /** Until then, host expiries are rechecked before they are believed (inGrace). */
@@ -228,6 +236,8 @@ export class Overlay {
 
   /** A host came or went: its peers, on every network served here. */
   private async hostChanged(hostId: string, up: boolean): Promise<void> {
+    if (up) this.goneSince.delete(hostId);
+    else if (!this.goneSince.has(hostId)) this.goneSince.set(hostId, Date.now());
     for (const networkId of this.served.keys()) {
       for (const { peer } of this.peers.get(networkId)?.values() ?? []) {
         if (peer.host !== hostId) continue;
@@ -331,7 +341,54 @@ export class Overlay {
     await this.lane.run(() => this.sync(network, false));
   }
 
+  /**
+   * Release what hosts gone for reapAfterMs held: their peer records, member
+   * claims and cluster addresses (each peer's removal compares its version,
+   * so two hosts reaping at once, or the host coming back, never take a
+   * newer record). A host that comes back with a new boot cleans up its own
+   * on start (its sandboxes are gone); one that comes back with the same
+   * boot before the reap keeps everything.
+   */
+  private async reapGone(): Promise<void> {
+    const now = Date.now();
+    const hostsOfPeers = new Set<string>();
+    for (const ofNetwork of this.peers.values())
+      for (const { peer } of ofNetwork.values()) hostsOfPeers.add(peer.host);
+    for (const hostId of hostsOfPeers) {
+      if (hostId === this.hostId || this.hosts.has(hostId)) continue;
+      // Seen gone only now (a restart of this daemon): the wait starts now.
+      if (!this.goneSince.has(hostId)) this.goneSince.set(hostId, now);
+    }
+    for (const [hostId, since] of this.goneSince) {
+      if (this.hosts.has(hostId) || now - since < this.options.reapAfterMs || this.inGrace()) continue;
+      if (await this.kv.get(clusterKeys.host(hostId))) continue; // back meanwhile
+      for (const ofNetwork of this.peers.values()) {
+        for (const { peer, version } of [...ofNetwork.values()]) {
+          if (peer.host !== hostId) continue;
+          try {
+            await this.kv.txn(
+              [{ key: clusterKeys.peer(peer.networkId, peer.endpointId), version }],
+              [
+                { type: 'delete', key: clusterKeys.peer(peer.networkId, peer.endpointId) },
+                { type: 'delete', key: clusterKeys.member(peer.networkId, peer.endpointId) },
+              ],
+            );
+          } catch (err) {
+            if (!(err instanceof KvConflictError)) throw err;
+            continue; // rewritten meanwhile: not ours to take
+          }
+          if (releasesByOwner(this.ctx.ipam))
+            await this.ctx.ipam.releaseOwner(endpointOwner(peer.endpointId));
+          this.reaped++;
+        }
+      }
+      this.goneSince.delete(hostId);
+      log.info({ hostId, goneMs: now - since }, 'released the records and addresses of a host gone too long');
+    }
+  }
+
   private async resyncAll(): Promise<void> {
+    await this.lane.run(() => this.reapGone());
     for (const network of await this.ctx.state.networks()) {
       if (network.scope !== 'global' || this.closed) continue;
       await this.lane.run(() => this.sync(network, this.served.has(network.id)));
@@ -368,6 +425,7 @@ export class Overlay {
       served: this.served.size,
       programmed,
       repairs: this.repairs,
+      reaped: this.reaped,
     };
   }
 }

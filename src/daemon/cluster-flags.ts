@@ -7,6 +7,13 @@ export interface ClusterFlags {
   hostRenewMs: number;
   /** Period of the overlay's kernel-against-store diff. */
   resyncMs: number;
+  /** A host gone this long loses its endpoints' records and addresses (docs/overlay.md). */
+  reapAfterMs: number;
 }
 
-export const DEFAULT_CLUSTER: ClusterFlags = { hostTtlMs: 15_000, hostRenewMs: 5_000, resyncMs: 10_000 };
+export const DEFAULT_CLUSTER: ClusterFlags = {
+  hostTtlMs: 15_000,
+  hostRenewMs: 5_000,
+  resyncMs: 10_000,
+  reapAfterMs: 15 * 60_000,
+};

@@ -152,6 +152,7 @@ export async function createLocalApi(options: LocalApiOptions = {}): Promise<Com
             ttlMs: flags.hostTtlMs,
             renewMs: flags.hostRenewMs,
             resyncMs: flags.resyncMs,
+            reapAfterMs: flags.reapAfterMs,
           },
         }
       : {}),

@@ -99,6 +99,12 @@ export function daemonCommand(cli: Cli, program: Command): Command {
       positiveInt,
       DEFAULT_CLUSTER.hostRenewMs,
     )
+    .option(
+      '--host-reap-after <ms>',
+      "on a shared store: a host gone this long loses its endpoints' records and addresses",
+      positiveInt,
+      DEFAULT_CLUSTER.reapAfterMs,
+    )
     .action(
       async (
         options: {
@@ -106,6 +112,7 @@ export function daemonCommand(cli: Cli, program: Command): Command {
           advertiseAddr?: string;
           hostTtl: number;
           hostRenew: number;
+          hostReapAfter: number;
         },
         command: Command,
       ) => {
@@ -124,6 +131,7 @@ export function daemonCommand(cli: Cli, program: Command): Command {
             advertiseAddr: options.advertiseAddr,
             hostTtlMs: options.hostTtl,
             hostRenewMs: options.hostRenew,
+            reapAfterMs: options.hostReapAfter,
           },
         });
       },

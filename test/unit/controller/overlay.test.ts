@@ -86,7 +86,13 @@ afterEach(async () => {
   for (const ns of namespaces.splice(0)) ns.close();
 });
 
-function host(memory: MemoryState, id: string, address: string, ttlMs = 60_000): Host {
+function host(
+  memory: MemoryState,
+  id: string,
+  address: string,
+  ttlMs = 60_000,
+  reapAfterMs = 3_600_000,
+): Host {
   const kv = new HostScopedStore(new MemoryStore(memory), id);
   const overlay = new MapOverlay();
   const api = new Controller({
@@ -94,7 +100,14 @@ function host(memory: MemoryState, id: string, address: string, ttlMs = 60_000):
     ipam: new KvIpamDriver(new Ipam(kv)),
     drivers: [new RecordingDriver({}), overlay],
     storeName: 'memory',
-    cluster: { hostId: id, address, ttlMs, renewMs: Math.floor(ttlMs / 3), resyncMs: 3_600_000 },
+    cluster: {
+      hostId: id,
+      address,
+      ttlMs,
+      renewMs: Math.floor(ttlMs / 3),
+      resyncMs: Math.min(100, reapAfterMs),
+      reapAfterMs,
+    },
   });
   open.push(() => api.close());
   return { api, overlay, kv };
@@ -259,6 +272,39 @@ describe('overlay control plane', () => {
     }
     expect(lost).toEqual([]);
     expect((await h2.api.listHosts()).map((x) => x.state)).toEqual(['up', 'up']);
+  });
+
+  it('releases the records and addresses of a host gone longer than reapAfter', async () => {
+    const memory = new MemoryState();
+    const h1 = host(memory, 'h1', '192.0.2.1', 300);
+    const h2 = host(memory, 'h2', '192.0.2.2', 300, 400);
+    await h1.api.startCluster();
+    await h2.api.startCluster();
+    await h1.api.createNetwork({
+      name: 'web',
+      driver: 'overlay',
+      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
+    });
+    await sandbox(h1, 's1');
+    await sandbox(h2, 's2');
+    const e1 = await h1.api.connect({ network: 'web', sandbox: 's1' });
+    await h2.api.connect({ network: 'web', sandbox: 's2' });
+    const global = h2.kv;
+    const peerKeys = async () => (await global.list('netctl/v1/cluster/peers/')).length;
+    const addressOf = async (ip: string) =>
+      global.get(`netctl/v1/cluster/ipam/addrs/global/10.50.0.0_24/${ip.split('/')[0]}`);
+    expect(await peerKeys()).toBe(2);
+    expect(await addressOf(e1.ipv4!)).toBeDefined();
+    await h1.api.close(); // gone for good: its lease expires, then the reap
+    await until('h1’s records are released', async () => (await peerKeys()) === 1, 3000);
+    expect(await addressOf(e1.ipv4!)).toBeUndefined();
+    expect((await global.list('netctl/v1/cluster/members/')).map((e) => e.value)).toEqual([
+      expect.not.stringContaining(e1.id),
+    ]);
+    expect((await h2.api.health()).cluster?.reaped).toBe(1);
+    // The network is now free to go once h2's own endpoint leaves.
+    await h2.api.disconnect('web', 's2');
+    await h2.api.deleteNetwork('web');
   });
 
   it('refuses a global network where no daemon serves it', async () => {
