@@ -30,7 +30,10 @@ export interface FdbEntry {
   vni: number | undefined;
   master: boolean;
   self: boolean;
+  /** In a bridge's table: the bridge's own address (frames to it go up the stack). */
   permanent: boolean;
+  /** A static entry (NUD_NOARP): a bridge-table entry that does not age. */
+  static: boolean;
 }
 
 async function fdbMessage(h: Netlink, e: NewFdbEntry): Promise<rt.NeighborMessage> {
@@ -105,6 +108,7 @@ function toFdbEntry(data: Buffer): FdbEntry {
     master: Boolean(header.flags?.master) || attrs.master !== undefined,
     self: Boolean(header.flags?.self),
     permanent: Boolean(header.state?.permanent),
+    static: Boolean(header.state?.noarp),
   };
 }
 

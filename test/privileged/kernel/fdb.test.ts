@@ -59,6 +59,7 @@ describe('fdb', () => {
         master: false,
         self: true,
         permanent: true,
+        static: false,
       },
     ]);
   });
@@ -81,7 +82,8 @@ describe('fdb', () => {
     await linkAdd(ns.nl, { kind: 'veth', name: 'p0', master, peer: { name: 'p1' } });
     await fdbReplace(ns.nl, { link: 'p0', mac: '02:00:00:00:aa:01', master: true });
     const entry = (await fdbList(ns.nl, { link: 'p0' })).find((e) => e.mac === '02:00:00:00:aa:01');
-    expect(entry).toMatchObject({ master: true, permanent: true });
+    // Static, not permanent: a permanent bridge entry is the bridge's own address.
+    expect(entry).toMatchObject({ master: true, permanent: false, static: true });
     expect(bridgeFdb(ns.path, 'p0').map((e) => e.mac)).toContain('02:00:00:00:aa:01');
   });
 });
