@@ -24,7 +24,7 @@ export function dockerPorts(mappings: PortMapping[]): DockerPorts {
   return ports;
 }
 
-export function dockerNetworkInspect({ network, endpoints }: NetworkDetails) {
+export function dockerNetworkInspect({ network, endpoints, peers }: NetworkDetails) {
   return {
     Name: network.name,
     Id: network.id,
@@ -64,5 +64,7 @@ export function dockerNetworkInspect({ network, endpoints }: NetworkDetails) {
     ),
     Options: network.options,
     Labels: network.labels,
+    // Docker's overlay lists the hosts of the network; netctl says how many endpoints each has.
+    ...(peers ? { Peers: peers.map((p) => ({ Name: p.name, IP: p.ip, Endpoints: p.endpoints })) } : {}),
   };
 }

@@ -17,8 +17,19 @@ import type {
 
 export interface NetworkDetails {
   network: Network;
-  /** Endpoints on the network, with the name of the sandbox each is joined to. */
+  /** Endpoints on the network, with the name of the sandbox each is joined to (this host's). */
   endpoints: (Endpoint & { sandboxName?: string })[];
+  /** A global network's hosts with endpoints on it, as Docker's overlay lists its peers. */
+  peers?: NetworkPeer[];
+}
+
+export interface NetworkPeer {
+  /** The host's name (its id when its lease is gone). */
+  name: string;
+  /** Its VTEP address. */
+  ip: string;
+  /** How many of the network's endpoints it has. */
+  endpoints: number;
 }
 
 export interface SandboxDetails {

@@ -65,7 +65,8 @@ export class Networks {
         const sandboxName = e.sandboxId ? sandboxes.get(e.sandboxId)?.name : undefined;
         return sandboxName ? { ...e, sandboxName } : e;
       });
-    return { network, endpoints };
+    const peers = network.scope === 'global' ? await this.ctx.overlay?.networkPeers(network.id) : undefined;
+    return { network, endpoints, ...(peers ? { peers } : {}) };
   }
 
   async createNetwork(input: CreateNetworkRequest): Promise<Network> {

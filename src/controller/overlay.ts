@@ -33,7 +33,7 @@ import { endpointOwner } from '../owners.js';
 import { packageVersion } from '../paths.js';
 import { bootId } from '../sandbox/identity.js';
 import { Lane } from '../serial.js';
-import type { ClusterHealth, HostStatus } from './api.js';
+import type { ClusterHealth, HostStatus, NetworkPeer } from './api.js';
 import type { State } from './state.js';
 
 /** What the overlay needs of the controller: the records, and the drivers by type. */
@@ -393,6 +393,23 @@ export class Overlay {
       if (network.scope !== 'global' || this.closed) continue;
       await this.lane.run(() => this.sync(network, this.served.has(network.id)));
     }
+  }
+
+  /** The hosts with endpoints on a global network (this one included), from its peer records. */
+  async networkPeers(networkId: string): Promise<NetworkPeer[]> {
+    await this.lane.run(() => this.refresh(networkId));
+    const byHost = new Map<string, NetworkPeer>();
+    for (const { peer } of this.peers.get(networkId)?.values() ?? []) {
+      const known = byHost.get(peer.host);
+      if (known) known.endpoints++;
+      else
+        byHost.set(peer.host, {
+          name: this.hosts.get(peer.host)?.hostname ?? peer.host,
+          ip: peer.vtep,
+          endpoints: 1,
+        });
+    }
+    return [...byHost.values()].sort((a, b) => a.ip.localeCompare(b.ip));
   }
 
   /** The hosts whose leases are live, and those gone that still have peer records. */

@@ -222,6 +222,13 @@ describe('overlay control plane', () => {
       ips: ['10.50.0.3'],
     });
     expect((await h2.api.health()).cluster).toMatchObject({ served: 1, programmed: 1 });
+    // Each host lists its own endpoints, and every host of the network as a peer.
+    const details = await h2.api.inspectNetwork('web');
+    expect(details.endpoints.map((e) => e.id)).toEqual([e2.id]);
+    expect(details.peers?.map((p) => [p.ip, p.endpoints])).toEqual([
+      ['192.0.2.1', 1],
+      ['192.0.2.2', 1],
+    ]);
     expect((await h2.api.listHosts()).map((x) => [x.id, x.state, x.self])).toEqual([
       ['h1', 'up', false],
       ['h2', 'up', true],
