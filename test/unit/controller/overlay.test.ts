@@ -6,6 +6,9 @@
  * VNIs are shared and taken once, a join on one host is programmed on the
  * other, a leave and an expired host are unprogrammed.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Controller } from '../../../src/controller/controller.js';
 import { State } from '../../../src/controller/state.js';
@@ -16,7 +19,7 @@ import { RecordingDriver } from '../../../src/drivers/testing/recording.js';
 import { KvIpamDriver } from '../../../src/ipam/driver.js';
 import { Ipam } from '../../../src/ipam/ipam.js';
 import { createAnonymousNetns, type Netns } from '../../../src/kernel/index.js';
-import { HostScopedStore, KvConflictError } from '../../../src/kv/index.js';
+import { HostScopedStore, KvConflictError, openStore } from '../../../src/kv/index.js';
 import { MemoryState, MemoryStore } from '../../../src/kv/testing/memory.js';
 
 /** An overlay driver whose kernel is a map: devices exist while a local endpoint is joined. */
@@ -312,6 +315,30 @@ describe('overlay control plane', () => {
     // The network is now free to go once h2's own endpoint leaves.
     await h2.api.disconnect('web', 's2');
     await h2.api.deleteNetwork('web');
+  });
+
+  it('refuses an overlay network on the embedded store, naming --kv', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'netctl-overlay-lmdb-'));
+    const kv = await openStore(undefined, { stateDir: dir });
+    const api = new Controller({
+      state: new State(kv),
+      ipam: new KvIpamDriver(new Ipam(kv)),
+      drivers: [new MapOverlay()],
+      storeName: 'lmdb (embedded default)',
+    });
+    open.push(async () => {
+      await api.close();
+      await kv.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const refused = api.createNetwork({
+      name: 'web',
+      driver: 'overlay',
+      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
+    });
+    await expect(refused).rejects.toMatchObject({ code: 'NETCTL_SHARED_STORE_REQUIRED' });
+    await expect(refused).rejects.toThrow(/--kv redis:\/\//);
+    expect(await api.listNetworks()).toEqual([]);
   });
 
   it('refuses a global network where no daemon serves it', async () => {
