@@ -258,7 +258,7 @@ export class RedisStore extends TxnWrites implements KvStore {
     const unsent = /Stream isn't writeable/.test(message);
     // ioredis's own words for a lost answer name its retry setting, which means nothing to a user.
     const detail = unsent
-      ? `not connected (${message})`
+      ? 'not connected (reconnecting in the background; nothing was sent)'
       : /max retries per request|Connection is closed/.test(message)
         ? 'the connection was lost before the answer came (the request may have been applied)'
         : message;
