@@ -131,6 +131,28 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
   }
 }
 
+/**
+ * Two started hosts on one store, overlay network web on h1, a sandbox on
+ * each (s1, s2) connected to it: h1's then h2's.
+ */
+async function twoHostsOnWeb(options: { ttl1: number; ttl2: number; reapAfter2?: number }) {
+  const memory = new MemoryState();
+  const h1 = host(memory, 'h1', '192.0.2.1', options.ttl1);
+  const h2 = host(memory, 'h2', '192.0.2.2', options.ttl2, options.reapAfter2);
+  await h1.api.startCluster();
+  await h2.api.startCluster();
+  const web = await h1.api.createNetwork({
+    name: 'web',
+    driver: 'overlay',
+    ipam: { config: [{ subnet: '10.50.0.0/24' }] },
+  });
+  await sandbox(h1, 's1');
+  await sandbox(h2, 's2');
+  const e1 = await h1.api.connect({ network: 'web', sandbox: 's1' });
+  const e2 = await h2.api.connect({ network: 'web', sandbox: 's2' });
+  return { memory, h1, h2, web, e1, e2 };
+}
+
 describe('a shared store, seen by two hosts', () => {
   it('keeps each host’s own records apart and shares the cluster’s', async () => {
     const memory = new MemoryState();
@@ -203,20 +225,7 @@ describe('overlay control plane', () => {
   });
 
   it('programs a join on the other host, removes a leave, and drops the peers of an expired host', async () => {
-    const memory = new MemoryState();
-    const h1 = host(memory, 'h1', '192.0.2.1', 400);
-    const h2 = host(memory, 'h2', '192.0.2.2', 60_000);
-    await h1.api.startCluster();
-    await h2.api.startCluster();
-    const web = await h1.api.createNetwork({
-      name: 'web',
-      driver: 'overlay',
-      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
-    });
-    await sandbox(h1, 's1');
-    await sandbox(h2, 's2');
-    const e1 = await h1.api.connect({ network: 'web', sandbox: 's1' });
-    const e2 = await h2.api.connect({ network: 'web', sandbox: 's2' });
+    const { h1, h2, web, e1, e2 } = await twoHostsOnWeb({ ttl1: 400, ttl2: 60_000 });
     // h2 joined after h1: its first join programs h1's peer before it returns.
     expect(h2.overlay.macs(web.id)).toEqual([e1.mac]);
     await until('h1 has h2’s peer', () => h1.overlay.macs(web.id).includes(e2.mac));
@@ -250,20 +259,7 @@ describe('overlay control plane', () => {
   });
 
   it('keeps the peers of live hosts through a store outage longer than their lease', async () => {
-    const memory = new MemoryState();
-    const h1 = host(memory, 'h1', '192.0.2.1', 300);
-    const h2 = host(memory, 'h2', '192.0.2.2', 300);
-    await h1.api.startCluster();
-    await h2.api.startCluster();
-    const web = await h1.api.createNetwork({
-      name: 'web',
-      driver: 'overlay',
-      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
-    });
-    await sandbox(h1, 's1');
-    await sandbox(h2, 's2');
-    const e1 = await h1.api.connect({ network: 'web', sandbox: 's1' });
-    await h2.api.connect({ network: 'web', sandbox: 's2' });
+    const { memory, h2, web, e1 } = await twoHostsOnWeb({ ttl1: 300, ttl2: 300 });
     expect(h2.overlay.macs(web.id)).toEqual([e1.mac]);
     // No host can renew for three leases (the store away for them): every
     // host record expires meanwhile, and the expiries are heard.
@@ -285,20 +281,7 @@ describe('overlay control plane', () => {
   });
 
   it('releases the records and addresses of a host gone longer than reapAfter', async () => {
-    const memory = new MemoryState();
-    const h1 = host(memory, 'h1', '192.0.2.1', 300);
-    const h2 = host(memory, 'h2', '192.0.2.2', 300, 400);
-    await h1.api.startCluster();
-    await h2.api.startCluster();
-    await h1.api.createNetwork({
-      name: 'web',
-      driver: 'overlay',
-      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
-    });
-    await sandbox(h1, 's1');
-    await sandbox(h2, 's2');
-    const e1 = await h1.api.connect({ network: 'web', sandbox: 's1' });
-    await h2.api.connect({ network: 'web', sandbox: 's2' });
+    const { h1, h2, e1 } = await twoHostsOnWeb({ ttl1: 300, ttl2: 300, reapAfter2: 400 });
     const global = h2.kv;
     const peerKeys = async () => (await global.list('netctl/v1/cluster/peers/')).length;
     const addressOf = async (ip: string) =>
