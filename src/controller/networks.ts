@@ -338,7 +338,9 @@ export class Networks {
     for (const id of members) {
       const endpoint = await this.ctx.state.endpoint(id);
       const sandbox = endpoint?.sandboxId ? await this.ctx.state.sandbox(endpoint.sandboxId) : undefined;
-      names.push(sandbox?.name ?? endpoint?.name ?? `ep-${id.slice(0, 12)} (being connected)`);
+      const where =
+        network.scope === 'global' && !endpoint ? 'on another host, or being connected' : 'being connected';
+      names.push(sandbox?.name ?? endpoint?.name ?? `ep-${id.slice(0, 12)} (${where})`);
     }
     throw new Errors.NetworkInUse(network.name, names.join(', '));
   }
@@ -366,8 +368,9 @@ export class Networks {
     const inUse = new Set((await this.ctx.state.endpoints()).map((e) => e.networkId));
     const removed: string[] = [];
     for (const network of await this.ctx.state.networks()) {
-      // Docker's networks go with docker network rm (or docker network prune).
-      if (inUse.has(network.id) || network.dockerId) continue;
+      // Docker's networks go with docker network rm (or docker network prune); a
+      // cluster's network is not one host's to prune (as swarm networks in Docker).
+      if (inUse.has(network.id) || network.dockerId || network.scope === 'global') continue;
       try {
         await this.deleteNetwork(network.id);
       } catch (err) {

@@ -246,7 +246,12 @@ describe('overlay control plane', () => {
       ['h2', 'up', true],
     ]);
 
+    // In use by both hosts: refused, naming this host's sandbox and the other host's endpoint; prune leaves it.
+    const inUse = await h2.api.deleteNetwork('web').catch((err: Error) => err.message);
+    expect(inUse).toMatch(/on another host/);
+    expect(inUse).toMatch(/\bs2\b/);
     await h2.api.disconnect('web', 's2');
+    expect(await h2.api.pruneNetworks()).toEqual([]);
     await until('h1 has dropped h2’s peer', () => !h1.overlay.macs(web.id).includes(e2.mac));
     expect(h2.overlay.kernel.has(web.id)).toBe(false); // its last endpoint took the devices
 
