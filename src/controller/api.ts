@@ -185,11 +185,11 @@ export interface DockerEndpointRequest {
  * of netctl, in netctl's terms: ids are Docker's, deletes are idempotent
  * (a restarted dockerd retries them), and a container's sandbox is made on
  * its first join and dropped with its last leave. Every call but
- * dataScope and activate waits for the sweep the last activate started.
+ * connectivityScope and activate waits for the sweep the last activate started.
  */
 export interface DockerNetworkApi {
-  /** Whether driver's networks span hosts (`global`) or one host (`local`). */
-  dataScope(driver: string): 'local' | 'global';
+  /** Whether driver's endpoints reach across hosts (`global`) or one host's (`local`). */
+  connectivityScope(driver: string): 'local' | 'global';
   /** A dockerd (re)started: drop in the background what a crashed one left; returns at once. */
   activate(): void;
   createNetwork(request: DockerNetworkRequest): Promise<void>;

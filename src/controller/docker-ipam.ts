@@ -16,6 +16,8 @@
  * `--ipam-opt netctl.name=NAME` gives Docker the pool of netctl network
  * NAME, shared: Docker's addresses come from the same pool as netctl's own
  * sandboxes', and Docker's ReleasePool gives back only Docker's addresses.
+ * An overlay's pool is the cluster's, shared by every host's Docker: each
+ * host's owners name the host, and a host's Docker gives back only its own.
  */
 import { randomBytes } from 'node:crypto';
 import { parsePrefix } from '../address.js';
@@ -33,11 +35,16 @@ export const DOCKER_POOL_OWNER = 'docker:ipam';
  * Owner of one address Docker asks for in a pool: `docker:<pool id>@<nonce>`.
  * One owner per reservation: the IPAM gives an address again to the owner
  * that holds it (a retried CNI ADD), and a `--ip` already in use must be
- * refused to the second container that asks for it.
+ * refused to the second container that asks for it. In a pool of the
+ * cluster's (a global network's, shared with each host's Docker) the owner
+ * names the host too, `docker:<pool id>@<host id>.<nonce>`: a host's
+ * Docker gives back only its own.
  */
-export const dockerAddressOwner = (poolId: string) => `docker:${poolId}@${randomBytes(4).toString('hex')}`;
-/** True for the owners dockerAddressOwner makes for poolId. */
-export const isDockerAddressOwner = (owner: string, poolId: string) => owner.startsWith(`docker:${poolId}@`);
+export const dockerAddressOwner = (poolId: string, hostId?: string) =>
+  `docker:${poolId}@${hostId ? `${hostId}.` : ''}${randomBytes(4).toString('hex')}`;
+/** True for the owners dockerAddressOwner makes for poolId (and hostId). */
+export const isDockerAddressOwner = (owner: string, poolId: string, hostId?: string) =>
+  owner.startsWith(`docker:${poolId}@${hostId ? `${hostId}.` : ''}`);
 
 /** What the IPAM's address-in-use error tells beyond its code: the address and who holds it. */
 interface AddressHeld {
@@ -87,8 +94,9 @@ export class DockerIpam implements DockerIpamApi {
     const { ipam } = this.ctx;
     const found = await this.findPool(poolId);
     if (!found) return;
+    const host = await this.hostOf(poolId);
     for (const r of await ipam.listReservations(poolId)) {
-      if (isDockerAddressOwner(r.owner, poolId)) await ipam.releaseAddress(poolId, r.address);
+      if (isDockerAddressOwner(r.owner, poolId, host)) await ipam.releaseAddress(poolId, r.address);
     }
     if (found.owner === DOCKER_POOL_OWNER) await ipam.releasePool(poolId);
   }
@@ -105,7 +113,7 @@ export class DockerIpam implements DockerIpamApi {
       const r = await this.ctx.ipam.requestAddress({
         poolId,
         ...(address ? { address } : {}),
-        owner: dockerAddressOwner(poolId),
+        owner: dockerAddressOwner(poolId, await this.hostOf(poolId)),
       });
       return r.address;
     } catch (err) {
@@ -120,7 +128,7 @@ export class DockerIpam implements DockerIpamApi {
   async releaseAddress(poolId: string, address: string): Promise<void> {
     if (!(await this.findPool(poolId))) return;
     const held = await this.findReservation(poolId, address);
-    if (held && isDockerAddressOwner(held.owner, poolId))
+    if (held && isDockerAddressOwner(held.owner, poolId, await this.hostOf(poolId)))
       await this.ctx.ipam.releaseAddress(poolId, held.address);
     else if (held) log.debug({ held }, 'Docker released an address it does not hold: kept');
   }
@@ -145,9 +153,16 @@ export class DockerIpam implements DockerIpamApi {
       throw new Errors.InvalidRequest(
         `netctl network ${network.name} has ip-range ${config.ipRange ?? 'none'}, not ${subPool}`,
       );
-    if (!poolId.startsWith(`${addressSpace}/`))
+    // Docker asks in its space for a local-scope driver (every netctl driver is one to Docker); a global network's pool is the cluster's.
+    if (!poolId.startsWith(`${addressSpace}/`) && network.scope !== 'global')
       throw new Errors.InvalidRequest(`pool ${poolId} is not in address space ${addressSpace}`);
     return { poolId, pool: config.subnet };
+  }
+
+  /** This host, for a pool of the cluster's address space (its Docker's owners name it); else undefined. */
+  private async hostOf(poolId: string): Promise<string | undefined> {
+    const { global } = await this.ctx.ipam.defaultAddressSpaces();
+    return poolId.startsWith(`${global}/`) ? this.ctx.overlay?.hostId : undefined;
   }
 
   /** A shared pool's gateway is its network's already: Docker gets that one. */

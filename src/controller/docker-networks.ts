@@ -18,6 +18,7 @@
 import { basename } from 'node:path';
 import { parsePrefix } from '../address.js';
 import type { JoinInfo } from '../core/info.js';
+import { hasIpamLookup } from '../core/ipam.js';
 import type { Endpoint, Network, Sandbox } from '../core/model.js';
 import { NAME_MAX, type PortRequest } from '../core/schemas.js';
 import { Errors, ignoreNotFound, isCode, isNotFound } from '../errors.js';
@@ -84,8 +85,8 @@ export class DockerNetworks implements DockerNetworkApi {
     private readonly rooms: DockerRooms,
   ) {}
 
-  dataScope(driver: string): 'local' | 'global' {
-    return this.ctx.drivers.get(driver)?.capability().dataScope ?? 'local';
+  connectivityScope(driver: string): 'local' | 'global' {
+    return this.ctx.drivers.get(driver)?.capability().connectivityScope ?? 'local';
   }
 
   /**
@@ -104,9 +105,14 @@ export class DockerNetworks implements DockerNetworkApi {
     await this.sweeping;
     const { networks } = this.rooms;
     if (await networks.findDockerNetwork(request.dockerId)) return; // asked again
-    const addressing = await this.addressing(request.dockerId, request.pools);
+    const addressing = await this.addressing(request.dockerId, request.driver, request.pools);
     const existing = request.name ? await this.ctx.state.networkIdByName(request.name) : undefined;
     if (existing) return this.adopt(existing, request.dockerId, request.driver, addressing);
+    // Each host's dockerd would make a network of its own, with its own addresses: one overlay is adopted on every host.
+    if (this.ctx.driver(request.driver).capability().dataScope === 'global')
+      throw new Errors.InvalidRequest(
+        `a ${request.driver} network is made once with netctl network create -d ${request.driver} NAME, then adopted by each host's Docker: docker network create -d netctl-${request.driver} --ipam-driver netctl --ipam-opt netctl.name=NAME -o netctl.name=NAME NAME`,
+      );
     await networks.createExternalNetwork(
       {
         name: request.name ?? dockerNetworkName(request.dockerId),
@@ -221,17 +227,38 @@ export class DockerNetworks implements DockerNetworkApi {
    * That IPAM is netctl's when its pools are in netctl's address spaces (and
    * store): then the network's addresses are held in those pools.
    */
-  private async addressing(networkId: string, pools: DockerPoolData[]): Promise<ExternalAddressing> {
+  private async addressing(
+    networkId: string,
+    driver: string,
+    pools: DockerPoolData[],
+  ): Promise<ExternalAddressing> {
     const config = pools.map(poolConfigOf);
-    const spaces = Object.values(await this.ctx.ipam.defaultAddressSpaces());
-    const ours = pools.length > 0 && pools.every((d) => spaces.includes(d.addressSpace));
-    return {
-      id: networkId,
-      dockerId: networkId,
-      ipamDriver: ours ? 'netctl' : 'default',
-      config,
-      poolIds: ours ? pools.map((d) => `${d.addressSpace}/${d.pool}`) : [],
-    };
+    const spaces = await this.ctx.ipam.defaultAddressSpaces();
+    const ours = pools.length > 0 && pools.every((d) => Object.values(spaces).includes(d.addressSpace));
+    const global = this.ctx.driver(driver).capability().dataScope === 'global';
+    const poolIds: string[] = [];
+    if (ours) for (const d of pools) poolIds.push(await this.poolIdOf(d, global ? spaces.global : undefined));
+    return { id: networkId, dockerId: networkId, ipamDriver: ours ? 'netctl' : 'default', config, poolIds };
+  }
+
+  /**
+   * The netctl pool behind Docker's pool d. Docker names the address space
+   * it asked in, its default for a local-scope driver (every netctl driver
+   * is one to Docker: GetCapabilities); for a global driver's network the
+   * pool is a global network's shared with Docker (`--ipam-opt
+   * netctl.name=`), in the cluster's space: that one unless Docker's own
+   * space holds a pool of that subnet (Docker's own, which adopt refuses).
+   */
+  private async poolIdOf(d: DockerPoolData, globalSpace: string | undefined): Promise<string> {
+    const asked = `${d.addressSpace}/${d.pool}`;
+    if (!globalSpace || d.addressSpace === globalSpace) return asked;
+    const { ipam } = this.ctx;
+    const exists = async (poolId: string) =>
+      hasIpamLookup(ipam)
+        ? (await ipam.pool(poolId)) !== undefined
+        : (await ipam.listPools()).some((p) => p.poolId === poolId);
+    const shared = `${globalSpace}/${d.pool}`;
+    return !(await exists(asked)) && (await exists(shared)) ? shared : asked;
   }
 
   /**

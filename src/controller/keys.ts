@@ -26,6 +26,9 @@
  *   netctl/v1/cluster/vni/<vni>              network id: the VNI is taken
  *   netctl/v1/cluster/hosts/<host id>        HostRecord, under a lease (TTL) its daemon renews
  *   netctl/v1/cluster/peers/<net>/<ep>       Peer: where an endpoint of a global network is
+ *   netctl/v1/cluster/docker/<net>/<host>    Docker network id: host <host>'s dockerd adopted global
+ *                                            network <net> under that id (each host's dockerd has its
+ *                                            own; the host's names/docker/<docker id> points back)
  */
 
 import type { Scope } from '../core/model.js';
@@ -47,6 +50,9 @@ export const clusterKeys = {
   peer: (networkId: string, endpointId: string) => `${CLUSTER_ROOT}/peers/${networkId}/${endpointId}`,
   peersOf: (networkId: string) => `${CLUSTER_ROOT}/peers/${networkId}/`,
   peers: `${CLUSTER_ROOT}/peers/`,
+  dockerNetwork: (networkId: string, hostId: string) => `${CLUSTER_ROOT}/docker/${networkId}/${hostId}`,
+  dockerNetworksOf: (networkId: string) => `${CLUSTER_ROOT}/docker/${networkId}/`,
+  dockerNetworks: `${CLUSTER_ROOT}/docker/`,
 };
 
 /** A network's record and name keys, by its scope. */

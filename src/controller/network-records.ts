@@ -154,11 +154,43 @@ export class NetworkRecords {
       this.all<Network>(clusterKeys.networks),
     ]);
     for (const n of global) this.seen(n);
-    return [...local, ...global];
+    const adopted = global.length ? await this.dockerIdsHere() : new Map<string, string>();
+    return [...local, ...global.map((n) => withDockerId(n, adopted.get(n.id)))];
   }
 
+  /** A network as this host sees it: a global one with this host's Docker id (dockerIdsHere). */
   async network(id: string): Promise<Network | undefined> {
-    return (await this.networkEntry(id))?.value as unknown as Network | undefined;
+    const network = (await this.networkEntry(id))?.value as unknown as Network | undefined;
+    if (network?.scope !== 'global' || !this.cluster) return network;
+    const adopted = await this.kv.get(clusterKeys.dockerNetwork(id, this.cluster.hostId));
+    return withDockerId(network, adopted?.value as string | undefined);
+  }
+
+  /**
+   * Global networks' ids → this host's Docker network id for each. A global
+   * network's record is every host's, but each host's dockerd has a
+   * NetworkID of its own for it: the record never holds one (setDockerId);
+   * this host's view of it has this host's.
+   */
+  private async dockerIdsHere(): Promise<Map<string, string>> {
+    const ids = new Map<string, string>();
+    if (!this.cluster) return ids;
+    const suffix = `/${this.cluster.hostId}`;
+    for (const e of await this.kv.list(clusterKeys.dockerNetworks)) {
+      if (!e.key.endsWith(suffix)) continue;
+      const networkId = e.key.slice(clusterKeys.dockerNetworks.length, -suffix.length);
+      ids.set(networkId, e.value as string);
+    }
+    return ids;
+  }
+
+  /** The hosts whose dockerd adopted global network networkId, and under which Docker id. */
+  async dockerAdoptions(networkId: string): Promise<{ hostId: string; dockerId: string }[]> {
+    const prefix = clusterKeys.dockerNetworksOf(networkId);
+    return (await this.kv.list(prefix)).map((e) => ({
+      hostId: e.key.slice(prefix.length),
+      dockerId: e.value as string,
+    }));
   }
 
   /** A name is this host's network first, else the cluster's. */
@@ -187,7 +219,11 @@ export class NetworkRecords {
         [...[...names, ...aliases].map((k) => ({ key: k, version: 0 })), ...extra.compare],
         [
           { type: 'put', key: nameKey, value: network.id },
-          { type: 'put', key: keys.network(network.id), value: network as unknown as JsonValue },
+          {
+            type: 'put',
+            key: keys.network(network.id),
+            value: sharedRecord(network) as unknown as JsonValue,
+          },
           ...aliases.map((k): KvOp => ({ type: 'put', key: k, value: network.id })),
           ...extra.ops,
         ],
@@ -201,7 +237,7 @@ export class NetworkRecords {
   }
 
   async putNetwork(network: Network): Promise<void> {
-    await this.write(networkKeys(this.seen(network).scope).network(network.id), network);
+    await this.write(networkKeys(this.seen(network).scope).network(network.id), sharedRecord(network));
   }
 
   /** A network with the version of its record (what claims compare). */
@@ -227,6 +263,8 @@ export class NetworkRecords {
   /** Delete a network's record and name, and `alsoKeys` (its VNI) in the same commit. */
   async deleteNetwork(network: Network, alsoKeys: string[] = []): Promise<void> {
     const aliases = network.dockerId ? [key.dockerNetwork(network.dockerId)] : [];
+    if (network.dockerId && network.scope === 'global' && this.cluster)
+      aliases.push(clusterKeys.dockerNetwork(network.id, this.cluster.hostId));
     const keys = networkKeys(this.seen(network).scope);
     await this.deleteNamed(keys.network(network.id), keys.networkName(network.name), network.id, [
       ...aliases,
@@ -241,7 +279,8 @@ export class NetworkRecords {
 
   /**
    * Record (or, with undefined, forget) the Docker network a netctl network
-   * is, with its index entry, in one transaction on the version read.
+   * is, with its index entry, in one transaction on the version read (for a
+   * global network: this host's, setDockerIdHere).
    * Conflict if another network is that Docker network already.
    */
   async setDockerId(networkId: string, dockerId: string | undefined): Promise<Network | undefined> {
@@ -249,6 +288,7 @@ export class NetworkRecords {
       const entry = await this.networkEntry(networkId);
       if (!entry) return undefined;
       const network = entry.value as unknown as Network;
+      if (network.scope === 'global') return this.setDockerIdHere(network, entry.version, dockerId);
       const { dockerId: old, ...rest } = network;
       const updated: Network = dockerId ? { ...rest, dockerId } : rest;
       const compare: KvCompare[] = [{ key: this.netKey(networkId), version: entry.version }];
@@ -271,7 +311,61 @@ export class NetworkRecords {
       }
     }
   }
+
+  /**
+   * setDockerId for a global network: this host's adoption (its cluster key
+   * and the host's index entry), never the shared record, so another host's
+   * dockerd adopts the same network under its own id. On the record's
+   * version read: a delete that marked it since wins.
+   */
+  private async setDockerIdHere(
+    network: Network,
+    version: number,
+    dockerId: string | undefined,
+  ): Promise<Network | undefined> {
+    if (!this.cluster)
+      throw new Errors.NotAdoptable(
+        network.name,
+        dockerId ?? '-',
+        'this daemon is in no cluster (no --advertise-addr)',
+      );
+    const adoptKey = clusterKeys.dockerNetwork(network.id, this.cluster.hostId);
+    const adopted = await this.kv.get(adoptKey);
+    const old = adopted?.value as string | undefined;
+    const compare: KvCompare[] = [
+      { key: this.netKey(network.id), version },
+      { key: adoptKey, version: adopted?.version ?? 0 },
+    ];
+    const ops: KvOp[] = dockerId
+      ? [{ type: 'put', key: adoptKey, value: dockerId }]
+      : [{ type: 'delete', key: adoptKey }];
+    if (old && old !== dockerId) ops.push({ type: 'delete', key: key.dockerNetwork(old) });
+    if (dockerId && old !== dockerId) {
+      compare.push({ key: key.dockerNetwork(dockerId), version: 0 });
+      ops.push({ type: 'put', key: key.dockerNetwork(dockerId), value: network.id });
+    }
+    try {
+      await this.kv.txn(compare, ops);
+    } catch (err) {
+      if (!(err instanceof KvConflictError)) throw err;
+      const holder = dockerId ? await this.networkIdByDockerId(dockerId) : undefined;
+      if (holder && holder !== network.id)
+        throw new Errors.NotAdoptable(network.name, dockerId, `netctl network ${holder} is that already`);
+      return this.setDockerId(network.id, dockerId); // changed meanwhile: read again
+    }
+    return withDockerId(network, dockerId);
+  }
 }
+
+/** A network with dockerId (none with undefined). */
+function withDockerId(network: Network, dockerId: string | undefined): Network {
+  const { dockerId: _, ...rest } = network;
+  return dockerId ? { ...rest, dockerId } : rest;
+}
+
+/** What a network's record holds: a global one's no host's Docker id (dockerIdsHere). */
+const sharedRecord = (network: Network): Network =>
+  network.scope === 'global' ? withDockerId(network, undefined) : network;
 
 export const endOps = (end: IntentEnd | undefined): KvOp[] =>
   end ? [{ type: 'delete', key: key.intent(end.id) }] : [];

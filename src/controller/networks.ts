@@ -306,6 +306,14 @@ export class Networks {
         'remove it with docker network rm',
       );
     }
+    // A global network adopted by another host's dockerd: that host's Docker lets go first.
+    const [elsewhere] = network.scope === 'global' ? await this.ctx.state.dockerAdoptions(network.id) : [];
+    if (elsewhere)
+      throw new Errors.DockerNetwork(
+        network.name,
+        elsewhere.dockerId.slice(0, 12),
+        `remove it with docker network rm on host ${elsewhere.hostId}`,
+      );
     // Marked first (claims.ts): no endpoint joins once the members are looked at.
     await this.ctx.intents.run(
       'deleteNetwork',

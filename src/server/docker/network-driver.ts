@@ -1,9 +1,11 @@
 /**
  * Docker's NetworkDriver protocol (libnetwork drivers/remote) over
  * DockerNetworkApi (src/controller/docker-networks.ts, where what each
- * call does is written), for one netctl driver (`netctl-bridge` → bridge).
- * A thin adapter: one function per call, each Docker's request → the API's
- * call → Docker's answer; the table at the end serves them.
+ * call does is written), for one netctl driver (`netctl-bridge` → bridge,
+ * `netctl-overlay` → overlay, which adopts a netctl overlay network on
+ * each host: docs/docker.md). A thin adapter: one function per call, each
+ * Docker's request → the API's call → Docker's answer; the table at the
+ * end serves them.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
@@ -33,7 +35,7 @@ import {
 /** What every call of one network driver's socket shares. */
 export interface NetworkDriver {
   docker: DockerNetworkApi;
-  /** The netctl driver behind this socket: `bridge` for netctl-bridge. */
+  /** The netctl driver behind this socket: `bridge` for netctl-bridge, `overlay` for netctl-overlay. */
   driver: string;
 }
 
@@ -54,9 +56,19 @@ async function activate({ docker }: NetworkDriver): Promise<object> {
   return { Implements: ['NetworkDriver'] };
 }
 
+/**
+ * Scope is `local` for every driver, netctl-overlay too: a dockerd 20.10
+ * without swarm (no cluster store) refuses every network of a
+ * `global`-scope remote driver ("This node is not a swarm manager. Use
+ * docker swarm init ..."), and local scope is what lets each host's
+ * dockerd keep its own record of the network — each adopts the one netctl
+ * overlay (`-o netctl.name=`), whose shared state is netctl's store.
+ * ConnectivityScope says how far the endpoints reach: `global` for an
+ * overlay, which dockerd takes as a multi-host network (libnetwork's
+ * driverIsMultihost; `docker network inspect` still says Scope local).
+ */
 async function getCapabilities({ docker, driver }: NetworkDriver): Promise<object> {
-  const scope = docker.dataScope(driver);
-  return { Scope: scope, ConnectivityScope: scope };
+  return { Scope: 'local', ConnectivityScope: docker.connectivityScope(driver) };
 }
 
 async function createNetwork(

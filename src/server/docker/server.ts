@@ -2,7 +2,7 @@
  * The Docker plugin protocol area of the daemon (docs/docker.md): one unix
  * socket per plugin in Docker's plugin directory, because Docker names a
  * remote driver after its socket — `netctl-bridge.sock` is the network
- * driver `netctl-bridge`, `netctl.sock` the IPAM driver `netctl`. Each
+ * driver `netctl-bridge` (`netctl-overlay.sock` `netctl-overlay`), `netctl.sock` the IPAM driver `netctl`. Each
  * socket is a fastify instance of its own (the shared setup of app.ts) with
  * this area's plugin: its routes, its `{"Err": ...}` errors and its
  * not-found answer; all share the daemon's one controller (its DockerApi).
@@ -31,6 +31,7 @@ export type DockerPlugin =
 export const DOCKER_PLUGINS: readonly DockerPlugin[] = [
   { name: 'netctl-bridge', implements: 'NetworkDriver', driver: 'bridge' },
   { name: 'netctl', implements: 'IpamDriver' },
+  { name: 'netctl-overlay', implements: 'NetworkDriver', driver: 'overlay' },
 ];
 
 export interface DockerAreaOptions {

@@ -352,3 +352,85 @@ describe('overlay control plane', () => {
     });
   });
 });
+
+describe('Docker on an overlay network, adopted by each host’s dockerd', () => {
+  /** What a host's dockerd does for `docker network create -d netctl-overlay --ipam-opt netctl.name=web -o netctl.name=web`, then two containers' addresses. */
+  async function adoptWeb(h: Host, dockerId: string) {
+    const { dockerIpam, docker } = h.api;
+    // Docker asks in its local space: every netctl driver is local-scope to Docker.
+    const pool = await dockerIpam.requestPool({ addressSpace: 'local', v6: false, shareWith: 'web' });
+    const gateway = await dockerIpam.requestAddress(pool.poolId, { gateway: true });
+    await docker.createNetwork({
+      dockerId,
+      driver: 'overlay',
+      name: 'web',
+      enableIPv6: false,
+      internal: false,
+      options: {},
+      pools: [{ addressSpace: 'local', pool: pool.pool, gateway, auxAddresses: {} }],
+    });
+    const addresses = [
+      await dockerIpam.requestAddress(pool.poolId, { gateway: false }),
+      await dockerIpam.requestAddress(pool.poolId, { gateway: false }),
+    ];
+    return { poolId: pool.poolId, gateway, addresses };
+  }
+
+  it('keeps each host’s Docker id and addresses its own, and lets one host’s Docker go alone', async () => {
+    const memory = new MemoryState();
+    const [h1, h2] = [host(memory, 'h1', '192.0.2.1'), host(memory, 'h2', '192.0.2.2')];
+    const web = await h1.api.createNetwork({
+      name: 'web',
+      driver: 'overlay',
+      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
+    });
+    const [d1, d2] = ['a'.repeat(64), 'b'.repeat(64)];
+    const one = await adoptWeb(h1, d1);
+    const two = await adoptWeb(h2, d2);
+    expect(one.poolId).toBe('global/10.50.0.0/24');
+    expect(two.gateway).toBe('10.50.0.1/24');
+    expect(new Set([...one.addresses, ...two.addresses]).size).toBe(4);
+    // Each host's view has its own Docker id; the shared record none.
+    expect((await h1.api.inspectNetwork('web')).network.dockerId).toBe(d1);
+    expect((await h2.api.inspectNetwork('web')).network.dockerId).toBe(d2);
+    expect((await h2.api.listNetworks()).find((n) => n.id === web.id)?.dockerId).toBe(d2);
+    const record = await new MemoryStore(memory).get(`netctl/v1/cluster/networks/${web.id}`);
+    expect(record?.value).not.toHaveProperty('dockerId');
+    // Adopted under one Docker id per host: a second one on h1 is refused.
+    await expect(adoptWeb(h1, 'c'.repeat(64))).rejects.toMatchObject({ code: 'NETCTL_NOT_ADOPTABLE' });
+    // netctl leaves it to Docker, on the adopting host and on any other.
+    for (const h of [h1, h2])
+      await expect(h.api.deleteNetwork('web')).rejects.toMatchObject({ code: 'NETCTL_DOCKER_NETWORK' });
+
+    // h2's Docker lets go: its addresses and adoption only.
+    for (const a of two.addresses) await h2.api.dockerIpam.releaseAddress(two.poolId, a);
+    await h2.api.dockerIpam.releaseAddress(two.poolId, two.gateway); // the network's: kept
+    await h2.api.dockerIpam.releasePool(two.poolId);
+    await h2.api.docker.deleteNetwork(d2);
+    expect((await h2.api.inspectNetwork('web')).network.dockerId).toBeUndefined();
+    expect((await h1.api.inspectNetwork('web')).network.dockerId).toBe(d1);
+    // h1's Docker still holds its two; h2's Docker asks again and gets neither of them.
+    const again = await adoptWeb(h2, d2);
+    expect(again.addresses.filter((a) => one.addresses.includes(a))).toEqual([]);
+    // h2's ReleasePool gives back h2's addresses only.
+    await h2.api.dockerIpam.releasePool(again.poolId);
+    const reservations = await new KvIpamDriver(new Ipam(h1.kv)).listReservations(one.poolId);
+    expect(reservations.map((r) => r.address).sort()).toEqual([...one.addresses, '10.50.0.1/24'].sort());
+  });
+
+  it('refuses an overlay Docker would make itself', async () => {
+    const memory = new MemoryState();
+    const h1 = host(memory, 'h1', '192.0.2.1');
+    await expect(
+      h1.api.docker.createNetwork({
+        dockerId: 'd'.repeat(64),
+        driver: 'overlay',
+        enableIPv6: false,
+        internal: false,
+        options: {},
+        pools: [{ addressSpace: 'local', pool: '10.70.0.0/24', gateway: '10.70.0.1/24', auxAddresses: {} }],
+      }),
+    ).rejects.toThrow(/adopted by each host's Docker/);
+    expect(await h1.api.listNetworks()).toEqual([]);
+  });
+});
