@@ -7,6 +7,8 @@
  * it talks to a real daemon (daemon-fixture.ts: own socket, own state dir)
  * or, with no daemon on its socket, runs the plugin in-process.
  *
+ * The exec itself is plugin-exec.ts's, free of this file's hooks.
+ *
  * Everything a test starts and makes is removed by daemon-fixture's
  * afterEach (processes by PID, netns, links, rules, temp dirs).
  */
@@ -14,41 +16,32 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { createNetns } from '../../../src/kernel/index.js';
-import { packageRoot } from '../../../src/paths.js';
-import { spawnCollected } from '../../helpers/spawned.js';
 import { testDir } from '../controller/daemon-fixture.js';
+import {
+  type CniCall,
+  type CniOutcome,
+  execPlugin,
+  type PluginHost,
+  REFERENCE_PLUGINS,
+  SHIM,
+} from './plugin-exec.js';
 
-export const SHIM = join(packageRoot, 'native', 'build', 'Release', 'netctl-cni');
-export const REFERENCE_PLUGINS = '/usr/lib/cni';
-
-export interface CniCall {
-  command: 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'GC' | 'VERSION';
-  containerId?: string;
-  netns?: string;
-  ifname?: string;
-  args?: string;
-}
-
-export interface CniOutcome {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  /** stdout as JSON, when there is any. */
-  json: Record<string, unknown> | undefined;
-  ms: number;
-}
+export {
+  type CniCall,
+  type CniOutcome,
+  execPlugin,
+  type PluginHost,
+  REFERENCE_PLUGINS,
+  SHIM,
+} from './plugin-exec.js';
 
 /** A plugin dir with our two plugins in it, and the state our plugins and the daemon share. */
-export interface CniHost {
+export interface CniHost extends PluginHost {
   dir: string;
   /** The daemon socket the shim tries (Daemon.start(dir) listens there). */
   socket: string;
   stateDir: string;
   binDir: string;
-  /** CNI_PATH: our plugins first, then the reference ones. */
-  cniPath: string;
-  /** Environment every plugin call gets besides CNI_*. */
-  env: Record<string, string>;
 }
 
 export function cniHost(): CniHost {
@@ -71,37 +64,6 @@ export function cniHost(): CniHost {
       NETCTL_LOG_LEVEL: 'warn',
     },
   };
-}
-
-/** Exec plugin (a path) as a runtime does, with config on stdin. */
-export async function execPlugin(
-  host: CniHost,
-  plugin: string,
-  call: CniCall,
-  config: unknown,
-  extraEnv: Record<string, string> = {},
-): Promise<CniOutcome> {
-  const env: Record<string, string> = {
-    ...host.env,
-    CNI_COMMAND: call.command,
-    CNI_PATH: host.cniPath,
-    ...(call.containerId !== undefined ? { CNI_CONTAINERID: call.containerId } : {}),
-    ...(call.netns !== undefined ? { CNI_NETNS: call.netns } : {}),
-    ...(call.ifname !== undefined ? { CNI_IFNAME: call.ifname } : {}),
-    ...(call.args !== undefined ? { CNI_ARGS: call.args } : {}),
-    ...extraEnv,
-  };
-  const r = await spawnCollected(plugin, [], {
-    env,
-    input: typeof config === 'string' ? config : JSON.stringify(config),
-  });
-  let json: Record<string, unknown> | undefined;
-  try {
-    json = r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, unknown>) : undefined;
-  } catch {
-    json = undefined; // the test looks at stdout itself
-  }
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json, ms: r.ms };
 }
 
 /** Our plugin, by its installed name (netctl-cni or netctl-ipam). */

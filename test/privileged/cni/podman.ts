@@ -11,6 +11,12 @@
  * HOLDER_SCRIPT). /run/netns is shared with the test's namespace (one peer
  * group), so the netns podman makes for a container is seen by the netctl
  * daemon that runs in the test's namespace, as a host's daemon sees them.
+ *
+ * With `netns` (a simulated host's, bench/lib/cluster.ts) the holder, so
+ * podman, conmon, the plugins they exec and the container cleanup, run in
+ * that network namespace, as on that host. Several such podmans run side by
+ * side: every path one writes is its own dir's or its own tmpfs, and the
+ * netns it makes for containers have random names (cni-<uuid>).
  */
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
@@ -25,11 +31,13 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REFERENCE_PLUGINS } from './fixture.js';
+import { REFERENCE_PLUGINS } from './plugin-exec.js';
 
 const execFileAsync = promisify(execFile);
 
 export interface Podman {
+  /** The holder's pid: podman runs in its mount and network namespaces. */
+  readonly pid: number;
   /** Run `podman ARGS` (inside its mount namespace, with its config); rejects with podman's own stderr. */
   run(args: string[], timeoutMs?: number): Promise<string>;
   /** Remove every container, stop whatever of podman's is still running (by PID), end the namespace. */
@@ -53,6 +61,10 @@ const HOLDER_SCRIPT = [
   'mount -t tmpfs -o mode=755 tmpfs /var/lib',
   'mkdir /var/lib/cni /var/lib/containers',
   'mount -t tmpfs -o mode=1777 tmpfs /var/tmp',
+  // podman's lock table, /dev/shm/libpod_lock: one per podman. Shared, a
+  // podman's first start (its runroot new) frees every lock in it, those of
+  // another podman's containers too (libpod's refresh: FreeAllLocks).
+  'mount -t tmpfs -o mode=1777 tmpfs /dev/shm',
   'echo ready',
   'exec sleep infinity',
 ].join('\n');
@@ -69,17 +81,13 @@ function shareNetnsDir(): void {
   execFileSync('mount', ['--make-shared', '/run/netns']);
 }
 
-function startHolder(): Promise<ChildProcess> {
+function startHolder(netns: string | undefined): Promise<ChildProcess> {
   shareNetnsDir();
   // unchanged: /run/netns stays in the test's peer group; the rest of the
   // isolated run's mounts are private, so the tmpfs mounts stay in here.
-  const holder = spawn(
-    'unshare',
-    ['--mount', '--propagation', 'unchanged', '--', 'sh', '-c', HOLDER_SCRIPT],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const unshare = ['unshare', '--mount', '--propagation', 'unchanged', '--', 'sh', '-c', HOLDER_SCRIPT];
+  const [file, ...args] = netns ? ['nsenter', `--net=${netns}`, '--', ...unshare] : unshare;
+  const holder = spawn(file as string, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let stderr = '';
     holder.stderr?.on('data', (d) => {
@@ -148,12 +156,14 @@ function processesIn(holder: number): number[] {
  * A podman whose CNI plugins are binDir's (then the reference ones), whose
  * network configs are confDir's, with its state under dir. env is passed on
  * to podman and so to the plugins it execs (libcni passes its environment).
+ * With options.netns, everything of its runs in that network namespace.
  */
 export async function startPodman(
   dir: string,
   binDir: string,
   confDir: string,
   env: Record<string, string>,
+  options: { netns?: string } = {},
 ): Promise<Podman> {
   const conf = join(dir, 'containers.conf');
   const storageConf = join(dir, 'storage.conf');
@@ -199,14 +209,19 @@ export async function startPodman(
     ].join('\n'),
   );
   const cgroupsBefore = new Set(libpodCgroups());
-  const holder = await startHolder();
+  const holder = await startHolder(options.netns);
   const pid = holder.pid as number;
   const run = async (args: string[], timeoutMs = 60_000): Promise<string> => {
     try {
-      const { stdout } = await execFileAsync('nsenter', ['-t', String(pid), '-m', '--', 'podman', ...args], {
-        env: podmanEnv,
-        timeout: timeoutMs,
-      });
+      // The holder's mount namespace, and its network namespace (the caller's, or options.netns).
+      const { stdout } = await execFileAsync(
+        'nsenter',
+        ['-t', String(pid), '-m', '-n', '--', 'podman', ...args],
+        {
+          env: podmanEnv,
+          timeout: timeoutMs,
+        },
+      );
       return stdout;
     } catch (err) {
       const e = err as { stderr?: string; message: string };
@@ -215,6 +230,7 @@ export async function startPodman(
   };
   let stopped = false;
   const podman: Podman = {
+    pid,
     run,
     async stop() {
       if (stopped) return;
