@@ -4,6 +4,7 @@
  * `netctl gc` keep it exactly while its owner's record exists (or an
  * operation in flight holds it), and remove it after.
  */
+import { randomBytes } from 'node:crypto';
 
 export type OwnerKind = 'net' | 'ep' | 'sb';
 
@@ -20,3 +21,18 @@ export function parseOwner(owner: string): { kind: OwnerKind; id: string } | und
 }
 
 export const isOwnerOfKind = (owner: string, kind: OwnerKind) => owner.startsWith(`${kind}:`);
+
+/**
+ * Owner of one address Docker asks for in a pool: `docker:<pool id>@<nonce>`.
+ * One owner per reservation: the IPAM gives an address again to the owner
+ * that holds it (a retried CNI ADD), and a `--ip` already in use must be
+ * refused to the second container that asks for it. In a pool of the
+ * cluster's (a global network's, shared with each host's Docker) the owner
+ * names the host too, `docker:<pool id>@<host id>.<nonce>`: a host's
+ * Docker gives back only its own.
+ */
+export const dockerAddressOwner = (poolId: string, hostId?: string) =>
+  `docker:${poolId}@${hostId ? `${hostId}.` : ''}${randomBytes(4).toString('hex')}`;
+/** True for the owners dockerAddressOwner makes for poolId (and hostId). */
+export const isDockerAddressOwner = (owner: string, poolId: string, hostId?: string) =>
+  owner.startsWith(`docker:${poolId}@${hostId ? `${hostId}.` : ''}`);

@@ -19,33 +19,17 @@
  * An overlay's pool is the cluster's, shared by every host's Docker: each
  * host's owners name the host, and a host's Docker gives back only its own.
  */
-import { randomBytes } from 'node:crypto';
 import { parsePrefix } from '../address.js';
 import { type AddressSpaces, hasIpamLookup, type Pool, type Reservation } from '../core/ipam.js';
 import { Errors, isCode } from '../errors.js';
 import { log } from '../log.js';
-import { isOwnerOfKind, parseOwner } from '../owners.js';
+import { dockerAddressOwner, isDockerAddressOwner, isOwnerOfKind, parseOwner } from '../owners.js';
 import type { DockerIpamApi, DockerPoolRequest } from './api.js';
 import type { ControllerContext } from './context.js';
 import type { Networks } from './networks.js';
 
 /** Owner of the pools Docker asks for. */
 export const DOCKER_POOL_OWNER = 'docker:ipam';
-/**
- * Owner of one address Docker asks for in a pool: `docker:<pool id>@<nonce>`.
- * One owner per reservation: the IPAM gives an address again to the owner
- * that holds it (a retried CNI ADD), and a `--ip` already in use must be
- * refused to the second container that asks for it. In a pool of the
- * cluster's (a global network's, shared with each host's Docker) the owner
- * names the host too, `docker:<pool id>@<host id>.<nonce>`: a host's
- * Docker gives back only its own.
- */
-export const dockerAddressOwner = (poolId: string, hostId?: string) =>
-  `docker:${poolId}@${hostId ? `${hostId}.` : ''}${randomBytes(4).toString('hex')}`;
-/** True for the owners dockerAddressOwner makes for poolId (and hostId). */
-export const isDockerAddressOwner = (owner: string, poolId: string, hostId?: string) =>
-  owner.startsWith(`docker:${poolId}@${hostId ? `${hostId}.` : ''}`);
-
 /** What the IPAM's address-in-use error tells beyond its code: the address and who holds it. */
 interface AddressHeld {
   address: string;

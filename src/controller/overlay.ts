@@ -29,7 +29,7 @@ import type { HostRecord, Network, Peer } from '../core/model.js';
 import { Errors } from '../errors.js';
 import { KvConflictError, type KvEvent, type KvStore, type KvWatch } from '../kv/index.js';
 import { log } from '../log.js';
-import { endpointOwner } from '../owners.js';
+import { endpointOwner, isDockerAddressOwner } from '../owners.js';
 import { packageVersion } from '../paths.js';
 import { bootId } from '../sandbox/identity.js';
 import { Lane } from '../serial.js';
@@ -382,8 +382,34 @@ export class Overlay {
           this.reaped++;
         }
       }
+      await this.releaseDockerOf(hostId);
       this.goneSince.delete(hostId);
       log.info({ hostId, goneMs: now - since }, 'released the records and addresses of a host gone too long');
+    }
+  }
+
+  /**
+   * What a gone host's dockerd held of global networks: its adoptions
+   * (which refuse the network's removal on every host) and the addresses
+   * its Docker holds in their pools, by their owners (owners.ts: they name
+   * the host), each taken on the version read.
+   */
+  private async releaseDockerOf(hostId: string): Promise<void> {
+    for (const e of await this.kv.list(clusterKeys.dockerNetworks)) {
+      if (!e.key.endsWith(`/${hostId}`)) continue;
+      try {
+        await this.kv.txn([{ key: e.key, version: e.version }], [{ type: 'delete', key: e.key }]);
+      } catch (err) {
+        if (!(err instanceof KvConflictError)) throw err; // adopted again meanwhile: not ours to take
+      }
+    }
+    const { ipam } = this.ctx;
+    if (!releasesByOwner(ipam)) return;
+    for (const network of await this.ctx.state.networks()) {
+      if (network.scope !== 'global') continue;
+      for (const poolId of network.ipam.poolIds)
+        for (const r of await ipam.listReservations(poolId))
+          if (isDockerAddressOwner(r.owner, poolId, hostId)) await ipam.releaseOwner(r.owner);
     }
   }
 

@@ -418,6 +418,30 @@ describe('Docker on an overlay network, adopted by each host’s dockerd', () =>
     expect(reservations.map((r) => r.address).sort()).toEqual([...one.addresses, '10.50.0.1/24'].sort());
   });
 
+  it('releases the adoption and Docker addresses of a host gone longer than reapAfter', async () => {
+    const memory = new MemoryState();
+    const h1 = host(memory, 'h1', '192.0.2.1', 300);
+    const h2 = host(memory, 'h2', '192.0.2.2', 300, 400);
+    await h1.api.startCluster();
+    await h2.api.startCluster();
+    await h1.api.createNetwork({
+      name: 'web',
+      driver: 'overlay',
+      ipam: { config: [{ subnet: '10.50.0.0/24' }] },
+    });
+    const one = await adoptWeb(h1, 'a'.repeat(64));
+    const two = await adoptWeb(h2, 'b'.repeat(64));
+    const ipam = new KvIpamDriver(new Ipam(h2.kv));
+    const held = async () => (await ipam.listReservations(one.poolId)).map((r) => r.address).sort();
+    await h1.api.close(); // gone for good: its lease expires, then the reap
+    await until('h1’s Docker is released', async () => (await held()).length === 3, 3000);
+    expect(await held()).toEqual([...two.addresses, '10.50.0.1/24'].sort());
+    // Only h2's Docker has the network now.
+    expect((await h2.kv.list('netctl/v1/cluster/docker/')).map((e) => e.key.split('/').pop())).toEqual([
+      'h2',
+    ]);
+  });
+
   it('refuses an overlay Docker would make itself', async () => {
     const memory = new MemoryState();
     const h1 = host(memory, 'h1', '192.0.2.1');
