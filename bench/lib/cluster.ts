@@ -33,7 +33,9 @@
  * `--host-ttl`/`--host-renew`, passed only when given), `daemonArgs` (more
  * `netctl daemon` arguments), `env` (more daemon environment),
  * `appendfsync` (Redis's; default `everysec`, `always` for tests that
- * kill -9 it and must lose nothing).
+ * kill -9 it and must lose nothing), `dockerPlugins` (each daemon serves
+ * Docker's plugin sockets in its host's `pluginDir`, for a dockerd of that
+ * host: bench/lib/dockerd.ts `startDockerd(name, {netns, pluginDir})`).
  *
  * A host: `name` ('h1'), `netns` (its path), `address` (underlay IPv4),
  * `dir` (its temp dir: api.sock, state/, run/, under the cluster's),
@@ -46,7 +48,8 @@
  * `stop()`, `start()`, `restart()`, `running`, `log()`. Each daemon has
  * NETCTL_SOCKET=<dir>/api.sock, NETCTL_STATE_DIR=<dir>/state and
  * NETCTL_RUN_DIR=<dir>/run, and runs with `--kv <redis url>
- * --no-docker-plugins --advertise-addr <address>`.
+ * --no-docker-plugins --advertise-addr <address>` (`--docker-plugins
+ * <dir>/plugins` with `dockerPlugins`; then the host's `pluginDir` is that).
  *
  * The cluster: `hosts`, `redis` ({url, port, pid, stop(), kill(), start()}:
  * SIGTERM or SIGKILL by PID, then the same port and data again),
@@ -119,6 +122,8 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Redis's appendfsync: `always` loses nothing to a kill -9 (default `everysec`). */
   appendfsync?: 'always' | 'everysec';
+  /** Each daemon serves Docker's plugin sockets in its host's pluginDir (default: none). */
+  dockerPlugins?: boolean;
 }
 
 export interface CliResult {
@@ -138,6 +143,8 @@ export interface ClusterHost {
   /** Its dir: api.sock, state/, run/. */
   readonly dir: string;
   readonly socket: string;
+  /** Where its daemon serves Docker's plugin sockets (`dockerPlugins`), else undefined. */
+  readonly pluginDir: string | undefined;
   readonly api: HttpApi;
   /** The running daemon's pid (the last one's after it stopped). */
   readonly pid: number;
@@ -267,6 +274,7 @@ interface HostSpec {
   address: string;
   dir: string;
   sandboxPrefix: string;
+  pluginDir: string | undefined;
   daemonArgs: string[];
   env: Record<string, string>;
 }
@@ -289,6 +297,7 @@ function clusterHost(spec: HostSpec, first: Daemon): ClusterHost {
     address: spec.address,
     dir: spec.dir,
     socket,
+    pluginDir: spec.pluginDir,
     api: first.api,
     get pid() {
       return daemon.pid;
@@ -448,16 +457,19 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       await plugHost(nl, bridge, uplink, netns, address);
       const hostDir = join(dir, name);
       mkdirSync(join(hostDir, 'run'), { recursive: true });
+      const pluginDir = options.dockerPlugins ? join(hostDir, 'plugins') : undefined;
+      if (pluginDir) mkdirSync(pluginDir);
       specs.push({
         name,
         netns,
         address,
         dir: hostDir,
         sandboxPrefix: `${tag}-${name}-`,
+        pluginDir,
         daemonArgs: [
           '--kv',
           redis.url,
-          '--no-docker-plugins',
+          ...(pluginDir ? ['--docker-plugins', pluginDir] : ['--no-docker-plugins']),
           '--advertise-addr',
           address,
           ...(options.hostTtlMs !== undefined ? ['--host-ttl', String(options.hostTtlMs)] : []),

@@ -11,6 +11,15 @@
  * Remote plugins are found at /run/docker/plugins/NAME.sock as seen inside
  * that mount namespace, which is bound to a host-visible directory.
  *
+ * `startDockerd(name, {netns, pluginDir})` runs it in a netns that exists (a
+ * simulated host of bench/lib/cluster.ts) with that host's daemon's plugin
+ * dir, the daemon staying in the caller's mount namespace: the netns
+ * dockerd binds for its containers (<exec-root>/netns/<id>, Docker's
+ * SandboxKey) must be visible there, so that one directory is a shared
+ * mount, in the same peer group inside and out, while every other mount
+ * inside stays private (scripts/isolate.sh makes the caller's private).
+ * The netns is the caller's: stop() leaves it.
+ *
  * A mount namespace keeps mounts private, not files: every path dockerd,
  * containerd and the docker CLI would write by default, and the config
  * files they would read, are pointed into the temp dir, so a machine that
@@ -33,6 +42,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { isolationProblem } from '../../src/isolation.js';
 import { createNetns, deleteNetns } from '../../src/kernel/index.js';
 
 const execFileAsync = promisify(execFile);
@@ -116,11 +126,33 @@ async function importBusybox(dir: string, docker: Dockerd['docker']): Promise<vo
   await docker(['import', tar, 'busybox:latest'], 60_000);
 }
 
-export async function startDockerd(name: string): Promise<Dockerd> {
+export interface DockerdOptions {
+  /** Run in this netns (it stays after stop()), the containers' netns visible outside; default a new one, `name`. */
+  netns?: string;
+  /** The directory to bind as /run/docker/plugins; default one in dockerd's temp dir. */
+  pluginDir?: string;
+}
+
+/** `DIR` a mount of its own with shared propagation: what is mounted under it inside a namespace made with `--propagation unchanged` shows here too. */
+async function shareOut(path: string): Promise<void> {
+  await execFileAsync('mount', ['--bind', path, path]);
+  await execFileAsync('mount', ['--make-shared', path]);
+}
+
+export async function startDockerd(name: string, options: DockerdOptions = {}): Promise<Dockerd> {
+  const problem = options.netns ? isolationProblem() : undefined;
+  if (problem)
+    throw new Error(`startDockerd: a shared mount needs scripts/isolate.sh's mount namespace (${problem})`);
   const dir = mkdtempSync(join(tmpdir(), 'netctl-dockerd-'));
-  const netns = createNetns(name);
-  const pluginDir = join(dir, 'plugins');
+  const netns = options.netns ?? createNetns(name);
+  const pluginDir = options.pluginDir ?? join(dir, 'plugins');
   mkdirSync(pluginDir, { recursive: true });
+  // Docker's SandboxKeys: <exec-root>/netns/<sandbox id>.
+  const netnsDir = join(dir, 'exec', 'netns');
+  if (options.netns) {
+    mkdirSync(netnsDir, { recursive: true });
+    await shareOut(netnsDir);
+  }
   mkdirSync(join(dir, 'ctd'), { recursive: true });
   writeFileSync(
     join(dir, 'ctd', 'config.toml'),
@@ -163,9 +195,10 @@ export async function startDockerd(name: string): Promise<Dockerd> {
     `touch ${ready}`,
     'exec sleep infinity',
   ].join('\n');
+  const propagation = options.netns ? 'unchanged' : 'slave';
   const holder = spawn(
     'nsenter',
-    [`--net=${netns}`, '--', 'unshare', '--mount', '--propagation', 'slave', '--', 'sh', '-c', script],
+    [`--net=${netns}`, '--', 'unshare', '--mount', '--propagation', propagation, '--', 'sh', '-c', script],
     { stdio: 'ignore' },
   );
   const nsenter = ['-t', String(holder.pid), '-m', '-n', '--'];
@@ -248,7 +281,8 @@ export async function startDockerd(name: string): Promise<Dockerd> {
       await kill(dockerd);
       await kill(containerd);
       await kill(holder, 0);
-      deleteNetns(name);
+      if (options.netns) await execFileAsync('umount', ['--recursive', '--lazy', netnsDir]);
+      else deleteNetns(name);
       rmSync(dir, { recursive: true, force: true });
     },
   };
