@@ -20,6 +20,7 @@ import type { Network } from '../../../src/core/model.js';
 import { macFromIpv4 } from '../../../src/kernel/index.js';
 import { CLUSTER_ROOT, openStore } from '../../../src/kv/index.js';
 import { packageRoot } from '../../../src/paths.js';
+import { fetchFrom } from '../controller/fixture.js';
 import { expectedEntries, peerEntries } from '../overlay/fixture.js';
 import { HTTPD } from './fixture.js';
 
@@ -190,7 +191,7 @@ describe('Docker on a netctl overlay across two hosts', () => {
   });
 
   it('containers on two hosts reach each other by address: ping and HTTP', async () => {
-    await docker(h1, 'run', '-d', '--name', 'www', '--network', 'web', ...HTTPD);
+    await docker(h1, 'run', '-d', '--name', 'www', '--network', 'web', '-p', '8080:80', ...HTTPD);
     await docker(h2, 'run', '-d', '--name', 'peer', '--network', 'web', 'busybox', 'sleep', '3600');
     const a = await placement(h1, 'www');
     const b = await placement(h2, 'peer');
@@ -221,6 +222,8 @@ describe('Docker on a netctl overlay across two hosts', () => {
     expect(
       await docker(h2, 'run', '--rm', '--network', 'web', 'busybox', 'wget', '-qO-', `http://${a.ip}/`),
     ).toBe('hello from docker');
+    // -p publishes on the host the container runs on.
+    expect(await fetchFrom(h2.netns, `http://${h1.address}:8080/`)).toBe('hello from docker\n');
   });
 
   it("the two hosts' Docker addresses never meet: each is held by its own host's Docker", async () => {
