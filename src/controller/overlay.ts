@@ -338,7 +338,11 @@ export class Overlay {
    */
   async changed(network: Network, change: 'join' | 'leave'): Promise<void> {
     if (this.closed || (change === 'join' && this.served.has(network.id))) return;
-    await this.lane.run(() => this.sync(network, false));
+    // The endpoint is made either way: entries that could not be programmed
+    // now are the periodic diff's to put in (an undone connect would not help).
+    await this.lane
+      .run(() => this.sync(network, false))
+      .catch((err: unknown) => log.warn({ err, network: network.name }, 'peers not programmed yet'));
   }
 
   /**

@@ -131,6 +131,11 @@ export class OverlayDriver extends BridgeDriver implements PeerProgramming {
   }
 
   override async deleteNetwork(network: Network): Promise<void> {
+    await lanes.run(network.id, () => this.teardown(network));
+  }
+
+  /** Remove the network's devices and rules; the caller holds the network's lane. */
+  private async teardown(network: Network): Promise<void> {
     await this.removeLink(vxlanName(network.id), networkOwner(network.id));
     await super.deleteNetwork(network);
   }
@@ -170,7 +175,7 @@ export class OverlayDriver extends BridgeDriver implements PeerProgramming {
   override async leave(network: Network, endpoint: Endpoint): Promise<void> {
     await lanes.run(network.id, async () => {
       await super.leave(network, endpoint);
-      if (!(await this.hasPorts(network))) await this.deleteNetwork(network);
+      if (!(await this.hasPorts(network))) await this.teardown(network);
     });
   }
 
@@ -182,28 +187,42 @@ export class OverlayDriver extends BridgeDriver implements PeerProgramming {
     return (await linkList(this.host)).some((l) => l.masterIndex === bridge.index && l.name !== vxlan);
   }
 
-  async addPeer(network: Network, peer: Peer): Promise<boolean> {
+  /**
+   * Work on the network's VXLAN device, in the network's lane (a last leave
+   * cannot take the device away half-way); `gone` when it does not exist.
+   */
+  private onDevice<T>(network: Network, gone: T, fn: (link: string) => Promise<T>): Promise<T> {
     const link = vxlanName(network.id);
-    if (!(await linkIfExists(this.host, link))) return false;
-    await fdbReplace(this.host, { link, mac: peer.mac, dst: peer.vtep });
-    // On the bridge too: frames for the MAC go to the tunnel, not flooded to every local port.
-    await fdbReplace(this.host, { link, mac: peer.mac, master: true });
-    for (const ip of [peer.ipv4, peer.ipv6])
-      if (ip) await neighReplace(this.host, { link, ip, mac: peer.mac });
-    return true;
+    return lanes.run(network.id, async () => ((await linkIfExists(this.host, link)) ? fn(link) : gone));
   }
 
-  async removePeer(network: Network, peer: Pick<Peer, 'mac' | 'ipv4' | 'ipv6' | 'vtep'>): Promise<void> {
-    const link = vxlanName(network.id);
-    if (!(await linkIfExists(this.host, link))) return;
-    for (const ip of [peer.ipv4, peer.ipv6]) if (ip) await neighDel(this.host, { link, ip });
-    await fdbDel(this.host, { link, mac: peer.mac, master: true });
-    await fdbDel(this.host, { link, mac: peer.mac, dst: peer.vtep });
+  addPeer(network: Network, peer: Peer): Promise<boolean> {
+    return this.onDevice(network, false, async (link) => {
+      await fdbReplace(this.host, { link, mac: peer.mac, dst: peer.vtep });
+      // On the bridge too: frames for the MAC go to the tunnel, not flooded to every local port.
+      await fdbReplace(this.host, { link, mac: peer.mac, master: true });
+      for (const ip of [peer.ipv4, peer.ipv6])
+        if (ip) await neighReplace(this.host, { link, ip, mac: peer.mac });
+      return true;
+    });
   }
 
-  async programmedPeers(network: Network): Promise<ProgrammedPeer[] | undefined> {
-    const vxlan = await linkIfExists(this.host, vxlanName(network.id));
-    if (!vxlan) return undefined;
+  removePeer(network: Network, peer: Pick<Peer, 'mac' | 'ipv4' | 'ipv6' | 'vtep'>): Promise<void> {
+    return this.onDevice(network, undefined, async (link) => {
+      for (const ip of [peer.ipv4, peer.ipv6]) if (ip) await neighDel(this.host, { link, ip });
+      await fdbDel(this.host, { link, mac: peer.mac, master: true });
+      await fdbDel(this.host, { link, mac: peer.mac, dst: peer.vtep });
+    });
+  }
+
+  programmedPeers(network: Network): Promise<ProgrammedPeer[] | undefined> {
+    return this.onDevice(network, undefined, (link) => this.entries(link));
+  }
+
+  /** The remote peers programmed on a VXLAN device: its static FDB entries with their neighbours. */
+  private async entries(link: string): Promise<ProgrammedPeer[]> {
+    const vxlan = await linkIfExists(this.host, link);
+    if (!vxlan) return [];
     const byMac = new Map<string, ProgrammedPeer>();
     for (const e of await fdbList(this.host, { link: vxlan })) {
       if (e.self && e.permanent && e.dst && e.mac !== '00:00:00:00:00:00')
