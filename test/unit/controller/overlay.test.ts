@@ -263,6 +263,18 @@ describe('overlay control plane', () => {
     expect((await h2.api.listHosts()).find((x) => x.id === 'h1')).toMatchObject({ state: 'down', peers: 1 });
   });
 
+  it('repairs drift: an entry lost from the kernel comes back, a stale one goes, each counted', async () => {
+    const { h2, web, e1 } = await twoHostsOnWeb({ ttl1: 60_000, ttl2: 60_000 });
+    const table = h2.overlay.kernel.get(web.id);
+    table?.delete(e1.mac); // lost (a hand-made `bridge fdb del`)
+    table?.set('02:00:00:00:00:99', { mac: '02:00:00:00:00:99', vtep: '192.0.2.9', ips: ['10.50.0.99'] });
+    await until('the periodic diff has repaired both', () => {
+      const macs = h2.overlay.macs(web.id);
+      return macs.includes(e1.mac) && !macs.includes('02:00:00:00:00:99');
+    });
+    expect((await h2.api.health()).cluster?.repairs).toBeGreaterThanOrEqual(2);
+  });
+
   it('keeps the peers of live hosts through a store outage longer than their lease', async () => {
     const { memory, h2, web, e1 } = await twoHostsOnWeb({ ttl1: 300, ttl2: 300 });
     expect(h2.overlay.macs(web.id)).toEqual([e1.mac]);
