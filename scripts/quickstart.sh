@@ -19,7 +19,7 @@ step() { printf '\n== %s\n$ netctl %s\n' "$1" "$2"; }
 
 node bin/netctl.js daemon >"$demo/daemon.log" 2>&1 &
 daemon=$!
-trap 'kill "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null; rm -rf "$demo"' EXIT
+trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; rm -rf "$demo"' EXIT
 for _ in $(seq 50); do [ -S "$NETCTL_SOCKET" ] && break; sleep 0.1; done
 [ -S "$NETCTL_SOCKET" ] || { cat "$demo/daemon.log"; exit 1; }
 echo "\n== the daemon runs (pid $daemon) on the embedded store, API at $NETCTL_SOCKET"
